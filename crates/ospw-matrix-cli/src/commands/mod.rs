@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub mod materialize;
+pub mod render;
+pub mod secrets;
+pub mod user;

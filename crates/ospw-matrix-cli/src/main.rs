@@ -1,0 +1,128 @@
+//! `ospw-matrix`: render, check and operate a private Matrix server described
+//! by one host description.
+
+#![forbid(unsafe_code)]
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Turn one host description into a private Matrix server's configuration,
+/// and operate it.
+#[derive(Parser)]
+#[command(name = "ospw-matrix", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a host description and write every component's configuration.
+    Render {
+        /// The host description (YAML or JSON). Without it, the embedded
+        /// example host (example.org) is rendered.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The output directory; replaced atomically.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Validate a host description and report every problem; write nothing.
+    Check {
+        /// The host description (YAML or JSON).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the JSON Schema of the host description.
+    Schema,
+    /// Print the embedded example host description.
+    Example,
+    /// Print one new Synapse signing key (`ed25519 a_XXXX <seed>`).
+    Keygen,
+    /// Manage the secrets directory.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+    /// Write a component's runtime configuration with its secret filled in.
+    Materialize {
+        #[command(subcommand)]
+        command: MaterializeCommand,
+    },
+    /// Manage accounts (the server has no public registration).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Create every missing secret; never overwrite an existing one.
+    Init {
+        /// The secrets directory (created with mode 0700).
+        #[arg(long, env = "OSPW_MATRIX_SECRETS_DIR")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum MaterializeCommand {
+    /// coturn's turnserver.conf with the TURN shared secret (mode 0600).
+    Coturn {
+        /// The rendered template (`coturn/turnserver.conf`).
+        #[arg(long)]
+        template: PathBuf,
+        /// The file holding the TURN shared secret.
+        #[arg(long)]
+        secret_file: PathBuf,
+        /// Where to write the runtime configuration.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account through Synapse's shared-secret registration.
+    Add(commands::user::AddArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Render { config, out } => commands::render::render(config.as_deref(), &out),
+        Command::Check { config } => commands::render::check(&config),
+        Command::Schema => commands::render::schema(),
+        Command::Example => {
+            print!("{}", ospw_matrix::EXAMPLE_HOST_YAML);
+            Ok(())
+        }
+        Command::Keygen => commands::secrets::keygen(),
+        Command::Secrets {
+            command: SecretsCommand::Init { dir },
+        } => commands::secrets::init(&dir),
+        Command::Materialize {
+            command:
+                MaterializeCommand::Coturn {
+                    template,
+                    secret_file,
+                    out,
+                },
+        } => commands::materialize::coturn(&template, &secret_file, &out),
+        Command::User {
+            command: UserCommand::Add(args),
+        } => commands::user::add(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ospw-matrix: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

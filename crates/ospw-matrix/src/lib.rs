@@ -1,0 +1,46 @@
+//! # OSPW Matrix
+//!
+//! Typed, validated configuration for a private Matrix server: one
+//! [`HostDescription`] becomes Synapse's `homeserver.yaml`, coturn's
+//! `turnserver.conf`, Element Web's `config.json` and Caddy's site
+//! configuration, consistently, with the privacy invariants (no federation,
+//! no public registration, encryption by default, no phoning home) enforced.
+//!
+//! ```
+//! use ospw_matrix::{example_host, render, RenderContext};
+//!
+//! let host = example_host()?;
+//! let ctx = RenderContext { output_dir: "/etc/ospw-matrix".into() };
+//! let rendered = render(&host, &ctx)?;
+//! assert!(rendered.get("synapse/homeserver.yaml").is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Layout: [`host`] (the model), [`validate`] (field checks), [`components`]
+//! (each program's own configuration model), [`render`] (derivation and
+//! atomic writing), [`secrets`] and [`registration`].
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod components;
+pub mod error;
+pub mod fsutil;
+pub mod host;
+pub mod load;
+pub mod registration;
+pub mod render;
+pub mod secrets;
+pub mod validate;
+pub mod values;
+
+pub use error::{Error, FieldError, Result, ValidationErrors};
+pub use host::HostDescription;
+pub use load::{example_host, load_host, parse_host, EXAMPLE_HOST_YAML};
+pub use render::{render, write_rendered, RenderContext, Rendered};
+pub use validate::validate;
+
+/// The JSON Schema of the host description.
+pub fn host_schema() -> schemars::Schema {
+    schemars::schema_for!(HostDescription)
+}

@@ -1,0 +1,136 @@
+//! Deriving every component's configuration from one host description, and
+//! writing the result atomically.
+//!
+//! [`render`] validates the host description first; then each component
+//! builder derives its typed model, merges the component's free-form
+//! `settings` last and checks that the result still keeps the privacy
+//! invariants. Nothing is written unless everything succeeded.
+
+pub mod caddy;
+pub mod coturn;
+pub mod element;
+pub mod synapse;
+pub mod well_known;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result, ValidationErrors};
+use crate::host::HostDescription;
+use crate::validate::validate;
+
+/// Where the rendered files will live, which some files refer to (Synapse's
+/// log configuration, Element's `config.json` served by Caddy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderContext {
+    /// The absolute directory the files are written to (for NixOS, the
+    /// derivation's `$out`).
+    pub output_dir: PathBuf,
+}
+
+/// One rendered file, relative to the output directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    /// Path relative to the output directory, e.g. `synapse/homeserver.yaml`.
+    pub path: PathBuf,
+    /// The file's contents.
+    pub contents: String,
+}
+
+/// Every file derived from one host description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// The files, in a fixed order.
+    pub files: Vec<RenderedFile>,
+}
+
+impl Rendered {
+    /// The contents of the file at `path` (relative), if rendered.
+    pub fn get(&self, path: &str) -> Option<&str> {
+        self.files
+            .iter()
+            .find(|f| f.path == Path::new(path))
+            .map(|f| f.contents.as_str())
+    }
+}
+
+/// Relative paths of the rendered files.
+pub mod paths {
+    /// Synapse's configuration.
+    pub const HOMESERVER_YAML: &str = "synapse/homeserver.yaml";
+    /// Synapse's logging configuration.
+    pub const SYNAPSE_LOG_CONFIG: &str = "synapse/log.yaml";
+    /// coturn's configuration without its secret; `ospw-matrix materialize
+    /// coturn` adds the secret at service start.
+    pub const TURNSERVER_TEMPLATE: &str = "coturn/turnserver.conf";
+    /// Element Web's configuration.
+    pub const ELEMENT_CONFIG: &str = "element/config.json";
+    /// Caddy's site blocks, to import into a Caddyfile that has its own
+    /// global options (as NixOS's `services.caddy` does).
+    pub const CADDY_SITES: &str = "caddy/sites.caddy";
+    /// A complete standalone Caddyfile: global options plus the sites.
+    pub const CADDYFILE: &str = "caddy/Caddyfile";
+    /// The client discovery document served at `/.well-known/matrix/client`.
+    pub const WELL_KNOWN_CLIENT: &str = "well-known/matrix/client";
+    /// The validated host description as JSON, for the admin commands.
+    pub const HOST_JSON: &str = "host.json";
+}
+
+/// Marks a directory written by [`write_rendered`], so that a re-render may
+/// replace it and nothing else.
+pub const RENDER_MARKER: &str = ".ospw-matrix-render";
+
+/// Validates `host` and derives every file. Returns every problem found.
+pub fn render(host: &HostDescription, ctx: &RenderContext) -> Result<Rendered, ValidationErrors> {
+    validate(host)?;
+    let mut errs = ValidationErrors::new();
+    let homeserver = synapse::homeserver(host, ctx)
+        .map_err(|e| errs.extend(e))
+        .ok();
+    let turnserver = coturn::turnserver(host).map_err(|e| errs.extend(e)).ok();
+    let element = element::config(host).map_err(|e| errs.extend(e)).ok();
+    let sites = caddy::sites(host, ctx).map_err(|e| errs.extend(e)).ok();
+    let (Some(homeserver), Some(turnserver), Some(element), Some(sites)) =
+        (homeserver, turnserver, element, sites)
+    else {
+        return Err(errs);
+    };
+    let host_json = serde_json::to_string_pretty(host).map_err(|e| {
+        let mut errs = ValidationErrors::new();
+        errs.push(".", format!("cannot serialise the host description: {e}"));
+        errs
+    })?;
+    let file = |path: &str, contents: String| RenderedFile {
+        path: PathBuf::from(path),
+        contents,
+    };
+    Ok(Rendered {
+        files: vec![
+            file(paths::HOMESERVER_YAML, homeserver.to_yaml_string()),
+            file(paths::SYNAPSE_LOG_CONFIG, synapse::log_config(host)),
+            file(paths::TURNSERVER_TEMPLATE, turnserver.to_conf_string()),
+            file(paths::ELEMENT_CONFIG, element.to_json_string()),
+            file(paths::CADDY_SITES, sites.to_caddyfile()),
+            file(paths::CADDYFILE, caddy::standalone_caddyfile(host, ctx)),
+            file(paths::WELL_KNOWN_CLIENT, well_known::client(host)),
+            file(paths::HOST_JSON, host_json + "\n"),
+        ],
+    })
+}
+
+/// Writes `rendered` to `out` atomically: the files are written to a staging
+/// directory beside `out`, which then replaces `out` in one rename. An
+/// existing `out` is replaced only if it is empty or was written by this
+/// function (it holds [`RENDER_MARKER`]); anything else is refused.
+pub fn write_rendered(rendered: &Rendered, out: &Path) -> Result<()> {
+    crate::fsutil::replace_dir_atomically(out, RENDER_MARKER, |staging| {
+        for f in &rendered.files {
+            let target = staging.join(&f.path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::io(parent, "create directory", e))?;
+            }
+            std::fs::write(&target, &f.contents).map_err(|e| Error::io(&target, "write", e))?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,480 @@
+//! Validation of a host description: every problem is collected in one pass,
+//! each naming its field path and the expected form.
+//!
+//! This module checks the host description's own fields. The component
+//! builders in [`crate::render`] check, in addition, that the free-form
+//! `settings` of each component do not break the privacy invariants.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use crate::error::ValidationErrors;
+use crate::host::{HostDescription, SecretKind, SynapseListen};
+use crate::values::{parse_duration_ms, parse_port_range, parse_size_bytes, PortRange};
+
+/// Words that mark a value the user was meant to replace.
+const PLACEHOLDERS: [&str; 6] = [
+    "change_me",
+    "changeme",
+    "change-me",
+    "replace_me",
+    "replaceme",
+    "your_domain",
+];
+
+/// Keys that would put a secret value inline, per component, with the
+/// host-description field to use instead.
+pub(crate) const INLINE_SECRET_KEYS: [(&str, &str, &str); 9] = [
+    (
+        "synapse",
+        "registration_shared_secret",
+        "secrets.registration_shared_secret_file",
+    ),
+    (
+        "synapse",
+        "macaroon_secret_key",
+        "secrets.macaroon_secret_key_file",
+    ),
+    ("synapse", "form_secret", "secrets.form_secret_file"),
+    (
+        "synapse",
+        "turn_shared_secret",
+        "secrets.turn_shared_secret_file",
+    ),
+    (
+        "synapse",
+        "turn_password",
+        "secrets.turn_shared_secret_file",
+    ),
+    ("synapse", "signing_key", "secrets.signing_key_file"),
+    (
+        "synapse",
+        "recaptcha_private_key",
+        "a file read with recaptcha_private_key_path",
+    ),
+    (
+        "turn",
+        "static-auth-secret",
+        "secrets.turn_shared_secret_file",
+    ),
+    (
+        "turn",
+        "user",
+        "the TURN REST API credentials Synapse hands out",
+    ),
+];
+
+/// Validates `host`, returning every problem found.
+pub fn validate(host: &HostDescription) -> Result<(), ValidationErrors> {
+    let mut errs = ValidationErrors::new();
+    check_names(host, &mut errs);
+    check_synapse(host, &mut errs);
+    check_turn(host, &mut errs);
+    check_element(host, &mut errs);
+    check_proxy(host, &mut errs);
+    check_secrets(host, &mut errs);
+    check_ports(host, &mut errs);
+    check_placeholders(host, &mut errs);
+    check_inline_secrets(host, &mut errs);
+    errs.into_result(())
+}
+
+/// Whether `name` is a valid DNS host name (letters, digits and hyphens in
+/// labels of 1 to 63 characters, no hyphen at either end, 253 at most).
+pub fn is_dns_name(name: &str) -> bool {
+    if name.is_empty() || name.len() > 253 || name.ends_with('.') {
+        return false;
+    }
+    if name.parse::<IpAddr>().is_ok() {
+        return false;
+    }
+    name.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    }) && !name
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn dns_name(errs: &mut ValidationErrors, path: &str, value: &str) {
+    if !is_dns_name(value) {
+        errs.push(
+            path,
+            format!(
+                "{value:?} is not a valid DNS name: expected labels of letters, digits and \
+                 hyphens separated by dots, such as matrix.example.org"
+            ),
+        );
+    }
+}
+
+fn ip(errs: &mut ValidationErrors, path: &str, value: &str) -> Option<IpAddr> {
+    match value.parse::<IpAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            errs.push(
+                path,
+                format!("{value:?} is not an IP address: expected IPv4 such as 203.0.113.7 or IPv6 such as 2001:db8::7"),
+            );
+            None
+        }
+    }
+}
+
+fn absolute(errs: &mut ValidationErrors, path: &str, value: &Path) {
+    if !value.is_absolute() {
+        errs.push(
+            path,
+            format!(
+                "{:?} is not an absolute path: expected a path starting with /",
+                value.display().to_string()
+            ),
+        );
+    }
+}
+
+fn nonzero_port(errs: &mut ValidationErrors, path: &str, port: u16) {
+    if port == 0 {
+        errs.push(path, "0 is not a usable port: expected 1 to 65535");
+    }
+}
+
+fn check_names(host: &HostDescription, errs: &mut ValidationErrors) {
+    dns_name(errs, "base_domain", &host.base_domain);
+    dns_name(errs, "server_name", &host.server_name);
+    dns_name(errs, "matrix_host", &host.matrix_host);
+    dns_name(errs, "element_host", &host.element_host);
+    if host.server_name != host.base_domain && host.server_name != host.matrix_host {
+        errs.push(
+            "server_name",
+            format!(
+                "{:?} must be either base_domain ({:?}, delegating with .well-known) or matrix_host ({:?})",
+                host.server_name, host.base_domain, host.matrix_host
+            ),
+        );
+    }
+    if host.element_host == host.matrix_host {
+        errs.push(
+            "element_host",
+            format!(
+                "{:?} must differ from matrix_host: Element Web must be served from its own host name so that \
+                 content served by the homeserver cannot run script in the client's origin",
+                host.element_host
+            ),
+        );
+    }
+}
+
+fn check_synapse(host: &HostDescription, errs: &mut ValidationErrors) {
+    let s = &host.synapse;
+    match &s.listen {
+        SynapseListen::Tcp { address, port } => {
+            if let Some(addr) = ip(errs, "synapse.listen.tcp.address", address) {
+                if !addr.is_loopback() {
+                    errs.push(
+                        "synapse.listen.tcp.address",
+                        format!("{address:?} is not a loopback address: Synapse is only reached through the proxy, expected 127.0.0.1 or ::1"),
+                    );
+                }
+            }
+            nonzero_port(errs, "synapse.listen.tcp.port", *port);
+        }
+        SynapseListen::Unix { path } => absolute(errs, "synapse.listen.unix.path", path),
+    }
+    for (path, value) in [
+        ("synapse.database.name", &s.database.name),
+        ("synapse.database.user", &s.database.user),
+    ] {
+        let ok = value.len() <= 63
+            && value
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !ok {
+            errs.push(
+                path,
+                format!("{value:?} is not a plain PostgreSQL identifier: expected lower-case letters, digits and _ (such as synapse)"),
+            );
+        }
+    }
+    absolute(errs, "synapse.database.socket_dir", &s.database.socket_dir);
+    nonzero_port(errs, "synapse.database.port", s.database.port);
+    absolute(errs, "synapse.data_dir", &s.data_dir);
+    if let Some(media) = &s.media_store_path {
+        absolute(errs, "synapse.media_store_path", media);
+    }
+    if let Err(message) = parse_size_bytes(&s.max_upload_size) {
+        errs.push("synapse.max_upload_size", message);
+    }
+}
+
+fn check_turn(host: &HostDescription, errs: &mut ValidationErrors) {
+    let t = &host.turn;
+    if let Some(h) = &t.host {
+        dns_name(errs, "turn.host", h);
+    }
+    if let Some(realm) = &t.realm {
+        dns_name(errs, "turn.realm", realm);
+    }
+    for (i, addr) in t.listening_ips.iter().enumerate() {
+        ip(errs, &format!("turn.listening_ips[{i}]"), addr);
+    }
+    nonzero_port(errs, "turn.port", t.port);
+    if let Some(tls) = &t.tls {
+        nonzero_port(errs, "turn.tls.port", tls.port);
+        absolute(errs, "turn.tls.cert_file", &tls.cert_file);
+        absolute(errs, "turn.tls.key_file", &tls.key_file);
+    }
+    if let Err(message) = parse_port_range(&t.relay_ports) {
+        errs.push("turn.relay_ports", message);
+    }
+    if let Some(external) = &t.external_ip {
+        // coturn accepts `PUBLIC` or `PUBLIC/PRIVATE`.
+        let mut parts = external.splitn(2, '/');
+        if let Some(public) = parts.next() {
+            ip(errs, "turn.external_ip", public);
+        }
+        if let Some(private) = parts.next() {
+            ip(errs, "turn.external_ip", private);
+        }
+    }
+    if let Some(relay) = &t.relay_ip {
+        ip(errs, "turn.relay_ip", relay);
+    }
+    if t.user_quota == 0 {
+        errs.push(
+            "turn.user_quota",
+            "0 would refuse every call: expected a positive number of allocations per user",
+        );
+    }
+    if t.total_quota == 0 {
+        errs.push(
+            "turn.total_quota",
+            "0 would refuse every call: expected a positive number of allocations",
+        );
+    } else if t.user_quota > t.total_quota {
+        errs.push(
+            "turn.user_quota",
+            format!(
+                "{} is above turn.total_quota ({}): expected at most the total quota",
+                t.user_quota, t.total_quota
+            ),
+        );
+    }
+    if let Err(message) = parse_duration_ms(&t.credential_lifetime) {
+        errs.push("turn.credential_lifetime", message);
+    }
+}
+
+fn check_element(host: &HostDescription, errs: &mut ValidationErrors) {
+    let e = &host.element;
+    if e.brand.trim().is_empty() {
+        errs.push(
+            "element.brand",
+            "is empty: expected the name shown to users, such as Example Chat",
+        );
+    }
+    absolute(errs, "element.webroot", &e.webroot);
+}
+
+fn check_proxy(host: &HostDescription, errs: &mut ValidationErrors) {
+    let p = &host.proxy;
+    if let Some(email) = &p.acme_email {
+        let valid = email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && is_dns_name(domain))
+            && !email.chars().any(char::is_whitespace);
+        if !valid {
+            errs.push(
+                "proxy.acme_email",
+                format!("{email:?} is not an e-mail address: expected name@example.org"),
+            );
+        }
+    }
+    nonzero_port(errs, "proxy.http_port", p.http_port);
+    nonzero_port(errs, "proxy.https_port", p.https_port);
+    for (i, addr) in p.bind.iter().enumerate() {
+        ip(errs, &format!("proxy.bind[{i}]"), addr);
+    }
+    if p.admin != "off" {
+        let valid = p
+            .admin
+            .rsplit_once(':')
+            .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok_and(|n| n != 0));
+        if !valid {
+            errs.push(
+                "proxy.admin",
+                format!(
+                    "{:?} is not an address: expected host:port such as localhost:2019, or off",
+                    p.admin
+                ),
+            );
+        }
+    }
+}
+
+fn check_secrets(host: &HostDescription, errs: &mut ValidationErrors) {
+    absolute(errs, "secrets.dir", &host.secrets.dir);
+    for kind in SecretKind::ALL {
+        if let Some(file) = host.secrets.explicit_file(kind) {
+            absolute(errs, kind.field(), file);
+        }
+    }
+}
+
+/// A port claimed by one service, for collision checks.
+struct Claim {
+    field: String,
+    range: PortRange,
+}
+
+fn check_ports(host: &HostDescription, errs: &mut ValidationErrors) {
+    let mut tcp: Vec<Claim> = Vec::new();
+    let mut udp: Vec<Claim> = Vec::new();
+    let single = |field: &str, port: u16| Claim {
+        field: field.to_owned(),
+        range: PortRange {
+            first: port,
+            last: port,
+        },
+    };
+    if let SynapseListen::Tcp { port, .. } = host.synapse.listen {
+        tcp.push(single("synapse.listen.tcp.port", port));
+    }
+    tcp.push(single("proxy.http_port", host.proxy.http_port));
+    tcp.push(single("proxy.https_port", host.proxy.https_port));
+    tcp.push(single("turn.port", host.turn.port));
+    udp.push(single("turn.port", host.turn.port));
+    if let Some(tls) = &host.turn.tls {
+        tcp.push(single("turn.tls.port", tls.port));
+        udp.push(single("turn.tls.port", tls.port));
+    }
+    if let Ok(range) = parse_port_range(&host.turn.relay_ports) {
+        udp.push(Claim {
+            field: "turn.relay_ports".to_owned(),
+            range,
+        });
+    }
+    let mut reported: BTreeMap<(String, String), ()> = BTreeMap::new();
+    for (proto, claims) in [("TCP", &tcp), ("UDP", &udp)] {
+        for (i, a) in claims.iter().enumerate() {
+            for b in &claims[i + 1..] {
+                if a.range.overlaps(&b.range)
+                    && reported
+                        .insert((a.field.clone(), b.field.clone()), ())
+                        .is_none()
+                {
+                    errs.push(
+                        b.field.clone(),
+                        format!(
+                            "{} collides with {} ({}) on {proto}: expected a port no other service uses",
+                            b.range, a.field, a.range
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check_placeholders(host: &HostDescription, errs: &mut ValidationErrors) {
+    let Ok(value) = serde_json::to_value(host) else {
+        return;
+    };
+    walk_strings(&value, "", &mut |path, s| {
+        let lower = s.to_ascii_lowercase();
+        if let Some(word) = PLACEHOLDERS.iter().find(|w| lower.contains(*w)) {
+            errs.push(
+                path,
+                format!(
+                    "{s:?} still holds the placeholder {}: replace it with the real value",
+                    word.to_ascii_uppercase()
+                ),
+            );
+        }
+    });
+}
+
+/// Calls `f(path, string)` for every string (keys of maps excluded) in `value`.
+pub(crate) fn walk_strings(value: &serde_json::Value, path: &str, f: &mut dyn FnMut(&str, &str)) {
+    match value {
+        serde_json::Value::String(s) => f(path, s),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                walk_strings(item, &format!("{path}[{i}]"), f);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (key, item) in map {
+                let sub = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                walk_strings(item, &sub, f);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_inline_secrets(host: &HostDescription, errs: &mut ValidationErrors) {
+    for (component, key, instead) in INLINE_SECRET_KEYS {
+        let settings = match component {
+            "synapse" => &host.synapse.settings,
+            _ => &host.turn.settings,
+        };
+        if settings.contains_key(key) {
+            errs.push(
+                format!("{component}.settings.{key}"),
+                format!("secret values may not be written inline (they would end up in world-readable files): use {instead}"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_names() {
+        for good in [
+            "example.org",
+            "matrix.example.org",
+            "localhost",
+            "a-b.c9.test",
+            "xn--bcher-kva.example",
+        ] {
+            assert!(is_dns_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "-a.org",
+            "a-.org",
+            "a..org",
+            "a.org.",
+            "exa mple.org",
+            "1.2.3.4",
+            "a_b.org",
+            "a.123",
+        ] {
+            assert!(!is_dns_name(bad), "{bad}");
+        }
+        assert!(!is_dns_name(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn example_is_valid() {
+        let host = crate::load::example_host().expect("example parses");
+        assert_eq!(validate(&host), Ok(()));
+    }
+}
