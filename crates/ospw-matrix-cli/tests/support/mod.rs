@@ -1,0 +1,103 @@
+//! Shared helpers for the tests that run the `ospw-matrix` binary and real
+//! programs (Synapse, coturn, Caddy).
+//!
+//! A real program that is missing makes a test *fail* under CI (`CI` set)
+//! and skip with a message elsewhere: CI installs everything
+//! (`scripts/install-test-deps.sh`), so a skip there would hide a gap.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The `ospw-matrix` binary under test.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ospw-matrix"))
+}
+
+/// Runs `ospw-matrix ARGS`, returning its output.
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run ospw-matrix")
+}
+
+/// The Python interpreter of the virtual environment holding Synapse
+/// (`OSPW_SYNAPSE_PYTHON`, default `/opt/ospw-venv/bin/python`).
+pub fn synapse_python() -> Option<PathBuf> {
+    let path = std::env::var_os("OSPW_SYNAPSE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/ospw-venv/bin/python"));
+    path.exists().then_some(path)
+}
+
+/// Finds `program` on PATH.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Returns `Some(path)` for an available program; otherwise fails under CI
+/// and returns `None` (the caller returns early) with a printed skip message.
+pub fn require(what: &str, found: Option<PathBuf>) -> Option<PathBuf> {
+    match found {
+        Some(path) => Some(path),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("{what} is missing: CI must install it (scripts/install-test-deps.sh)")
+        }
+        None => {
+            eprintln!("SKIP: {what} is not installed; run scripts/install-test-deps.sh");
+            None
+        }
+    }
+}
+
+/// The directory of Synapse's published config schema
+/// (`../shared/reference/synapse-schema` beside the checkout, or
+/// `OSPW_SYNAPSE_SCHEMA_DIR`).
+pub fn synapse_schema_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("OSPW_SYNAPSE_SCHEMA_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = repo.join("../shared/reference/synapse-schema");
+    dir.join("synapse-config.schema.yaml").exists().then_some(dir)
+}
+
+/// A fresh temporary directory, removed when dropped (kept when the
+/// environment sets `OSPW_KEEP_TMP`).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates `$TMPDIR/ospw-<tag>-<pid>-<n>`.
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("ospw-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+
+    /// The path of the directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("OSPW_KEEP_TMP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("find a free port")
+}

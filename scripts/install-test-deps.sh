@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian 12 machine, as
+# root: PostgreSQL 15, coturn, Caddy, Nix (for parsing and evaluating the
+# modules), libpq-dev (to build psycopg2), and Synapse from PyPI into a
+# virtual environment at $OSPW_VENV (default /opt/ospw-venv). Idempotent.
+set -euo pipefail
+
+OSPW_VENV=${OSPW_VENV:-/opt/ospw-venv}
+APT_PACKAGES=(postgresql-15 postgresql-client-15 libpq-dev coturn caddy nix-bin jq)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "install-test-deps: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The Debian packages start their services; the tests start their own
+# instances on other ports and directories, so stop the system ones.
+for svc in coturn caddy postgresql; do
+  systemctl stop "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
+done
+
+if ! "$OSPW_VENV/bin/python" -c 'import synapse, psycopg2, jsonschema' >/dev/null 2>&1; then
+  echo "install-test-deps: creating $OSPW_VENV with matrix-synapse[postgres]"
+  python3 -m venv "$OSPW_VENV"
+  "$OSPW_VENV/bin/pip" install -q --upgrade pip
+  "$OSPW_VENV/bin/pip" install -q 'matrix-synapse[postgres]' jsonschema
+fi
+echo "install-test-deps: Synapse $("$OSPW_VENV/bin/python" -c 'import synapse; print(synapse.__version__)') in $OSPW_VENV"
