@@ -1,0 +1,255 @@
+//! The table of bad inputs: each case breaks one rule, and must be rejected
+//! by the CLI with a non-zero exit, a message naming the field, and nothing
+//! written; the library must return the same field in its typed error.
+
+mod support;
+
+use ospw_matrix::{parse_host, render, Error, RenderContext};
+use serde_yaml::Value;
+
+/// A minimal valid host description; each case deep-merges a patch into it.
+const BASE: &str = "\
+base_domain: example.org
+server_name: example.org
+matrix_host: matrix.example.org
+element_host: chat.example.org
+";
+
+/// (patch in YAML, the field the error must name)
+const CASES: &[(&str, &str)] = &[
+    // Names.
+    ("base_domain: exa mple.org", "base_domain"),
+    ("server_name: -bad.example.org", "server_name"),
+    ("matrix_host: matrix..example.org", "matrix_host"),
+    ("element_host: chat_example.org", "element_host"),
+    ("server_name: other.org", "server_name"),
+    ("element_host: matrix.example.org", "element_host"),
+    ("matrix_host: 192.0.2.10", "matrix_host"),
+    // Synapse.
+    ("synapse: {listen: {tcp: {address: 10.0.0.5, port: 8008}}}", "synapse.listen.tcp.address"),
+    ("synapse: {listen: {tcp: {address: not-an-ip, port: 8008}}}", "synapse.listen.tcp.address"),
+    ("synapse: {listen: {tcp: {address: 127.0.0.1, port: 0}}}", "synapse.listen.tcp.port"),
+    ("synapse: {listen: {unix: {path: synapse.sock}}}", "synapse.listen.unix.path"),
+    ("synapse: {listen: {carrier_pigeon: {}}}", "synapse.listen"),
+    ("synapse: {database: {name: Synapse-DB}}", "synapse.database.name"),
+    ("synapse: {database: {user: 'root;drop'}}", "synapse.database.user"),
+    ("synapse: {database: {socket_dir: run/postgresql}}", "synapse.database.socket_dir"),
+    ("synapse: {database: {password: hunter2}}", "synapse.database"),
+    ("synapse: {data_dir: var/lib/synapse}", "synapse.data_dir"),
+    ("synapse: {media_store_path: media}", "synapse.media_store_path"),
+    ("synapse: {max_upload_size: 50MB}", "synapse.max_upload_size"),
+    ("synapse: {max_upload_size: lots}", "synapse.max_upload_size"),
+    ("synapse: {encryption_by_default: sometimes}", "synapse.encryption_by_default"),
+    ("synapse: {log_level: verbose}", "synapse.log_level"),
+    ("synapse: {presence: maybe}", "synapse.presence"),
+    ("synapse: {enable_registration: true}", "synapse"),
+    // TURN.
+    ("turn: {host: turn..example.org}", "turn.host"),
+    ("turn: {realm: 'realm with spaces'}", "turn.realm"),
+    ("turn: {listening_ips: [1.2.3]}", "turn.listening_ips[0]"),
+    ("turn: {port: 0}", "turn.port"),
+    ("turn: {port: 70000}", "turn.port"),
+    ("turn: {tls: {cert_file: cert.pem, key_file: /etc/key.pem}}", "turn.tls.cert_file"),
+    ("turn: {tls: {cert_file: /etc/cert.pem}}", "turn.tls"),
+    ("turn: {relay_ports: 60000-50000}", "turn.relay_ports"),
+    ("turn: {relay_ports: '50000'}", "turn.relay_ports"),
+    ("turn: {relay_ports: 1-99999}", "turn.relay_ports"),
+    ("turn: {external_ip: 1.2.3.4.5}", "turn.external_ip"),
+    ("turn: {relay_ip: '::g'}", "turn.relay_ip"),
+    ("turn: {user_quota: 0}", "turn.user_quota"),
+    ("turn: {user_quota: 50, total_quota: 10}", "turn.user_quota"),
+    ("turn: {total_quota: -1}", "turn.total_quota"),
+    ("turn: {credential_lifetime: 1 hour}", "turn.credential_lifetime"),
+    // Element.
+    ("element: {brand: ''}", "element.brand"),
+    ("element: {webroot: element}", "element.webroot"),
+    ("element: {default_theme: purple}", "element.default_theme"),
+    // Proxy.
+    ("proxy: {acme_email: admin}", "proxy.acme_email"),
+    ("proxy: {tls: selfsigned}", "proxy.tls"),
+    ("proxy: {bind: [0.0.0.300]}", "proxy.bind[0]"),
+    ("proxy: {admin: nowhere}", "proxy.admin"),
+    // Port collisions.
+    ("proxy: {http_port: 8443, https_port: 8443}", "proxy.https_port"),
+    ("proxy: {https_port: 8008}", "proxy.https_port"),
+    ("turn: {port: 50000, relay_ports: 49152-65535}", "turn.relay_ports"),
+    ("turn: {port: 3478, tls: {port: 3478, cert_file: /c.pem, key_file: /k.pem}}", "turn.tls.port"),
+    ("turn: {port: 443}", "turn.port"),
+    // Secrets.
+    ("secrets: {dir: secrets}", "secrets.dir"),
+    ("secrets: {signing_key_file: signing.key}", "secrets.signing_key_file"),
+    ("secrets: {turn_shared_secret: s3cr3t}", "secrets"),
+    ("synapse: {settings: {registration_shared_secret: s3cr3t}}", "synapse.settings.registration_shared_secret"),
+    ("synapse: {settings: {macaroon_secret_key: s3cr3t}}", "synapse.settings.macaroon_secret_key"),
+    ("turn: {settings: {static-auth-secret: s3cr3t}}", "turn.settings.static-auth-secret"),
+    // Placeholders.
+    ("element: {brand: CHANGE_ME}", "element.brand"),
+    ("synapse: {settings: {admin_contact: 'mailto:changeme@example.org'}}", "synapse.settings.admin_contact"),
+    ("proxy: {acme_email: CHANGE_ME@example.org}", "proxy.acme_email"),
+    // Unknown keys.
+    ("federation: true", "federation"),
+    ("turn: {allow_guests: true}", "turn"),
+    // Settings that would break privacy.
+    ("synapse: {settings: {enable_registration: true}}", "synapse.settings.enable_registration"),
+    ("synapse: {settings: {federation_domain_whitelist: [other.org]}}", "synapse.settings.federation_domain_whitelist"),
+    ("synapse: {settings: {trusted_key_servers: [{server_name: matrix.org}]}}", "synapse.settings.trusted_key_servers"),
+    ("synapse: {settings: {allow_guest_access: true}}", "synapse.settings.allow_guest_access"),
+    ("synapse: {settings: {report_stats: true}}", "synapse.settings.report_stats"),
+    ("synapse: {settings: {serve_server_wellknown: true}}", "synapse.settings.serve_server_wellknown"),
+    ("synapse: {settings: {allow_public_rooms_over_federation: true}}", "synapse.settings.allow_public_rooms_over_federation"),
+    ("synapse: {settings: {turn_allow_guests: true}}", "synapse.settings.turn_allow_guests"),
+    (
+        "synapse: {settings: {listeners: [{port: 8448, type: http, bind_addresses: ['::'], resources: [{names: [federation]}]}]}}",
+        "synapse.settings.listeners",
+    ),
+    ("turn: {settings: {allow-loopback-peers: true}}", "turn.settings.allow-loopback-peers"),
+    ("turn: {settings: {no-tcp-relay: false}}", "turn.settings.no-tcp-relay"),
+    ("turn: {settings: {allowed-peer-ip: 10.0.0.0-10.255.255.255}}", "turn.settings.allowed-peer-ip"),
+    ("element: {settings: {integrations_ui_url: 'https://scalar.vector.im/'}}", "element.settings.integrations_ui_url"),
+    ("element: {settings: {bug_report_endpoint_url: 'https://element.io/bugreports/submit'}}", "element.settings.bug_report_endpoint_url"),
+    ("element: {settings: {posthog: {project_api_key: phc_x, api_host: 'https://posthog.element.io'}}}", "element.settings.posthog"),
+    ("element: {settings: {disable_custom_urls: false}}", "element.settings.disable_custom_urls"),
+    ("element: {settings: {default_federate: true}}", "element.settings.default_federate"),
+];
+
+fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Mapping(b), Value::Mapping(p)) => {
+            for (k, v) in p {
+                match b.get_mut(&k) {
+                    Some(existing) if existing.is_mapping() && v.is_mapping() => merge(existing, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, p) => *b = p,
+    }
+}
+
+fn case_yaml(patch: &str) -> String {
+    let mut base: Value = serde_yaml::from_str(BASE).expect("base parses");
+    let patch: Value = serde_yaml::from_str(patch).expect("patch parses");
+    merge(&mut base, patch);
+    serde_yaml::to_string(&base).expect("serialise case")
+}
+
+/// The field paths the library reports for `yaml`, or `None` if it is valid.
+fn library_errors(yaml: &str) -> Option<Vec<String>> {
+    let ctx = RenderContext {
+        output_dir: "/etc/ospw-matrix".into(),
+    };
+    match parse_host(yaml, "case") {
+        Err(Error::Parse { path, message, .. }) => Some(vec![format!("{path}: {message}")]),
+        Err(other) => Some(vec![other.to_string()]),
+        Ok(host) => match render(&host, &ctx) {
+            Ok(_) => None,
+            Err(errs) => Some(errs.errors.iter().map(|e| e.to_string()).collect()),
+        },
+    }
+}
+
+#[test]
+fn at_least_forty_cases() {
+    assert!(CASES.len() >= 40, "only {} cases", CASES.len());
+}
+
+#[test]
+fn base_is_valid() {
+    assert_eq!(library_errors(&case_yaml("{}")), None);
+}
+
+#[test]
+fn library_rejects_each_case_naming_its_field() {
+    let mut failures = Vec::new();
+    for (patch, field) in CASES {
+        let yaml = case_yaml(patch);
+        match library_errors(&yaml) {
+            None => failures.push(format!("accepted: {patch}")),
+            Some(errors) => {
+                if !errors.iter().any(|e| e.contains(field)) {
+                    failures.push(format!("{patch}: no error names {field}: {errors:?}"));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn cli_rejects_each_case_and_writes_nothing() {
+    let tmp = support::TempDir::new("bad-inputs");
+    let mut failures = Vec::new();
+    for (i, (patch, field)) in CASES.iter().enumerate() {
+        let config = tmp.path().join(format!("case-{i}.yaml"));
+        std::fs::write(&config, case_yaml(patch)).expect("write case");
+        let out = tmp.path().join(format!("out-{i}"));
+        let output = support::run(&[
+            "render",
+            "--config",
+            &config.display().to_string(),
+            "--out",
+            &out.display().to_string(),
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if output.status.success() {
+            failures.push(format!("exit 0 for {patch}"));
+        } else if output.status.code() != Some(1) {
+            failures.push(format!(
+                "{patch}: exit {:?} (a panic?): {stderr}",
+                output.status.code()
+            ));
+        }
+        if !stderr.contains(field) {
+            failures.push(format!("{patch}: stderr does not name {field}: {stderr}"));
+        }
+        if out.exists() {
+            failures.push(format!("{patch}: {} was written", out.display()));
+        }
+        let check = support::run(&["check", "--config", &config.display().to_string()]);
+        if check.status.success() {
+            failures.push(format!("check accepted {patch}"));
+        }
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("list temp dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with("case-"))
+        .collect();
+    if !leftovers.is_empty() {
+        failures.push(format!("staging left behind: {leftovers:?}"));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn all_errors_are_reported_in_one_pass() {
+    let yaml = case_yaml(
+        "{base_domain: 'exa mple.org', turn: {relay_ports: 60000-50000, user_quota: 0}, synapse: {max_upload_size: lots}}",
+    );
+    let errors = library_errors(&yaml).expect("rejected");
+    for field in [
+        "base_domain",
+        "turn.relay_ports",
+        "turn.user_quota",
+        "synapse.max_upload_size",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(field)),
+            "{field} missing from {errors:?}"
+        );
+    }
+    assert!(
+        errors.iter().any(|e| e
+            == "turn.relay_ports: 60000-50000 is empty: the first port must be below the last"),
+        "{errors:?}"
+    );
+}
