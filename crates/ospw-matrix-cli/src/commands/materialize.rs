@@ -1,11 +1,23 @@
-//! `materialize coturn`.
-// STUB: owned by the coturn work.
+//! `materialize coturn`: the runtime `turnserver.conf`, with the shared
+//! secret filled in, written atomically with mode 0600.
 
 use std::path::Path;
 
+use ospw_matrix::components::coturn;
+use ospw_matrix::fsutil::write_file_atomically;
 use ospw_matrix::Error;
 
-/// Writes coturn's runtime configuration with the secret filled in.
-pub fn coturn(_template: &Path, _secret_file: &Path, _out: &Path) -> Result<(), Error> {
-    Err(Error::Other("materialize coturn: not built yet".into()))
+/// Reads the template and the secret, checks the template again (a
+/// tampered template is refused), and writes coturn's runtime configuration
+/// to `out` with mode 0600.
+pub fn coturn(template: &Path, secret_file: &Path, out: &Path) -> Result<(), Error> {
+    let template_text = std::fs::read_to_string(template)
+        .map_err(|e| Error::io(template, "read the coturn template", e))?;
+    let secret_text = std::fs::read_to_string(secret_file)
+        .map_err(|e| Error::io(secret_file, "read the TURN shared secret file", e))?;
+    let secret = coturn::check_secret(&secret_text, secret_file)?;
+    let text = coturn::materialize(&template_text, &template.display().to_string(), &secret)?;
+    write_file_atomically(out, text.as_bytes(), 0o600)?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
 }

@@ -1,13 +1,1050 @@
-//! coturn's `turnserver.conf`.
-// STUB: owned by the coturn work; replaced by the typed model.
+//! coturn's `turnserver.conf`: a typed model that parses and emits the file,
+//! keeps options it does not know (in order), and lists the ways a
+//! configuration breaks this product's privacy invariants.
+//!
+//! The format is one option per line: `key=value`, or a bare `key` for a
+//! flag. Lines starting with `#` are comments (dropped on parsing). Some
+//! options may be repeated (`listening-ip`, `denied-peer-ip`, ...).
+//!
+//! The rendered file is a *template* without `static-auth-secret`;
+//! [`materialize`] adds the secret at service start, after checking the
+//! template again, so the secret never lands in a world-readable place.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
+
+use crate::error::{Error, FieldError, ValidationErrors};
+
+/// One line of `turnserver.conf`: an option and its value (`None` for a flag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfEntry {
+    /// The option name, e.g. `listening-port`.
+    pub key: String,
+    /// The value after `=`, or `None` for a bare flag.
+    pub value: Option<String>,
+}
+
+impl ConfEntry {
+    /// A `key=value` entry.
+    pub fn value(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            value: Some(value.into()),
+        }
+    }
+
+    /// A bare flag.
+    pub fn flag(key: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            value: None,
+        }
+    }
+}
 
 /// coturn's `turnserver.conf`.
+///
+/// The fields are the options this product sets or checks; every other
+/// option is kept in [`TurnserverConf::extra`] in its original order, so a
+/// parse/emit round trip keeps every option.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TurnserverConf {}
+pub struct TurnserverConf {
+    /// `listening-port`: the TURN port (UDP and TCP).
+    pub listening_port: Option<u16>,
+    /// `tls-listening-port`: the TURN-over-TLS port (TLS and DTLS).
+    pub tls_listening_port: Option<u16>,
+    /// `listening-ip` (repeated): the addresses to listen on; none means all.
+    pub listening_ips: Vec<String>,
+    /// `relay-ip` (repeated): the addresses relayed traffic leaves from.
+    pub relay_ips: Vec<String>,
+    /// `external-ip` (repeated): the public address, `PUBLIC` or
+    /// `PUBLIC/PRIVATE`, when the host is behind NAT.
+    pub external_ips: Vec<String>,
+    /// `min-port`: the first UDP relay port.
+    pub min_port: Option<u16>,
+    /// `max-port`: the last UDP relay port.
+    pub max_port: Option<u16>,
+    /// `realm`: the TURN realm.
+    pub realm: Option<String>,
+    /// `use-auth-secret`: time-limited credentials (TURN REST API) derived
+    /// from a shared secret, as Synapse hands them out.
+    pub use_auth_secret: bool,
+    /// `static-auth-secret`: the shared secret. Absent in the rendered
+    /// template; added by [`materialize`].
+    pub static_auth_secret: Option<String>,
+    /// `cert`: the TLS certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// `pkey`: the TLS private key (PEM).
+    pub pkey: Option<PathBuf>,
+    /// `user-quota`: allocations one user may hold at once.
+    pub user_quota: Option<u32>,
+    /// `total-quota`: allocations the server holds at once.
+    pub total_quota: Option<u32>,
+    /// `fingerprint`: add FINGERPRINT to messages (WebRTC expects it).
+    pub fingerprint: bool,
+    /// `no-cli`: no telnet admin console.
+    pub no_cli: bool,
+    /// `no-multicast-peers`: refuse multicast peer addresses.
+    pub no_multicast_peers: bool,
+    /// `no-tcp-relay`: relay UDP only (WebRTC needs nothing else; TCP
+    /// relaying would let clients reach TCP services).
+    pub no_tcp_relay: bool,
+    /// `no-tls`: no TLS listener.
+    pub no_tls: bool,
+    /// `no-dtls`: no DTLS listener.
+    pub no_dtls: bool,
+    /// `no-tlsv1`: refuse TLS 1.0.
+    pub no_tlsv1: bool,
+    /// `no-tlsv1_1`: refuse TLS 1.1.
+    pub no_tlsv1_1: bool,
+    /// `denied-peer-ip` (repeated): peer address ranges never relayed to,
+    /// as `ADDRESS` or `FIRST-LAST` (coturn 4.6 does not read CIDR).
+    pub denied_peer_ips: Vec<String>,
+    /// `allowed-peer-ip` (repeated): exceptions to `denied-peer-ip`.
+    pub allowed_peer_ips: Vec<String>,
+    /// `log-file`: the log file; `stdout` sends everything to standard
+    /// output (the journal under systemd), `syslog` to syslog.
+    pub log_file: Option<String>,
+    /// `simple-log`: one log file without a date in its name.
+    pub simple_log: bool,
+    /// `syslog`: log to syslog.
+    pub syslog: bool,
+    /// `no-software-attribute`: do not announce coturn's version.
+    pub no_software_attribute: bool,
+    /// `pidfile`: where coturn writes its process id.
+    pub pidfile: Option<PathBuf>,
+    /// Every other option, in order.
+    pub extra: Vec<ConfEntry>,
+}
+
+/// Options that may be repeated.
+const REPEATED: [&str; 5] = [
+    "listening-ip",
+    "relay-ip",
+    "external-ip",
+    "denied-peer-ip",
+    "allowed-peer-ip",
+];
+
+/// Flags this model keeps as typed booleans.
+const FLAGS: [&str; 12] = [
+    "use-auth-secret",
+    "fingerprint",
+    "no-cli",
+    "no-multicast-peers",
+    "no-tcp-relay",
+    "no-tls",
+    "no-dtls",
+    "no-tlsv1",
+    "no-tlsv1_1",
+    "simple-log",
+    "syslog",
+    "no-software-attribute",
+];
+
+/// Options that would open the server up; each is refused with the reason.
+const REFUSED: [(&str, &str); 7] = [
+    (
+        "allow-loopback-peers",
+        "would let clients relay to services on the server's loopback interface",
+    ),
+    (
+        "lt-cred-mech",
+        "enables static long-term accounts: only the time-limited credentials Synapse hands out (use-auth-secret) are allowed",
+    ),
+    (
+        "user",
+        "defines a static TURN account: only the time-limited credentials Synapse hands out (use-auth-secret) are allowed",
+    ),
+    (
+        "no-auth",
+        "would let anyone relay through the server without credentials",
+    ),
+    (
+        "cli-password",
+        "enables the telnet admin console: keep no-cli",
+    ),
+    (
+        "web-admin",
+        "enables the web admin console",
+    ),
+    (
+        "userdb",
+        "enables a database of static TURN accounts: only use-auth-secret is allowed",
+    ),
+];
+
+/// The peer address ranges that must be denied, as in Synapse's TURN guide
+/// (`docs/setup/turn/coturn.md`), plus multicast, documentation and
+/// benchmarking ranges: private, loopback, link-local, CGNAT, documentation,
+/// benchmarking, multicast and reserved ranges for IPv4 and IPv6. Written as
+/// coturn 4.6 reads them (`FIRST-LAST` or a single address).
+pub const REQUIRED_DENIED_PEER_IPS: [&str; 27] = [
+    // IPv4
+    "0.0.0.0-0.255.255.255",       // 0.0.0.0/8 "this network"
+    "10.0.0.0-10.255.255.255",     // 10/8 private
+    "100.64.0.0-100.127.255.255",  // 100.64/10 CGNAT
+    "127.0.0.0-127.255.255.255",   // 127/8 loopback
+    "169.254.0.0-169.254.255.255", // 169.254/16 link-local
+    "172.16.0.0-172.31.255.255",   // 172.16/12 private
+    "192.0.0.0-192.0.0.255",       // 192.0.0/24 IETF protocol assignments
+    "192.0.2.0-192.0.2.255",       // 192.0.2/24 TEST-NET-1
+    "192.88.99.0-192.88.99.255",   // 192.88.99/24 6to4 relay anycast
+    "192.168.0.0-192.168.255.255", // 192.168/16 private
+    "198.18.0.0-198.19.255.255",   // 198.18/15 benchmarking
+    "198.51.100.0-198.51.100.255", // 198.51.100/24 TEST-NET-2
+    "203.0.113.0-203.0.113.255",   // 203.0.113/24 TEST-NET-3
+    "224.0.0.0-239.255.255.255",   // 224/4 multicast
+    "240.0.0.0-255.255.255.254",   // 240/4 reserved
+    "255.255.255.255",             // limited broadcast
+    // IPv6
+    "::",                                                // unspecified
+    "::1",                                               // loopback
+    "64:ff9b::-64:ff9b::ffff:ffff",                      // 64:ff9b::/96 NAT64
+    "::ffff:0.0.0.0-::ffff:255.255.255.255",             // ::ffff:0:0/96 IPv4-mapped
+    "100::-100::ffff:ffff:ffff:ffff",                    // 100::/64 discard
+    "2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff",     // 2001::/23 IETF assignments
+    "2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", // 2001:db8::/32 documentation
+    "2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff",    // 2002::/16 6to4
+    "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",    // fc00::/7 unique local
+    "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",    // fe80::/10 link-local
+    "ff00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",    // ff00::/8 multicast
+];
+
+/// An inclusive range of addresses of one family, as 128-bit numbers
+/// (IPv4 and IPv6 kept apart by `v6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct AddrRange {
+    v6: bool,
+    first: u128,
+    last: u128,
+}
+
+fn addr_num(addr: IpAddr) -> (bool, u128) {
+    match addr {
+        IpAddr::V4(a) => (false, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (true, u128::from(a)),
+    }
+}
+
+/// Parses `ADDRESS`, `FIRST-LAST` or `ADDRESS/PREFIX` into a range.
+fn parse_addr_range(text: &str) -> Option<AddrRange> {
+    let text = text.trim();
+    if let Some((addr, prefix)) = text.split_once('/') {
+        let (v6, n) = addr_num(addr.parse().ok()?);
+        let bits: u32 = if v6 { 128 } else { 32 };
+        let prefix: u32 = prefix.parse().ok().filter(|p| *p <= bits)?;
+        let host_bits = bits - prefix;
+        let mask: u128 = if host_bits >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << host_bits) - 1
+        };
+        return Some(AddrRange {
+            v6,
+            first: n & !mask,
+            last: n | mask,
+        });
+    }
+    // An IPv6 address has no '-', so a '-' always separates a range.
+    if let Some((a, b)) = text.split_once('-') {
+        let (v6a, first) = addr_num(a.trim().parse().ok()?);
+        let (v6b, last) = addr_num(b.trim().parse().ok()?);
+        if v6a != v6b || first > last {
+            return None;
+        }
+        return Some(AddrRange {
+            v6: v6a,
+            first,
+            last,
+        });
+    }
+    let (v6, n) = addr_num(text.parse().ok()?);
+    Some(AddrRange {
+        v6,
+        first: n,
+        last: n,
+    })
+}
+
+/// Merges overlapping or adjacent ranges.
+fn merge_ranges(mut ranges: Vec<AddrRange>) -> Vec<AddrRange> {
+    ranges.sort();
+    let mut merged: Vec<AddrRange> = Vec::new();
+    for r in ranges {
+        match merged.last_mut() {
+            Some(m) if m.v6 == r.v6 && r.first <= m.last.saturating_add(1) => {
+                m.last = m.last.max(r.last);
+            }
+            _ => merged.push(r),
+        }
+    }
+    merged
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, FieldError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "1" | "yes" | "true" | "on" => Ok(true),
+        "0" | "no" | "false" | "off" => Ok(false),
+        _ => Err(FieldError::new(
+            key,
+            format!("{value:?} is not a flag value: expected the bare option, or true/false"),
+        )),
+    }
+}
 
 impl TurnserverConf {
-    /// Emits the `turnserver.conf` text.
+    /// Parses `turnserver.conf` text. Every problem is reported, each naming
+    /// the option (and its line).
+    pub fn parse(text: &str) -> Result<Self, ValidationErrors> {
+        let mut errs = ValidationErrors::new();
+        let mut entries = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let entry = match line.split_once('=') {
+                Some((k, v)) => ConfEntry::value(k.trim(), v.trim()),
+                None => ConfEntry::flag(line),
+            };
+            let key = entry.key.trim_start_matches("--");
+            if key.is_empty()
+                || !key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                errs.push(
+                    format!("line {}", i + 1),
+                    format!("{line:?} is not an option: expected key=value or a bare flag"),
+                );
+                continue;
+            }
+            entries.push(ConfEntry {
+                key: key.to_owned(),
+                value: entry.value,
+            });
+        }
+        match Self::from_entries(entries) {
+            Ok(conf) => errs.into_result(conf),
+            Err(more) => {
+                errs.extend(more);
+                Err(errs)
+            }
+        }
+    }
+
+    /// Builds the model from options in file order. Errors name the option.
+    pub fn from_entries(entries: Vec<ConfEntry>) -> Result<Self, ValidationErrors> {
+        let mut conf = Self::default();
+        let mut errs = ValidationErrors::new();
+        let mut seen: Vec<String> = Vec::new();
+        for entry in entries {
+            if let Err(e) = conf.apply(entry, &mut seen) {
+                errs.errors.push(e);
+            }
+        }
+        errs.into_result(conf)
+    }
+
+    fn apply(&mut self, entry: ConfEntry, seen: &mut Vec<String>) -> Result<(), FieldError> {
+        let key = entry.key.as_str();
+        let is_typed_scalar = matches!(
+            key,
+            "listening-port"
+                | "tls-listening-port"
+                | "min-port"
+                | "max-port"
+                | "realm"
+                | "static-auth-secret"
+                | "cert"
+                | "pkey"
+                | "user-quota"
+                | "total-quota"
+                | "log-file"
+                | "pidfile"
+        );
+        if is_typed_scalar || FLAGS.contains(&key) {
+            if seen.iter().any(|k| k == key) {
+                return Err(FieldError::new(
+                    key,
+                    "is given twice: expected it once (coturn would silently use one of them)",
+                ));
+            }
+            seen.push(key.to_owned());
+        }
+        let need_value = |entry: &ConfEntry| -> Result<String, FieldError> {
+            match &entry.value {
+                Some(v) if !v.is_empty() => Ok(v.clone()),
+                _ => Err(FieldError::new(
+                    &entry.key,
+                    "has no value: expected key=value",
+                )),
+            }
+        };
+        let port = |entry: &ConfEntry| -> Result<u16, FieldError> {
+            let v = need_value(entry)?;
+            v.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+                FieldError::new(
+                    &entry.key,
+                    format!("{v:?} is not a port: expected 1 to 65535"),
+                )
+            })
+        };
+        let count = |entry: &ConfEntry| -> Result<u32, FieldError> {
+            let v = need_value(entry)?;
+            v.parse::<u32>().map_err(|_| {
+                FieldError::new(
+                    &entry.key,
+                    format!("{v:?} is not a number: expected 0 or more"),
+                )
+            })
+        };
+        let flag = |entry: &ConfEntry| -> Result<bool, FieldError> {
+            match &entry.value {
+                None => Ok(true),
+                Some(v) => parse_bool(&entry.key, v),
+            }
+        };
+        match key {
+            "listening-port" => self.listening_port = Some(port(&entry)?),
+            "tls-listening-port" => self.tls_listening_port = Some(port(&entry)?),
+            "min-port" => self.min_port = Some(port(&entry)?),
+            "max-port" => self.max_port = Some(port(&entry)?),
+            "listening-ip" => self.listening_ips.push(need_value(&entry)?),
+            "relay-ip" => self.relay_ips.push(need_value(&entry)?),
+            "external-ip" => self.external_ips.push(need_value(&entry)?),
+            "denied-peer-ip" => {
+                let v = need_value(&entry)?;
+                check_range(key, &v)?;
+                self.denied_peer_ips.push(v);
+            }
+            "allowed-peer-ip" => {
+                let v = need_value(&entry)?;
+                check_range(key, &v)?;
+                self.allowed_peer_ips.push(v);
+            }
+            "realm" => self.realm = Some(need_value(&entry)?),
+            "static-auth-secret" => self.static_auth_secret = Some(need_value(&entry)?),
+            "cert" => self.cert = Some(PathBuf::from(need_value(&entry)?)),
+            "pkey" => self.pkey = Some(PathBuf::from(need_value(&entry)?)),
+            "user-quota" => self.user_quota = Some(count(&entry)?),
+            "total-quota" => self.total_quota = Some(count(&entry)?),
+            "log-file" => self.log_file = Some(need_value(&entry)?),
+            "pidfile" => self.pidfile = Some(PathBuf::from(need_value(&entry)?)),
+            "use-auth-secret" => self.use_auth_secret = flag(&entry)?,
+            "fingerprint" => self.fingerprint = flag(&entry)?,
+            "no-cli" => self.no_cli = flag(&entry)?,
+            "no-multicast-peers" => self.no_multicast_peers = flag(&entry)?,
+            "no-tcp-relay" => self.no_tcp_relay = flag(&entry)?,
+            "no-tls" => self.no_tls = flag(&entry)?,
+            "no-dtls" => self.no_dtls = flag(&entry)?,
+            "no-tlsv1" => self.no_tlsv1 = flag(&entry)?,
+            "no-tlsv1_1" => self.no_tlsv1_1 = flag(&entry)?,
+            "simple-log" => self.simple_log = flag(&entry)?,
+            "syslog" => self.syslog = flag(&entry)?,
+            "no-software-attribute" => self.no_software_attribute = flag(&entry)?,
+            _ => self.extra.push(entry),
+        }
+        Ok(())
+    }
+
+    /// The options in emission order: the typed fields in a fixed order,
+    /// then [`TurnserverConf::extra`] in its order.
+    pub fn to_entries(&self) -> Vec<ConfEntry> {
+        let mut out = Vec::new();
+        let mut value = |key: &str, v: Option<String>| {
+            if let Some(v) = v {
+                out.push(ConfEntry::value(key, v));
+            }
+        };
+        value("listening-port", self.listening_port.map(|p| p.to_string()));
+        value(
+            "tls-listening-port",
+            self.tls_listening_port.map(|p| p.to_string()),
+        );
+        let mut out2 = Vec::new();
+        for ip in &self.listening_ips {
+            out2.push(ConfEntry::value("listening-ip", ip));
+        }
+        for ip in &self.relay_ips {
+            out2.push(ConfEntry::value("relay-ip", ip));
+        }
+        for ip in &self.external_ips {
+            out2.push(ConfEntry::value("external-ip", ip));
+        }
+        out.append(&mut out2);
+        let scalars: [(&str, Option<String>); 9] = [
+            ("min-port", self.min_port.map(|p| p.to_string())),
+            ("max-port", self.max_port.map(|p| p.to_string())),
+            ("realm", self.realm.clone()),
+            ("static-auth-secret", self.static_auth_secret.clone()),
+            ("cert", self.cert.as_ref().map(|p| p.display().to_string())),
+            ("pkey", self.pkey.as_ref().map(|p| p.display().to_string())),
+            ("user-quota", self.user_quota.map(|n| n.to_string())),
+            ("total-quota", self.total_quota.map(|n| n.to_string())),
+            ("log-file", self.log_file.clone()),
+        ];
+        for (key, v) in scalars {
+            if let Some(v) = v {
+                out.push(ConfEntry::value(key, v));
+            }
+        }
+        if let Some(p) = &self.pidfile {
+            out.push(ConfEntry::value("pidfile", p.display().to_string()));
+        }
+        let flags = [
+            ("use-auth-secret", self.use_auth_secret),
+            ("fingerprint", self.fingerprint),
+            ("no-cli", self.no_cli),
+            ("no-multicast-peers", self.no_multicast_peers),
+            ("no-tcp-relay", self.no_tcp_relay),
+            ("no-tls", self.no_tls),
+            ("no-dtls", self.no_dtls),
+            ("no-tlsv1", self.no_tlsv1),
+            ("no-tlsv1_1", self.no_tlsv1_1),
+            ("simple-log", self.simple_log),
+            ("syslog", self.syslog),
+            ("no-software-attribute", self.no_software_attribute),
+        ];
+        for (key, on) in flags {
+            if on {
+                out.push(ConfEntry::flag(key));
+            }
+        }
+        for r in &self.denied_peer_ips {
+            out.push(ConfEntry::value("denied-peer-ip", r));
+        }
+        for r in &self.allowed_peer_ips {
+            out.push(ConfEntry::value("allowed-peer-ip", r));
+        }
+        out.extend(self.extra.iter().cloned());
+        out
+    }
+
+    /// Emits the `turnserver.conf` text, one option per line.
     pub fn to_conf_string(&self) -> String {
-        String::new()
+        let mut text = String::from(
+            "# coturn configuration generated by ospw-matrix. Do not edit: change the host\n\
+             # description and render again. The shared secret is added at service start.\n",
+        );
+        for e in self.to_entries() {
+            match e.value {
+                Some(v) => text.push_str(&format!("{}={}\n", e.key, v)),
+                None => text.push_str(&format!("{}\n", e.key)),
+            }
+        }
+        text
+    }
+
+    /// Sets `key` from a free-form setting, replacing every existing
+    /// occurrence: `values` empty removes the option, `[None]` sets a flag,
+    /// several values repeat it. Errors name the option.
+    pub fn set(&mut self, key: &str, values: Vec<Option<String>>) -> Result<(), ValidationErrors> {
+        let mut entries: Vec<ConfEntry> = self
+            .to_entries()
+            .into_iter()
+            .filter(|e| e.key != key)
+            .collect();
+        if values.len() > 1 && !REPEATED.contains(&key) && !self.extra_repeated(key) {
+            let mut errs = ValidationErrors::new();
+            errs.push(
+                key,
+                "takes a single value: expected a string, a number or a boolean, not a list",
+            );
+            return Err(errs);
+        }
+        for value in values {
+            entries.push(ConfEntry {
+                key: key.to_owned(),
+                value,
+            });
+        }
+        *self = Self::from_entries(entries)?;
+        Ok(())
+    }
+
+    /// Unknown options may be repeated (coturn has more repeatable options
+    /// than this model types); known scalar ones may not.
+    fn extra_repeated(&self, key: &str) -> bool {
+        !matches!(
+            key,
+            "listening-port"
+                | "tls-listening-port"
+                | "min-port"
+                | "max-port"
+                | "realm"
+                | "static-auth-secret"
+                | "cert"
+                | "pkey"
+                | "user-quota"
+                | "total-quota"
+                | "log-file"
+                | "pidfile"
+        ) && !FLAGS.contains(&key)
+    }
+
+    /// The server's own addresses (listening, relay and external, both
+    /// parts of `PUBLIC/PRIVATE`): the only addresses `allowed-peer-ip` may
+    /// name.
+    pub fn own_addresses(&self) -> Vec<IpAddr> {
+        let mut out = Vec::new();
+        let all = self
+            .listening_ips
+            .iter()
+            .chain(&self.relay_ips)
+            .map(String::as_str)
+            .chain(self.external_ips.iter().flat_map(|s| s.split('/')));
+        for s in all {
+            if let Ok(addr) = s.trim().parse::<IpAddr>() {
+                if !out.contains(&addr) {
+                    out.push(addr);
+                }
+            }
+        }
+        out
+    }
+
+    /// Lists every way this configuration breaks the privacy invariants,
+    /// each naming the option at fault.
+    pub fn privacy_violations(&self) -> ValidationErrors {
+        let mut errs = ValidationErrors::new();
+        let need = [
+            (
+                "use-auth-secret",
+                self.use_auth_secret,
+                "must be set: only time-limited credentials from Synapse (TURN REST API) may relay",
+            ),
+            (
+                "no-cli",
+                self.no_cli,
+                "must be set: the telnet admin console must stay off",
+            ),
+            (
+                "no-multicast-peers",
+                self.no_multicast_peers,
+                "must be set: relaying to multicast addresses is refused",
+            ),
+            (
+                "no-tcp-relay",
+                self.no_tcp_relay,
+                "must be set: calls relay UDP only; TCP relaying would reach TCP services",
+            ),
+        ];
+        for (key, ok, message) in need {
+            if !ok {
+                errs.push(key, message);
+            }
+        }
+        let denied = merge_ranges(
+            self.denied_peer_ips
+                .iter()
+                .filter_map(|r| parse_addr_range(r))
+                .collect(),
+        );
+        let missing: Vec<&str> = REQUIRED_DENIED_PEER_IPS
+            .iter()
+            .copied()
+            .filter(|req| {
+                let Some(r) = parse_addr_range(req) else {
+                    return true;
+                };
+                !denied
+                    .iter()
+                    .any(|d| d.v6 == r.v6 && d.first <= r.first && r.last <= d.last)
+            })
+            .collect();
+        if !missing.is_empty() {
+            errs.push(
+                "denied-peer-ip",
+                format!(
+                    "must deny every private, loopback, link-local, CGNAT, documentation, benchmarking, \
+                     multicast and reserved range; missing: {}",
+                    missing.join(", ")
+                ),
+            );
+        }
+        let own = self.own_addresses();
+        for allowed in &self.allowed_peer_ips {
+            let single = parse_addr_range(allowed)
+                .filter(|r| r.first == r.last)
+                .and_then(|_| allowed.trim().parse::<IpAddr>().ok());
+            match single {
+                Some(addr) if own.contains(&addr) => {}
+                _ => errs.push(
+                    "allowed-peer-ip",
+                    format!(
+                        "{allowed:?} is not one of the server's own addresses (listening-ip, relay-ip, \
+                         external-ip): only those may be exempted from denied-peer-ip"
+                    ),
+                ),
+            }
+        }
+        for e in &self.extra {
+            if let Some((key, why)) = REFUSED.iter().find(|(k, _)| *k == e.key) {
+                let off = key_is_off(e);
+                if !off {
+                    errs.push(*key, format!("is not allowed: it {why}"));
+                }
+            }
+        }
+        errs
+    }
+}
+
+/// Whether a flag-like entry is explicitly switched off (`key=false`).
+fn key_is_off(e: &ConfEntry) -> bool {
+    matches!(
+        e.value.as_deref().map(|v| v.trim().to_ascii_lowercase()),
+        Some(ref v) if v == "0" || v == "no" || v == "false" || v == "off"
+    )
+}
+
+fn check_range(key: &str, value: &str) -> Result<(), FieldError> {
+    if parse_addr_range(value).is_some() {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            key,
+            format!(
+                "{value:?} is not an address range: expected an address (203.0.113.7, 2001:db8::7) \
+                 or FIRST-LAST (10.0.0.0-10.255.255.255)"
+            ),
+        ))
+    }
+}
+
+/// The full `denied-peer-ip` list this product sets.
+pub fn required_denied_peer_ips() -> Vec<String> {
+    REQUIRED_DENIED_PEER_IPS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+}
+
+/// Whether `addr` is worth exempting from `denied-peer-ip`: loopback and
+/// unspecified addresses never are (coturn refuses loopback peers anyway).
+pub fn is_exemptable_own_address(addr: IpAddr) -> bool {
+    !(addr.is_loopback() || addr.is_unspecified() || addr == IpAddr::V4(Ipv4Addr::BROADCAST))
+}
+
+/// Checks a TURN shared secret read from `path`: the file's text without
+/// its final line break must be non-empty and hold no white space or
+/// control characters (it is written as `static-auth-secret=<secret>`).
+pub fn check_secret(secret_text: &str, path: &std::path::Path) -> Result<String, Error> {
+    let secret = secret_text
+        .strip_suffix('\n')
+        .map(|s| s.strip_suffix('\r').unwrap_or(s))
+        .unwrap_or(secret_text);
+    if secret.is_empty() {
+        return Err(Error::BadSecret {
+            path: path.to_path_buf(),
+            message: "is empty: expected the TURN shared secret (run ospw-matrix secrets init)"
+                .to_owned(),
+        });
+    }
+    if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::BadSecret {
+            path: path.to_path_buf(),
+            message: "holds white space, a line break or a control character: expected one line \
+                      of printable characters"
+                .to_owned(),
+        });
+    }
+    Ok(secret.to_owned())
+}
+
+/// Fills the rendered template with the shared secret: parses `template`
+/// (named `template_name` in errors), refuses it if it breaks a privacy
+/// invariant (a tampered template), sets `static-auth-secret` and emits the
+/// runtime configuration. `secret` must already be checked
+/// ([`check_secret`]).
+pub fn materialize(template: &str, template_name: &str, secret: &str) -> Result<String, Error> {
+    let prefix = |errs: ValidationErrors, what: &str| {
+        let mut out = ValidationErrors::new();
+        for e in errs.errors {
+            out.push(
+                format!("{template_name}: {}", e.path),
+                format!("{what}{}", e.message),
+            );
+        }
+        Error::Invalid(out)
+    };
+    let mut conf = TurnserverConf::parse(template).map_err(|e| prefix(e, ""))?;
+    let violations = conf.privacy_violations();
+    if !violations.is_empty() {
+        return Err(prefix(
+            violations,
+            "refusing the template (was it edited after rendering?): ",
+        ));
+    }
+    if secret.is_empty() || secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::Other(
+            "the TURN shared secret is empty or holds white space".to_owned(),
+        ));
+    }
+    conf.static_auth_secret = Some(secret.to_owned());
+    Ok(conf.to_conf_string())
+}
+
+/// The TURN REST API password for `username` (`<expiry>:<user>`): base64 of
+/// HMAC-SHA1 keyed with the shared secret, as Synapse computes it and coturn
+/// checks it with `use-auth-secret`.
+pub fn rest_api_password(secret: &str, username: &str) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    match <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes()) {
+        Ok(mut mac) => {
+            mac.update(username.as_bytes());
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        }
+        Err(_) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration keeping every invariant.
+    fn good() -> TurnserverConf {
+        TurnserverConf {
+            listening_port: Some(3478),
+            listening_ips: vec!["10.0.0.5".into()],
+            realm: Some("turn.example.org".into()),
+            use_auth_secret: true,
+            no_cli: true,
+            no_multicast_peers: true,
+            no_tcp_relay: true,
+            denied_peer_ips: required_denied_peer_ips(),
+            allowed_peer_ips: vec!["10.0.0.5".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn good_has_no_violations() {
+        assert_eq!(good().privacy_violations(), ValidationErrors::new());
+    }
+
+    #[test]
+    fn round_trip_keeps_unknown_keys_in_order() {
+        let text = "# comment\n\
+                    listening-port=3478\n\
+                    stale-nonce=600\n\
+                    listening-ip=10.0.0.5\n\
+                    listening-ip=10.0.0.6\n\
+                    use-auth-secret\n\
+                    mobility\n\
+                    denied-peer-ip=10.0.0.0-10.255.255.255\n\
+                    server-name=turn.example.org\n\
+                    cipher-list=ECDHE\n\
+                    max-bps=0\n";
+        let conf = TurnserverConf::parse(text).unwrap();
+        assert_eq!(conf.listening_port, Some(3478));
+        assert_eq!(conf.listening_ips, vec!["10.0.0.5", "10.0.0.6"]);
+        assert!(conf.use_auth_secret);
+        assert_eq!(
+            conf.extra,
+            vec![
+                ConfEntry::value("stale-nonce", "600"),
+                ConfEntry::flag("mobility"),
+                ConfEntry::value("server-name", "turn.example.org"),
+                ConfEntry::value("cipher-list", "ECDHE"),
+                ConfEntry::value("max-bps", "0"),
+            ]
+        );
+        let emitted = conf.to_conf_string();
+        let again = TurnserverConf::parse(&emitted).unwrap();
+        assert_eq!(again, conf);
+        for line in [
+            "stale-nonce=600",
+            "mobility",
+            "max-bps=0",
+            "listening-ip=10.0.0.6",
+        ] {
+            assert!(emitted.lines().any(|l| l == line), "{line} in {emitted}");
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_the_option() {
+        let err = TurnserverConf::parse("listening-port=http\nrealm\nmin-port=1\nmin-port=2\n")
+            .unwrap_err();
+        assert!(err.mentions("listening-port"), "{err}");
+        assert!(err.mentions("realm"), "{err}");
+        assert!(err.mentions("min-port"), "{err}");
+        let err = TurnserverConf::parse("denied-peer-ip=10.0.0.0/x\n").unwrap_err();
+        assert!(err.mentions("denied-peer-ip"), "{err}");
+        let err = TurnserverConf::parse("no-cli=maybe\n").unwrap_err();
+        assert!(err.mentions("no-cli"), "{err}");
+        let err = TurnserverConf::parse("=3\n").unwrap_err();
+        assert!(err.mentions("line 1"), "{err}");
+    }
+
+    #[test]
+    fn flags_with_values() {
+        let conf = TurnserverConf::parse("no-cli=true\nfingerprint=0\n").unwrap();
+        assert!(conf.no_cli);
+        assert!(!conf.fingerprint);
+    }
+
+    #[test]
+    fn each_missing_flag_is_a_violation() {
+        for key in [
+            "use-auth-secret",
+            "no-cli",
+            "no-multicast-peers",
+            "no-tcp-relay",
+        ] {
+            let mut conf = good();
+            conf.set(key, vec![]).unwrap();
+            let v = conf.privacy_violations();
+            assert!(v.mentions(key), "{key}: {v}");
+            assert_eq!(v.errors.len(), 1, "{v}");
+        }
+    }
+
+    #[test]
+    fn each_required_denied_range_is_checked() {
+        for required in REQUIRED_DENIED_PEER_IPS {
+            let mut conf = good();
+            conf.denied_peer_ips.retain(|r| r != required);
+            let v = conf.privacy_violations();
+            assert!(v.mentions("denied-peer-ip"), "{required}: {v}");
+            assert!(v.errors[0].message.contains(required), "{v}");
+        }
+    }
+
+    #[test]
+    fn denied_ranges_may_be_written_differently() {
+        let mut conf = good();
+        // Replace the /8 with two halves and CIDR: still covered.
+        conf.denied_peer_ips
+            .retain(|r| r != "10.0.0.0-10.255.255.255");
+        conf.denied_peer_ips.push("10.0.0.0-10.127.255.255".into());
+        conf.denied_peer_ips.push("10.128.0.0/9".into());
+        assert!(conf.privacy_violations().is_empty());
+        // A wider range covers the narrower ones.
+        conf.denied_peer_ips = vec![
+            "0.0.0.0-255.255.255.255".into(),
+            "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".into(),
+        ];
+        assert!(
+            conf.privacy_violations().is_empty(),
+            "{}",
+            conf.privacy_violations()
+        );
+    }
+
+    #[test]
+    fn refused_options() {
+        for (key, value) in [
+            ("allow-loopback-peers", None),
+            ("lt-cred-mech", None),
+            ("user", Some("alice:secret")),
+            ("no-auth", None),
+            ("cli-password", Some("x")),
+            ("web-admin", None),
+            ("userdb", Some("/var/lib/turn/turndb")),
+        ] {
+            let mut conf = good();
+            conf.set(key, vec![value.map(str::to_owned)]).unwrap();
+            let v = conf.privacy_violations();
+            assert!(v.mentions(key), "{key}: {v}");
+        }
+        let mut conf = good();
+        conf.set("allow-loopback-peers", vec![Some("false".into())])
+            .unwrap();
+        assert!(conf.privacy_violations().is_empty());
+    }
+
+    #[test]
+    fn allowed_peer_ip_only_own_addresses() {
+        for bad in ["10.0.0.6", "10.0.0.0-10.255.255.255", "192.168.1.1"] {
+            let mut conf = good();
+            conf.allowed_peer_ips = vec![bad.into()];
+            let v = conf.privacy_violations();
+            assert!(v.mentions("allowed-peer-ip"), "{bad}: {v}");
+        }
+        let mut conf = good();
+        conf.listening_ips = vec![];
+        conf.relay_ips = vec!["10.0.0.5".into()];
+        assert!(conf.privacy_violations().is_empty());
+        conf.relay_ips = vec![];
+        conf.external_ips = vec!["198.51.100.7/10.0.0.5".into()];
+        assert!(conf.privacy_violations().is_empty());
+    }
+
+    #[test]
+    fn set_replaces_and_removes() {
+        let mut conf = good();
+        conf.set("listening-port", vec![Some("3479".into())])
+            .unwrap();
+        assert_eq!(conf.listening_port, Some(3479));
+        conf.set(
+            "listening-ip",
+            vec![Some("10.0.0.7".into()), Some("10.0.0.8".into())],
+        )
+        .unwrap();
+        assert_eq!(conf.listening_ips, vec!["10.0.0.7", "10.0.0.8"]);
+        conf.set("fingerprint", vec![None]).unwrap();
+        assert!(conf.fingerprint);
+        conf.set("fingerprint", vec![]).unwrap();
+        assert!(!conf.fingerprint);
+        let err = conf
+            .set("realm", vec![Some("a".into()), Some("b".into())])
+            .unwrap_err();
+        assert!(err.mentions("realm"));
+        let err = conf
+            .set("listening-port", vec![Some("x".into())])
+            .unwrap_err();
+        assert!(err.mentions("listening-port"));
+    }
+
+    #[test]
+    fn materialize_sets_the_secret_and_refuses_tampering() {
+        let template = good().to_conf_string();
+        assert!(!template.contains("static-auth-secret"));
+        let out = materialize(&template, "t.conf", "s3cret").unwrap();
+        assert!(
+            out.lines().any(|l| l == "static-auth-secret=s3cret"),
+            "{out}"
+        );
+        let tampered = format!("{template}allow-loopback-peers\n");
+        let err = materialize(&tampered, "t.conf", "s3cret").unwrap_err();
+        assert!(
+            err.to_string().contains("t.conf: allow-loopback-peers"),
+            "{err}"
+        );
+        let broken = format!("{template}listening-port=x\n");
+        let err = materialize(&broken, "t.conf", "s3cret").unwrap_err();
+        assert!(err.to_string().contains("t.conf: listening-port"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_checked() {
+        let p = std::path::Path::new("/s");
+        assert_eq!(check_secret("abc\n", p).unwrap(), "abc");
+        assert_eq!(check_secret("abc\r\n", p).unwrap(), "abc");
+        assert_eq!(check_secret("abc", p).unwrap(), "abc");
+        for bad in ["", "\n", "a b", "abc\n\n", "a\tb"] {
+            assert!(check_secret(bad, p).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rest_api_password_matches_rfc2202_vector() {
+        // RFC 2202 test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            rest_api_password("Jefe", "what do ya want for nothing?"),
+            base64::engine::general_purpose::STANDARD.encode([
+                0xef, 0xfc, 0xdf, 0x6a, 0xe5, 0xeb, 0x2f, 0xa2, 0xd2, 0x74, 0x16, 0xd5, 0xf1, 0x84,
+                0xdf, 0x9c, 0x25, 0x9a, 0x7c, 0x79
+            ])
+        );
     }
 }

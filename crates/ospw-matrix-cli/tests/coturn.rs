@@ -1,0 +1,329 @@
+//! coturn: render a host description, materialize the runtime configuration
+//! with a secret, and run the real `turnserver` with it.
+
+mod support;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ospw_matrix::components::coturn::{rest_api_password, TurnserverConf};
+use support::{free_port, require, run, which, TempDir};
+
+/// Kills the child process when dropped, so a failing assertion never leaves
+/// a server behind.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A relay port range no other test is likely to use.
+fn relay_range() -> (u16, u16) {
+    let base = 20000 + (std::process::id() % 400) as u16 * 100;
+    (base, base + 49)
+}
+
+fn write_host(dir: &Path, turn_port: u16) -> PathBuf {
+    let (first, last) = relay_range();
+    let host = format!(
+        "base_domain: example.org\n\
+         server_name: example.org\n\
+         matrix_host: matrix.example.org\n\
+         element_host: chat.example.org\n\
+         turn:\n  host: turn.example.org\n  listening_ips: [127.0.0.1]\n  port: {turn_port}\n  \
+         relay_ports: {first}-{last}\n"
+    );
+    let path = dir.join("host.yaml");
+    std::fs::write(&path, host).unwrap();
+    path
+}
+
+fn render(dir: &Path, turn_port: u16) -> PathBuf {
+    let host = write_host(dir, turn_port);
+    let out = dir.join("rendered");
+    let o = run(&[
+        "render",
+        "--config",
+        host.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "render failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out.join("coturn/turnserver.conf")
+}
+
+fn materialize(template: &Path, secret: &Path, out: &Path) -> std::process::Output {
+    run(&[
+        "materialize",
+        "coturn",
+        "--template",
+        template.to_str().unwrap(),
+        "--secret-file",
+        secret.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+/// Runs `turnutils_uclient` against the server; returns its verbose output.
+fn uclient(uclient: &Path, port: u16, user: &str, password: &str, peer: &str) -> String {
+    let mut child = Command::new(uclient)
+        .args([
+            "-v",
+            "-n",
+            "1",
+            "-p",
+            &port.to_string(),
+            "-u",
+            user,
+            "-w",
+            password,
+            "-e",
+            peer,
+            "127.0.0.1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start turnutils_uclient");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait for uclient").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.wait();
+    let mut out = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut out);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut out);
+    }
+    out
+}
+
+fn credentials(secret: &str, user: &str, expiry_offset: i64) -> (String, String) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let username = format!("{}:{user}", now + expiry_offset);
+    let password = rest_api_password(secret, &username);
+    (username, password)
+}
+
+#[test]
+fn materialized_config_runs_the_real_turnserver() {
+    let Some(turnserver) = require("coturn (turnserver)", which("turnserver")) else {
+        return;
+    };
+    let Some(uclient_bin) = require("coturn (turnutils_uclient)", which("turnutils_uclient"))
+    else {
+        return;
+    };
+    let dir = TempDir::new("coturn");
+    let port = free_port();
+    let template = render(dir.path(), port);
+    let template_text = std::fs::read_to_string(&template).unwrap();
+
+    let secret = format!("test-secret-{}-{port}", std::process::id());
+    let secret_file = dir.path().join("turn_shared_secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let runtime = dir.path().join("run/turnserver.conf");
+    std::fs::create_dir_all(runtime.parent().unwrap()).unwrap();
+    let o = materialize(&template, &secret_file, &runtime);
+    assert!(
+        o.status.success(),
+        "materialize failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // The template never holds the secret; the runtime file does, mode 0600.
+    assert!(!template_text.contains(&secret));
+    assert!(!template_text
+        .lines()
+        .any(|l| l.starts_with("static-auth-secret")));
+    let mode = std::fs::metadata(&runtime).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "runtime config mode {mode:o}");
+    let runtime_text = std::fs::read_to_string(&runtime).unwrap();
+    assert!(runtime_text
+        .lines()
+        .any(|l| l == format!("static-auth-secret={secret}")));
+    let conf = TurnserverConf::parse(&runtime_text).unwrap();
+    assert!(conf.privacy_violations().is_empty());
+    assert_eq!(conf.listening_ips, vec!["127.0.0.1"]);
+    assert_eq!(conf.listening_port, Some(port));
+
+    // Start the real server with the file as written; test-only flags on the
+    // command line keep its pid file in the temp dir.
+    let log = std::fs::File::create(dir.path().join("turnserver.log")).unwrap();
+    let child = Command::new(&turnserver)
+        .arg("-c")
+        .arg(&runtime)
+        .arg("--pidfile")
+        .arg(dir.path().join("turnserver.pid"))
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start turnserver");
+    let mut server = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            panic!(
+                "turnserver exited with {status}: {}",
+                std::fs::read_to_string(dir.path().join("turnserver.log")).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "turnserver is not listening on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Valid REST API credentials allocate a relay; a peer in a private range
+    // is refused (denied-peer-ip).
+    let (user, password) = credentials(&secret, "alice", 3600);
+    let out = uclient(&uclient_bin, port, &user, &password, "10.0.0.1");
+    assert!(
+        out.contains("Received relay addr"),
+        "allocation with valid credentials failed:\n{out}"
+    );
+    assert!(
+        out.contains("403"),
+        "a peer in 10.0.0.0/8 was not refused:\n{out}"
+    );
+    // Loopback peers are refused too.
+    let out = uclient(&uclient_bin, port, &user, &password, "127.0.0.1");
+    assert!(out.contains("Received relay addr"), "{out}");
+    assert!(
+        out.contains("403"),
+        "a loopback peer was not refused:\n{out}"
+    );
+
+    // A wrong password, an expired user name and a password made with
+    // another secret are refused.
+    let out = uclient(
+        &uclient_bin,
+        port,
+        &user,
+        "d3JvbmcgcGFzc3dvcmQ=",
+        "10.0.0.1",
+    );
+    assert!(
+        !out.contains("Received relay addr"),
+        "wrong password accepted:\n{out}"
+    );
+    assert!(out.contains("Cannot complete Allocation"), "{out}");
+    let (old_user, old_password) = credentials(&secret, "alice", -60);
+    let out = uclient(&uclient_bin, port, &old_user, &old_password, "10.0.0.1");
+    assert!(
+        !out.contains("Received relay addr"),
+        "expired user accepted:\n{out}"
+    );
+    let (user2, password2) = credentials("another-secret", "alice", 3600);
+    let out = uclient(&uclient_bin, port, &user2, &password2, "10.0.0.1");
+    assert!(
+        !out.contains("Received relay addr"),
+        "foreign secret accepted:\n{out}"
+    );
+
+    assert!(
+        server.0.try_wait().unwrap().is_none(),
+        "turnserver died during the test"
+    );
+    drop(server);
+}
+
+#[test]
+fn materialize_refuses_a_tampered_template() {
+    let dir = TempDir::new("coturn-tamper");
+    let template = render(dir.path(), free_port());
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "s3cret\n").unwrap();
+    for (addition, key) in [
+        ("allow-loopback-peers\n", "allow-loopback-peers"),
+        ("lt-cred-mech\nuser=bob:pw\n", "lt-cred-mech"),
+        (
+            "allowed-peer-ip=10.0.0.0-10.255.255.255\n",
+            "allowed-peer-ip",
+        ),
+    ] {
+        let tampered = dir.path().join("tampered.conf");
+        let mut text = std::fs::read_to_string(&template).unwrap();
+        text.push_str(addition);
+        std::fs::write(&tampered, text).unwrap();
+        let out = dir.path().join("out.conf");
+        let o = materialize(&tampered, &secret_file, &out);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "tampered template ({key}) accepted");
+        assert!(stderr.contains(key), "{stderr}");
+        assert!(stderr.contains("tampered.conf"), "{stderr}");
+        assert!(!out.exists());
+    }
+    // Removing a required line is refused too.
+    let text = std::fs::read_to_string(&template).unwrap();
+    let stripped: String = text
+        .lines()
+        .filter(|l| *l != "no-cli")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let tampered = dir.path().join("stripped.conf");
+    std::fs::write(&tampered, stripped).unwrap();
+    let o = materialize(&tampered, &secret_file, &dir.path().join("out.conf"));
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-cli"));
+}
+
+#[test]
+fn materialize_names_the_bad_file() {
+    let dir = TempDir::new("coturn-errors");
+    let template = render(dir.path(), free_port());
+    let out = dir.path().join("out.conf");
+
+    let missing = dir.path().join("no-such-secret");
+    let o = materialize(&template, &missing, &out);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("no-such-secret"), "{stderr}");
+
+    let empty = dir.path().join("empty-secret");
+    std::fs::write(&empty, "").unwrap();
+    let o = materialize(&template, &empty, &out);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("empty-secret") && stderr.contains("empty"),
+        "{stderr}"
+    );
+
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret").unwrap();
+    let bad = dir.path().join("bad-template.conf");
+    std::fs::write(&bad, "listening-port=notaport\n").unwrap();
+    let o = materialize(&bad, &secret, &out);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("bad-template.conf") && stderr.contains("listening-port"),
+        "{stderr}"
+    );
+    let o = materialize(&dir.path().join("missing.conf"), &secret, &out);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing.conf"));
+    assert!(!out.exists());
+}
