@@ -1,0 +1,102 @@
+# Configuration mistakes caught at evaluation time, with what to do about
+# them. Field values (DNS names, port collisions, quotas, ...) are checked
+# by `ospw-matrix render` when services.ospw-matrix.renderedConfig is built.
+{
+  config,
+  lib,
+  ...
+}:
+
+let
+  cfg = config.services.ospw-matrix;
+  opt = "services.ospw-matrix";
+
+  required = name: {
+    assertion = cfg.${name} != null;
+    message = "${opt}.${name} is not set: set it to a DNS name that points at this host (see docs/nixos.md).";
+  };
+
+  # Keys that would put a secret inline into a world-readable file in the
+  # store, with the option to use instead (the same list as the crate's
+  # validator, caught here before anything is built).
+  inlineSecrets = {
+    synapse = {
+      registration_shared_secret = "secrets.registrationSharedSecretFile";
+      macaroon_secret_key = "secrets.macaroonSecretKeyFile";
+      form_secret = "secrets.formSecretFile";
+      turn_shared_secret = "secrets.turnSharedSecretFile";
+      turn_password = "secrets.turnSharedSecretFile";
+      signing_key = "secrets.signingKeyFile";
+      recaptcha_private_key = "a file read with recaptcha_private_key_path";
+    };
+    turn = {
+      static-auth-secret = "secrets.turnSharedSecretFile";
+      user = "the TURN REST API credentials Synapse hands out";
+    };
+  };
+
+  inlineSecretAssertions = lib.concatLists (
+    lib.mapAttrsToList (
+      component: keys:
+      lib.mapAttrsToList (key: instead: {
+        assertion = !(cfg.${component}.settings ? ${key});
+        message = "${opt}.${component}.settings.${key} would put a secret into the world-readable Nix store: remove it and use ${
+          if lib.hasPrefix "secrets." instead then "${opt}.${instead}" else instead
+        }.";
+      }) keys
+    ) inlineSecrets
+  );
+
+  secretFileAssertions = lib.mapAttrsToList (name: path: {
+    assertion = path == null || (lib.hasPrefix "/" path && !lib.hasPrefix "${builtins.storeDir}/" path);
+    message = "${opt}.secrets.${name} = \"${toString path}\" must be an absolute path outside the Nix store (the store is world-readable), such as a sops-nix or agenix secret under /run.";
+  }) cfg.secrets;
+in
+{
+  config = lib.mkIf cfg.enable {
+    assertions = [
+      (required "baseDomain")
+      (required "matrixHost")
+      (required "elementHost")
+      {
+        assertion = !(config.services.matrix-synapse.enable or false);
+        message = "${opt} runs its own Synapse (ospw-matrix-synapse.service); services.matrix-synapse must not be enabled as well (two homeservers would fight over the database and the port). Disable one of them.";
+      }
+      {
+        assertion = !(config.services.coturn.enable or false);
+        message = "${opt} runs its own coturn (ospw-matrix-coturn.service) with secrets shared with Synapse; services.coturn must not be enabled as well (both would bind the TURN ports). Disable services.coturn.";
+      }
+      {
+        assertion = cfg.turn.tls.enable -> (cfg.turn.tls.certFile != null && cfg.turn.tls.keyFile != null);
+        message = "${opt}.turn.tls.enable is set, so ${opt}.turn.tls.certFile and ${opt}.turn.tls.keyFile must name the certificate chain and the private key (PEM), e.g. from security.acme.certs.";
+      }
+      {
+        assertion = cfg.turn.relayPortRange.from <= cfg.turn.relayPortRange.to;
+        message = "${opt}.turn.relayPortRange: from (${toString cfg.turn.relayPortRange.from}) must not be above to (${toString cfg.turn.relayPortRange.to}).";
+      }
+      {
+        assertion =
+          cfg.synapse.listen.unixSocket == null
+          || lib.hasPrefix "/run/ospw-matrix-synapse/" cfg.synapse.listen.unixSocket;
+        message = "${opt}.synapse.listen.unixSocket must be below /run/ospw-matrix-synapse/ (the Synapse unit's runtime directory, which Caddy can reach).";
+      }
+      {
+        assertion =
+          cfg.synapse.database.createLocally -> cfg.synapse.database.socketDir == "/run/postgresql";
+        message = "${opt}.synapse.database.socketDir must stay /run/postgresql when ${opt}.synapse.database.createLocally is on (that is where services.postgresql puts its socket).";
+      }
+    ]
+    ++ lib.optionals (cfg.turn.tls.enable) (
+      map
+        (path: {
+          assertion = path == null || !lib.hasPrefix "${builtins.storeDir}/" path;
+          message = "${opt}.turn.tls.keyFile must be outside the Nix store (the store is world-readable).";
+        })
+        [ cfg.turn.tls.keyFile ]
+    )
+    ++ secretFileAssertions
+    ++ inlineSecretAssertions;
+
+    warnings = lib.optional (cfg.proxy.tls == "acme" && cfg.proxy.acmeEmail == null) "${opt}.proxy.acmeEmail is not set: the ACME CA cannot warn you about expiring certificates or account problems.";
+  };
+}

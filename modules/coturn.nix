@@ -1,0 +1,81 @@
+# ospw-matrix-coturn.service: coturn, the TURN server for calls. The
+# rendered turnserver.conf has no secret; at start, `ospw-matrix materialize
+# coturn` writes the runtime configuration with the TURN shared secret (from
+# the unit's credentials) into the runtime directory (mode 0600), readable
+# by coturn's dynamic user only.
+{
+  config,
+  lib,
+  ...
+}:
+
+let
+  cfg = config.services.ospw-matrix;
+  ospwLib = import ./lib.nix { inherit lib; };
+
+  runtimeDir = "/run/ospw-matrix-coturn";
+  runtimeConfig = "${runtimeDir}/turnserver.conf";
+
+  ports = [
+    cfg.turn.port
+    cfg.turn.relayPortRange.from
+  ]
+  ++ lib.optional cfg.turn.tls.enable cfg.turn.tls.port;
+  needsLowPorts = lib.any (port: port < 1024) ports;
+in
+{
+  config = lib.mkIf cfg.enable {
+    systemd.services.ospw-matrix-coturn = {
+      description = "OSPW Matrix: coturn TURN server";
+      documentation = [ "man:turnserver(1)" ];
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "network-online.target" ];
+      after = [
+        "network-online.target"
+        "ospw-matrix-secrets.service"
+      ];
+      requires = [ "ospw-matrix-secrets.service" ];
+
+      serviceConfig = lib.recursiveUpdate ospwLib.hardening {
+        Type = "simple";
+        DynamicUser = true;
+        RuntimeDirectory = "ospw-matrix-coturn";
+        RuntimeDirectoryMode = "0700";
+        LoadCredential =
+          ospwLib.loadCredentials cfg [ "turn_shared_secret" ]
+          ++ lib.optionals cfg.turn.tls.enable [
+            "turn_tls_cert:${cfg.turn.tls.certFile}"
+            "turn_tls_key:${cfg.turn.tls.keyFile}"
+          ];
+        # %d is the credentials directory ($CREDENTIALS_DIRECTORY).
+        ExecStartPre = lib.concatStringsSep " " [
+          "${lib.getExe' cfg.package "ospw-matrix"} materialize coturn"
+          "--template ${cfg.renderedConfig}/coturn/turnserver.conf"
+          "--secret-file %d/turn_shared_secret"
+          "--out ${runtimeConfig}"
+        ];
+        # Logs go to the journal; the pid file to the runtime directory
+        # (the rest of the file system is read-only).
+        ExecStart = lib.concatStringsSep " " [
+          "${lib.getExe' cfg.turn.package "turnserver"}"
+          "-c ${runtimeConfig}"
+          "--log-file stdout"
+          "--pidfile ${runtimeDir}/turnserver.pid"
+        ];
+        Restart = "on-failure";
+        RestartSec = "5s";
+        LimitNOFILE = 65536;
+        # coturn enumerates the host's addresses through netlink.
+        RestrictAddressFamilies = [
+          "AF_INET"
+          "AF_INET6"
+          "AF_UNIX"
+          "AF_NETLINK"
+        ];
+        PrivateUsers = !needsLowPorts;
+        CapabilityBoundingSet = if needsLowPorts then [ "CAP_NET_BIND_SERVICE" ] else [ "" ];
+        AmbientCapabilities = lib.mkIf needsLowPorts [ "CAP_NET_BIND_SERVICE" ];
+      };
+    };
+  };
+}

@@ -1,0 +1,121 @@
+# The host description (the JSON form of crates/ospw-matrix/src/host.rs),
+# written to the store, and its rendering by `ospw-matrix render` at build
+# time. Nothing here reads a derivation's output during evaluation (no
+# import-from-derivation): the other module files only refer to paths
+# inside `renderedConfig`.
+#
+# On NixOS every secret reaches Synapse as a systemd credential, so
+# `secrets.dir` is Synapse's credentials directory and no `*_file` is set:
+# neither secret values nor the paths of the user's secret files reach the
+# store. coturn's TLS certificate and key are credentials of coturn's unit
+# for the same reason.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  cfg = config.services.ospw-matrix;
+
+  synapseCredentials = "/run/credentials/ospw-matrix-synapse.service";
+  coturnCredentials = "/run/credentials/ospw-matrix-coturn.service";
+
+  # Optional fields are left out rather than written as null.
+  dropNulls = lib.filterAttrs (_: v: v != null);
+
+  description = dropNulls {
+    base_domain = cfg.baseDomain;
+    server_name = cfg.serverName;
+    matrix_host = cfg.matrixHost;
+    element_host = cfg.elementHost;
+
+    synapse = dropNulls {
+      listen =
+        if cfg.synapse.listen.unixSocket != null then
+          { unix.path = cfg.synapse.listen.unixSocket; }
+        else
+          {
+            tcp = {
+              inherit (cfg.synapse.listen) address port;
+            };
+          };
+      database = {
+        inherit (cfg.synapse.database) name user port;
+        socket_dir = cfg.synapse.database.socketDir;
+      };
+      data_dir = cfg.synapse.dataDir;
+      media_store_path = cfg.synapse.mediaStorePath;
+      max_upload_size = cfg.synapse.maxUploadSize;
+      inherit (cfg.synapse) presence;
+      url_previews = cfg.synapse.urlPreviews;
+      encryption_by_default = cfg.synapse.encryptionByDefault;
+      log_level = cfg.synapse.logLevel;
+      inherit (cfg.synapse) settings;
+    };
+
+    turn = dropNulls {
+      inherit (cfg.turn) host realm port;
+      listening_ips = cfg.turn.listeningIps;
+      tls =
+        if cfg.turn.tls.enable then
+          {
+            inherit (cfg.turn.tls) port;
+            cert_file = "${coturnCredentials}/turn_tls_cert";
+            key_file = "${coturnCredentials}/turn_tls_key";
+          }
+        else
+          null;
+      relay_ports = "${toString cfg.turn.relayPortRange.from}-${toString cfg.turn.relayPortRange.to}";
+      external_ip = cfg.turn.externalIp;
+      relay_ip = cfg.turn.relayIp;
+      user_quota = cfg.turn.userQuota;
+      total_quota = cfg.turn.totalQuota;
+      credential_lifetime = cfg.turn.credentialLifetime;
+      inherit (cfg.turn) settings;
+    };
+
+    element = {
+      inherit (cfg.element) brand settings;
+      default_theme = cfg.element.defaultTheme;
+      # The built app; config.json is served from the rendered output.
+      webroot = "${cfg.element.package}";
+      setting_defaults = cfg.element.settingDefaults;
+    };
+
+    proxy = dropNulls {
+      inherit (cfg.proxy) tls bind;
+      acme_email = cfg.proxy.acmeEmail;
+      http_port = cfg.proxy.httpPort;
+      https_port = cfg.proxy.httpsPort;
+      serve_base_domain = cfg.proxy.serveBaseDomain;
+      # Only used by the standalone Caddyfile; services.caddy has its own.
+      admin = "off";
+    };
+
+    secrets.dir = synapseCredentials;
+  };
+
+  hostDescriptionFile = pkgs.writeText "ospw-matrix-host.json" (builtins.toJSON description);
+
+  renderedConfig =
+    pkgs.runCommand "ospw-matrix-config"
+      {
+        nativeBuildInputs = [ cfg.package ];
+        preferLocalBuild = true;
+      }
+      ''
+        # Fails the build with the validator's messages (each naming its
+        # field) when the configuration is invalid.
+        ospw-matrix render --config ${hostDescriptionFile} --out "$out"
+      '';
+in
+{
+  config = lib.mkIf cfg.enable {
+    services.ospw-matrix = {
+      hostDescription = description;
+      inherit hostDescriptionFile renderedConfig;
+    };
+  };
+}

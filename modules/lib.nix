@@ -1,0 +1,69 @@
+# Helpers shared by the module files (not a module itself).
+{ lib }:
+
+rec {
+  # Credential name (= file name in the generated secrets directory and in
+  # the services' credentials directories) -> its `*File` option.
+  secretOptions = {
+    signing_key = "signingKeyFile";
+    registration_shared_secret = "registrationSharedSecretFile";
+    macaroon_secret_key = "macaroonSecretKeyFile";
+    form_secret = "formSecretFile";
+    turn_shared_secret = "turnSharedSecretFile";
+  };
+
+  secretsDir = cfg: "${cfg.stateDir}/secrets";
+
+  # Where a credential is loaded from: the user's file if given, otherwise
+  # the file `ospw-matrix secrets init` generated.
+  credentialSource =
+    cfg: name:
+    let
+      file = cfg.secrets.${secretOptions.${name}};
+    in
+    if file != null then file else "${secretsDir cfg}/${name}";
+
+  # `LoadCredential=` entries for the given credential names.
+  loadCredentials = cfg: names: map (name: "${name}:${credentialSource cfg name}") names;
+
+  # Whether every credential in `names` comes from a user's file, so that
+  # nothing needs generating.
+  allProvided = cfg: names: lib.all (name: cfg.secrets.${secretOptions.${name}} != null) names;
+
+  # The sandboxing shared by the long-running services (the set of nixpkgs'
+  # matrix-synapse module, minus what a unit adds or relaxes itself).
+  hardening = {
+    CapabilityBoundingSet = [ "" ];
+    LockPersonality = true;
+    MemoryDenyWriteExecute = true;
+    NoNewPrivileges = true;
+    PrivateDevices = true;
+    PrivateTmp = true;
+    ProcSubset = "pid";
+    ProtectClock = true;
+    ProtectControlGroups = true;
+    ProtectHome = true;
+    ProtectHostname = true;
+    ProtectKernelLogs = true;
+    ProtectKernelModules = true;
+    ProtectKernelTunables = true;
+    ProtectProc = "invisible";
+    ProtectSystem = "strict";
+    RemoveIPC = true;
+    RestrictAddressFamilies = [
+      "AF_INET"
+      "AF_INET6"
+      "AF_UNIX"
+    ];
+    RestrictNamespaces = true;
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    SystemCallArchitectures = "native";
+    SystemCallFilter = [
+      "@system-service"
+      "~@privileged"
+      "~@resources"
+    ];
+    UMask = "0077";
+  };
+}

@@ -1,0 +1,490 @@
+# The interface of services.ospw-matrix. The typed options mirror the main
+# fields of the host description (crates/ospw-matrix/src/host.rs); each
+# component also takes free-form `settings` (RFC 42), merged last by
+# `ospw-matrix render`, which refuses keys that would break the server's
+# privacy (federation, open registration, inline secrets).
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  inherit (lib) mkOption types;
+
+  cfg = config.services.ospw-matrix;
+  jsonFormat = pkgs.formats.json { };
+
+  # A plain PostgreSQL identifier; it is also the name of the system user
+  # Synapse runs as (peer authentication).
+  pgIdentifier = types.strMatching "[a-z_][a-z0-9_]{0,62}";
+
+  hostName = types.nullOr types.str;
+
+  # A path read at run time, never copied into the Nix store (a string, so
+  # that a path literal such as ./secret is refused instead of copied).
+  secretFile =
+    what:
+    mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/secrets/ospw-matrix/${what}";
+      description = ''
+        A file holding ${what}, for example managed by sops-nix or agenix.
+        It is read at service start through systemd's `LoadCredential=`, so
+        it may be readable by root only. When `null`, the secret is
+        generated on first start into
+        {file}`${cfg.stateDir}/secrets` by `ospw-matrix-secrets.service`.
+      '';
+    };
+in
+{
+  options.services.ospw-matrix = {
+    enable = lib.mkEnableOption "a private, non-federating Matrix server (Synapse, PostgreSQL, coturn, Element Web behind Caddy)";
+
+    package = lib.mkPackageOption pkgs "ospw-matrix" { };
+
+    stateDir = mkOption {
+      type = types.str;
+      default = "/var/lib/ospw-matrix";
+      readOnly = true;
+      description = ''
+        The state directory. Generated secrets live in {file}`secrets/`
+        below it (mode 0700, root), Synapse's data in
+        {option}`services.ospw-matrix.synapse.dataDir`.
+      '';
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Whether to open the ports clients need: HTTP and HTTPS (TCP), the
+        TURN port (TCP and UDP), the TURN TLS port when TURN over TLS is on,
+        and the TURN relay port range (UDP). Synapse and PostgreSQL are never
+        exposed.
+      '';
+    };
+
+    baseDomain = mkOption {
+      type = hostName;
+      default = null;
+      example = "example.org";
+      description = ''
+        The base domain. When it differs from
+        {option}`services.ospw-matrix.matrixHost`, Caddy serves
+        `/.well-known/matrix/client` on it so that clients find the
+        homeserver (see {option}`services.ospw-matrix.proxy.serveBaseDomain`).
+      '';
+    };
+
+    serverName = mkOption {
+      type = hostName;
+      default = cfg.baseDomain;
+      defaultText = lib.literalExpression "config.services.ospw-matrix.baseDomain";
+      example = "example.org";
+      description = ''
+        The Matrix server name, the part after the colon in
+        `@alice:example.org`: either the base domain or the Matrix host.
+        It can never change after the first start.
+      '';
+    };
+
+    matrixHost = mkOption {
+      type = hostName;
+      default = null;
+      example = "matrix.example.org";
+      description = "The host name that serves the Matrix client API.";
+    };
+
+    elementHost = mkOption {
+      type = hostName;
+      default = null;
+      example = "chat.example.org";
+      description = ''
+        The host name that serves Element Web. It must differ from
+        {option}`services.ospw-matrix.matrixHost`.
+      '';
+    };
+
+    synapse = {
+      package = lib.mkPackageOption pkgs "matrix-synapse" { };
+
+      listen = {
+        address = mkOption {
+          type = types.enum [
+            "127.0.0.1"
+            "::1"
+          ];
+          default = "127.0.0.1";
+          description = "The loopback address of Synapse's client listener (only Caddy reaches it).";
+        };
+        port = mkOption {
+          type = types.port;
+          default = 8008;
+          description = "The TCP port of Synapse's client listener, on loopback.";
+        };
+        unixSocket = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "/run/ospw-matrix-synapse/client.sock";
+          description = ''
+            Listen on this Unix socket instead of TCP. It must be below
+            {file}`/run/ospw-matrix-synapse/` (the unit's runtime
+            directory); Caddy is added to Synapse's group to reach it.
+          '';
+        };
+      };
+
+      database = {
+        createLocally = mkOption {
+          type = types.bool;
+          default = true;
+          description = ''
+            Whether to enable PostgreSQL on this host
+            ({option}`services.postgresql`) and create Synapse's role and
+            database (C collation) if they are missing.
+          '';
+        };
+        name = mkOption {
+          type = pgIdentifier;
+          default = "synapse";
+          description = "The PostgreSQL database.";
+        };
+        user = mkOption {
+          type = pgIdentifier;
+          default = "synapse";
+          description = ''
+            The PostgreSQL role, which is also the system user (and group)
+            Synapse runs as: Synapse connects over the Unix socket with peer
+            authentication, without a password.
+          '';
+        };
+        socketDir = mkOption {
+          type = types.str;
+          default = "/run/postgresql";
+          description = "The directory holding PostgreSQL's Unix socket.";
+        };
+        port = mkOption {
+          type = types.port;
+          default = config.services.postgresql.settings.port or 5432;
+          defaultText = lib.literalExpression "config.services.postgresql.settings.port";
+          description = "PostgreSQL's port, which names its socket file.";
+        };
+      };
+
+      dataDir = mkOption {
+        type = types.str;
+        default = "${cfg.stateDir}/synapse";
+        defaultText = lib.literalExpression ''"''${config.services.ospw-matrix.stateDir}/synapse"'';
+        description = "Synapse's data directory (owned by the Synapse user, mode 0700).";
+      };
+
+      mediaStorePath = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "Where uploaded media are stored; `null` means {file}`media_store` in the data directory.";
+      };
+
+      maxUploadSize = mkOption {
+        type = types.str;
+        default = "50M";
+        example = "100M";
+        description = "The largest upload accepted (suffix K, M, G or T).";
+      };
+
+      presence = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Whether online/offline presence is tracked and shared.";
+      };
+
+      urlPreviews = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Whether URL previews are generated. Off by default: the server
+          would fetch every posted link, telling the linked sites who reads
+          what. Private address ranges are refused when on.
+        '';
+      };
+
+      encryptionByDefault = mkOption {
+        type = types.enum [
+          "all"
+          "invite"
+          "off"
+        ];
+        default = "all";
+        description = "Which new rooms are end-to-end encrypted without the client asking.";
+      };
+
+      logLevel = mkOption {
+        type = types.enum [
+          "DEBUG"
+          "INFO"
+          "WARNING"
+          "ERROR"
+        ];
+        default = "WARNING";
+        description = "Synapse's log level (logs go to the journal).";
+      };
+
+      settings = mkOption {
+        type = types.submodule { freeformType = jsonFormat.type; };
+        default = { };
+        example = {
+          max_image_pixels = "64M";
+        };
+        description = ''
+          Extra {file}`homeserver.yaml` keys, merged last. Keys that would
+          break privacy (federation, open registration) or hold a secret
+          inline are refused with a message naming the key; use the
+          `services.ospw-matrix.secrets.*File` options for secrets. See
+          <https://element-hq.github.io/synapse/latest/usage/configuration/config_documentation.html>.
+        '';
+      };
+    };
+
+    turn = {
+      package = lib.mkPackageOption pkgs "coturn" { };
+
+      host = mkOption {
+        type = hostName;
+        default = null;
+        example = "turn.example.org";
+        description = "The host name clients use for TURN; `null` means the Matrix host.";
+      };
+
+      realm = mkOption {
+        type = hostName;
+        default = null;
+        description = "The TURN realm; `null` means the TURN host.";
+      };
+
+      listeningIps = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [ "203.0.113.7" ];
+        description = "Addresses coturn listens on; empty means all addresses.";
+      };
+
+      port = mkOption {
+        type = types.port;
+        default = 3478;
+        description = "The TURN listening port (UDP and TCP).";
+      };
+
+      tls = {
+        enable = lib.mkEnableOption "TURN over TLS and DTLS";
+        port = mkOption {
+          type = types.port;
+          default = 5349;
+          description = "The TURN TLS (TCP) and DTLS (UDP) port.";
+        };
+        certFile = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "/var/lib/acme/turn.example.org/fullchain.pem";
+          description = ''
+            The certificate chain (PEM). Read at start through
+            `LoadCredential=`; restart `ospw-matrix-coturn.service` after a
+            renewal (for example with
+            `security.acme.certs.<name>.reloadServices`).
+          '';
+        };
+        keyFile = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "/var/lib/acme/turn.example.org/key.pem";
+          description = "The private key (PEM), read at start through `LoadCredential=`.";
+        };
+      };
+
+      relayPortRange = {
+        from = mkOption {
+          type = types.port;
+          default = 49152;
+          description = "The first UDP port for relayed media.";
+        };
+        to = mkOption {
+          type = types.port;
+          default = 65535;
+          description = "The last UDP port for relayed media.";
+        };
+      };
+
+      externalIp = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "203.0.113.7/10.0.0.7";
+        description = "The public address when the host is behind NAT (coturn's `external-ip`, `PUBLIC` or `PUBLIC/PRIVATE`).";
+      };
+
+      relayIp = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "The address to relay from (coturn's `relay-ip`).";
+      };
+
+      userQuota = mkOption {
+        type = types.ints.positive;
+        default = 12;
+        description = "How many allocations one user may hold at once.";
+      };
+
+      totalQuota = mkOption {
+        type = types.ints.positive;
+        default = 1200;
+        description = "How many allocations the server holds at once.";
+      };
+
+      credentialLifetime = mkOption {
+        type = types.str;
+        default = "1h";
+        description = "How long the TURN credentials Synapse hands out stay valid (suffix ms, s, m, h, d, w or y).";
+      };
+
+      settings = mkOption {
+        type = types.submodule { freeformType = jsonFormat.type; };
+        default = { };
+        example = {
+          no-tcp-relay = true;
+        };
+        description = ''
+          Extra {file}`turnserver.conf` options, merged last: strings,
+          numbers, booleans (a flag) or lists (the option repeated). The
+          shared secret may not be written here; see
+          {option}`services.ospw-matrix.secrets.turnSharedSecretFile`.
+        '';
+      };
+    };
+
+    element = {
+      package = lib.mkPackageOption pkgs "element-web" { };
+
+      brand = mkOption {
+        type = types.str;
+        default = "Element";
+        example = "Example Chat";
+        description = "The name shown in Element's title and texts.";
+      };
+
+      defaultTheme = mkOption {
+        type = types.enum [
+          "light"
+          "dark"
+        ];
+        default = "light";
+        description = "Element's default theme.";
+      };
+
+      settingDefaults = mkOption {
+        type = types.submodule { freeformType = jsonFormat.type; };
+        default = { };
+        example = {
+          UIFeature.feedback = false;
+        };
+        description = "Extra `setting_defaults` entries of Element's {file}`config.json`.";
+      };
+
+      settings = mkOption {
+        type = types.submodule { freeformType = jsonFormat.type; };
+        default = { };
+        example = {
+          show_labs_settings = false;
+        };
+        description = ''
+          Extra {file}`config.json` keys, merged last. See
+          <https://github.com/element-hq/element-web/blob/develop/docs/config.md>.
+        '';
+      };
+    };
+
+    proxy = {
+      acmeEmail = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "admin@example.org";
+        description = "The e-mail address given to the ACME CA (sets {option}`services.caddy.email`).";
+      };
+
+      tls = mkOption {
+        type = types.enum [
+          "acme"
+          "internal"
+        ];
+        default = "acme";
+        description = ''
+          How Caddy obtains certificates: `acme` from a public CA (Let's
+          Encrypt, ZeroSSL), `internal` from Caddy's own local CA (tests and
+          closed networks; clients must trust that CA).
+        '';
+      };
+
+      httpPort = mkOption {
+        type = types.port;
+        default = 80;
+        description = "The HTTP port (redirects and ACME challenges).";
+      };
+
+      httpsPort = mkOption {
+        type = types.port;
+        default = 443;
+        description = "The HTTPS port.";
+      };
+
+      bind = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        description = "Addresses Caddy binds the sites to; empty means all.";
+      };
+
+      serveBaseDomain = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Whether Caddy serves the base domain (for
+          `/.well-known/matrix/client`). Turn off when the base domain's web
+          site is hosted elsewhere and publish
+          {file}`''${config.services.ospw-matrix.renderedConfig}/well-known/matrix/client` there.
+        '';
+      };
+    };
+
+    secrets = {
+      signingKeyFile = secretFile "the Synapse signing key (`ed25519 a_XXXX <seed>`)";
+      registrationSharedSecretFile = secretFile "Synapse's registration shared secret";
+      macaroonSecretKeyFile = secretFile "Synapse's macaroon secret key";
+      formSecretFile = secretFile "Synapse's form secret";
+      turnSharedSecretFile = secretFile "the TURN REST API secret shared by Synapse and coturn";
+    };
+
+    # Results, for the other module files, for tests and for users who want
+    # to publish a rendered file elsewhere.
+    hostDescription = mkOption {
+      type = jsonFormat.type;
+      readOnly = true;
+      description = "The host description given to `ospw-matrix render` (no secret values, no secret paths).";
+    };
+
+    hostDescriptionFile = mkOption {
+      type = types.package;
+      readOnly = true;
+      description = "{option}`services.ospw-matrix.hostDescription` as a JSON file in the store.";
+    };
+
+    renderedConfig = mkOption {
+      type = types.package;
+      readOnly = true;
+      description = ''
+        The output of `ospw-matrix render`: {file}`synapse/homeserver.yaml`,
+        {file}`coturn/turnserver.conf` (without its secret),
+        {file}`element/config.json`, {file}`caddy/sites.caddy`,
+        {file}`well-known/matrix/client` and {file}`host.json`. An invalid
+        configuration fails this build with the validator's message.
+      '';
+    };
+  };
+}
