@@ -23,7 +23,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backup;
 pub mod components;
+pub mod compose_import;
 pub mod error;
 pub mod fsutil;
 pub mod host;
