@@ -94,6 +94,11 @@ pub fn render(host: &HostDescription, ctx: &RenderContext) -> Result<Rendered, V
     else {
         return Err(errs);
     };
+    let homeserver_yaml = homeserver.to_yaml_string().map_err(|e| {
+        let mut errs = ValidationErrors::new();
+        errs.push("synapse", e.to_string());
+        errs
+    })?;
     let host_json = serde_json::to_string_pretty(host).map_err(|e| {
         let mut errs = ValidationErrors::new();
         errs.push(".", format!("cannot serialise the host description: {e}"));
@@ -105,7 +110,7 @@ pub fn render(host: &HostDescription, ctx: &RenderContext) -> Result<Rendered, V
     };
     Ok(Rendered {
         files: vec![
-            file(paths::HOMESERVER_YAML, homeserver.to_yaml_string()),
+            file(paths::HOMESERVER_YAML, homeserver_yaml),
             file(paths::SYNAPSE_LOG_CONFIG, synapse::log_config(host)),
             file(paths::TURNSERVER_TEMPLATE, turnserver.to_conf_string()),
             file(paths::ELEMENT_CONFIG, element.to_json_string()),
