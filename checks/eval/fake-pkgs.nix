@@ -1,0 +1,65 @@
+# Stand-ins for the parts of nixpkgs the module uses. Nothing is built:
+# packages and files are attribute sets that look like derivations
+# (`type = "derivation"`, an `outPath` under the store directory) and keep
+# what they were given (text, build script) so tests can inspect it.
+{ lib }:
+
+let
+  fakeHash = name: builtins.substring 0 32 (builtins.hashString "sha256" name);
+
+  drv =
+    name: attrs:
+    attrs
+    // {
+      type = "derivation";
+      inherit name;
+      outPath = "${builtins.storeDir}/${fakeHash name}-${name}";
+      drvPath = "${builtins.storeDir}/${fakeHash name}-${name}.drv";
+      outputs = [ "out" ];
+      meta = attrs.meta or { };
+    };
+
+  package = name: drv name { meta.mainProgram = name; };
+
+  # The type of pkgs.formats.json's values.
+  jsonValue =
+    let
+      valueType =
+        types.nullOr (
+          types.oneOf [
+            types.bool
+            types.int
+            types.float
+            types.str
+            types.path
+            (types.attrsOf valueType)
+            (types.listOf valueType)
+          ]
+        )
+        // {
+          description = "JSON value";
+        };
+      inherit (lib) types;
+    in
+    valueType;
+
+  self = {
+    writeText = name: text: drv name { inherit text; };
+    writeShellScriptBin = name: text: drv name { inherit text; };
+    writeShellScript = name: text: drv name { inherit text; };
+    runCommand = name: env: script: drv name { inherit env script; };
+    formats.json = _: {
+      type = jsonValue;
+      generate = name: value: self.writeText name (builtins.toJSON value);
+    };
+
+    ospw-matrix = package "ospw-matrix";
+    matrix-synapse = package "matrix-synapse";
+    coturn = package "coturn";
+    element-web = package "element-web";
+    postgresql = package "postgresql";
+    coreutils = package "coreutils";
+    caddy = package "caddy";
+  };
+in
+self

@@ -1,0 +1,1179 @@
+# The module evaluation tests. See default.nix.
+{ lib }:
+
+let
+  pkgs = import ./fake-pkgs.nix { inherit lib; };
+  schema = builtins.fromJSON (builtins.readFile ../../schema/host-description.schema.json);
+  checkSchema = import ./json-schema.nix { inherit lib; } schema;
+
+  eval =
+    extra:
+    lib.evalModules {
+      modules = [
+        ./nixos-stubs.nix
+        ../../modules
+        { _module.args.pkgs = pkgs; }
+      ]
+      ++ lib.toList extra;
+    };
+
+  base = {
+    services.ospw-matrix = {
+      enable = true;
+      baseDomain = "example.org";
+      matrixHost = "matrix.example.org";
+      elementHost = "chat.example.org";
+      proxy.acmeEmail = "admin@example.org";
+    };
+  };
+
+  configWith = extra: (eval ([ base ] ++ lib.toList extra)).config;
+  config = configWith [ ];
+
+  unit = cfg: name: cfg.systemd.services.${name};
+  synapse = cfg: unit cfg "ospw-matrix-synapse";
+  coturn = cfg: unit cfg "ospw-matrix-coturn";
+
+  failedAssertions = cfg: map (a: a.message) (lib.filter (a: !a.assertion) cfg.assertions);
+
+  # A test: a list of [ description, actual, expected ] triples; it passes
+  # when every actual equals its expected value.
+  expect =
+    checks:
+    let
+      failures = lib.filter (c: lib.elemAt c 1 != lib.elemAt c 2) checks;
+      show =
+        c:
+        "${lib.elemAt c 0}: expected ${builtins.toJSON (lib.elemAt c 2)}, got ${builtins.toJSON (lib.elemAt c 1)}";
+    in
+    {
+      ok = failures == [ ];
+      msg = if failures == [ ] then "" else lib.concatMapStringsSep "; " show failures;
+    };
+
+  # Passes when `errors` (a list of strings) is empty.
+  noErrors = errors: {
+    ok = errors == [ ];
+    msg = lib.concatStringsSep "; " errors;
+  };
+
+  contains = needle: haystack: lib.hasInfix needle haystack;
+  hasAll = needles: list: lib.all (n: lib.elem n list) needles;
+  anyContains = needle: lib.any (contains needle);
+
+  render = cfg: "${cfg.services.ospw-matrix.renderedConfig}";
+  secretsDir = "/var/lib/ospw-matrix/secrets";
+  credentialNames = [
+    "signing_key"
+    "registration_shared_secret"
+    "macaroon_secret_key"
+    "form_secret"
+    "turn_shared_secret"
+  ];
+
+  ports = cfg: {
+    tcp = lib.sort lib.lessThan cfg.networking.firewall.allowedTCPPorts;
+    udp = lib.sort lib.lessThan cfg.networking.firewall.allowedUDPPorts;
+    udpRanges = cfg.networking.firewall.allowedUDPPortRanges;
+    tcpRanges = cfg.networking.firewall.allowedTCPPortRanges;
+  };
+
+  withTurnTls = {
+    services.ospw-matrix.turn.tls = {
+      enable = true;
+      certFile = "/var/lib/acme/turn.example.org/fullchain.pem";
+      keyFile = "/var/lib/acme/turn.example.org/key.pem";
+    };
+  };
+
+  # Distinctive secret file paths, to find any place they end up in.
+  marker = "LEAKCHECK";
+  leakConfig = configWith [
+    withTurnTls
+    {
+      services.ospw-matrix.secrets = lib.genAttrs [
+        "signingKeyFile"
+        "registrationSharedSecretFile"
+        "macaroonSecretKeyFile"
+        "formSecretFile"
+        "turnSharedSecretFile"
+      ] (name: "/run/secrets/${marker}-${name}");
+      services.ospw-matrix.turn.tls.keyFile = lib.mkForce "/run/keys/${marker}-turn-key.pem";
+    }
+  ];
+in
+{
+  units-exist = expect [
+    [
+      "ospw-matrix units"
+      (lib.filter (lib.hasPrefix "ospw-matrix-") (lib.attrNames config.systemd.services))
+      [
+        "ospw-matrix-coturn"
+        "ospw-matrix-db-init"
+        "ospw-matrix-secrets"
+        "ospw-matrix-synapse"
+      ]
+    ]
+    [
+      "caddy enabled"
+      config.services.caddy.enable
+      true
+    ]
+    [
+      "postgresql enabled"
+      config.services.postgresql.enable
+      true
+    ]
+  ];
+
+  disabled-does-nothing =
+    let
+      cfg = (eval [ { services.ospw-matrix.enable = false; } ]).config;
+    in
+    expect [
+      [
+        "units"
+        (lib.attrNames cfg.systemd.services)
+        [ ]
+      ]
+      [
+        "firewall TCP"
+        cfg.networking.firewall.allowedTCPPorts
+        [ ]
+      ]
+      [
+        "caddy"
+        cfg.services.caddy.enable
+        false
+      ]
+      [
+        "assertions"
+        (failedAssertions cfg)
+        [ ]
+      ]
+    ];
+
+  good-config-passes-assertions = expect [
+    [
+      "failed assertions"
+      (failedAssertions config)
+      [ ]
+    ]
+    [
+      "warnings"
+      config.warnings
+      [ ]
+    ]
+  ];
+
+  synapse-ordering =
+    let
+      s = synapse config;
+    in
+    expect [
+      [
+        "wantedBy"
+        s.wantedBy
+        [ "multi-user.target" ]
+      ]
+      [
+        "after has secrets, postgresql, db-init"
+        (hasAll [
+          "ospw-matrix-secrets.service"
+          "postgresql.target"
+          "ospw-matrix-db-init.service"
+          "network-online.target"
+        ] s.after)
+        true
+      ]
+      [
+        "requires has secrets, postgresql, db-init"
+        (hasAll [
+          "ospw-matrix-secrets.service"
+          "postgresql.target"
+          "ospw-matrix-db-init.service"
+        ] s.requires)
+        true
+      ]
+      [
+        "wants network-online"
+        s.wants
+        [ "network-online.target" ]
+      ]
+    ];
+
+  synapse-exec-and-user =
+    let
+      sc = (synapse config).serviceConfig;
+    in
+    expect [
+      [
+        "ExecStart runs synapse_homeserver on the rendered homeserver.yaml"
+        sc.ExecStart
+        "${pkgs.matrix-synapse}/bin/synapse_homeserver --config-path ${render config}/synapse/homeserver.yaml --keys-directory /var/lib/ospw-matrix/synapse"
+      ]
+      [
+        "Type"
+        sc.Type
+        "notify"
+      ]
+      [
+        "User"
+        sc.User
+        "synapse"
+      ]
+      [
+        "Group"
+        sc.Group
+        "synapse"
+      ]
+      [
+        "StateDirectory"
+        sc.StateDirectory
+        "ospw-matrix/synapse"
+      ]
+      [
+        "StateDirectoryMode"
+        sc.StateDirectoryMode
+        "0700"
+      ]
+      [
+        "Restart"
+        sc.Restart
+        "on-failure"
+      ]
+      [
+        "system user"
+        {
+          inherit (config.users.users.synapse) isSystemUser group home;
+        }
+        {
+          isSystemUser = true;
+          group = "synapse";
+          home = "/var/lib/ospw-matrix/synapse";
+        }
+      ]
+      [
+        "group"
+        (config.users.groups ? synapse)
+        true
+      ]
+    ];
+
+  synapse-hardening =
+    let
+      sc = (synapse config).serviceConfig;
+      # At least nixpkgs' matrix-synapse module's set.
+      required = {
+        CapabilityBoundingSet = [ "" ];
+        LockPersonality = true;
+        NoNewPrivileges = true;
+        PrivateDevices = true;
+        PrivateTmp = true;
+        PrivateUsers = true;
+        ProcSubset = "pid";
+        ProtectClock = true;
+        ProtectControlGroups = true;
+        ProtectHome = true;
+        ProtectHostname = true;
+        ProtectKernelLogs = true;
+        ProtectKernelModules = true;
+        ProtectKernelTunables = true;
+        ProtectProc = "invisible";
+        ProtectSystem = "strict";
+        RemoveIPC = true;
+        RestrictAddressFamilies = [
+          "AF_INET"
+          "AF_INET6"
+          "AF_UNIX"
+        ];
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        SystemCallArchitectures = "native";
+        UMask = "0077";
+      };
+    in
+    expect (
+      lib.mapAttrsToList (name: value: [
+        name
+        (sc.${name} or null)
+        value
+      ]) required
+      ++ [
+        [
+          "SystemCallFilter has @system-service"
+          (lib.elem "@system-service" sc.SystemCallFilter)
+          true
+        ]
+        [
+          "ReadWritePaths"
+          sc.ReadWritePaths
+          [
+            "/var/lib/ospw-matrix/synapse"
+            "/var/lib/ospw-matrix/synapse/media_store"
+          ]
+        ]
+      ]
+    );
+
+  synapse-credentials-default = expect [
+    [
+      "LoadCredential"
+      (synapse config).serviceConfig.LoadCredential
+      (map (n: "${n}:${secretsDir}/${n}") (lib.sort lib.lessThan credentialNames))
+    ]
+  ];
+
+  synapse-credentials-file-override =
+    let
+      cfg = configWith {
+        services.ospw-matrix.secrets.signingKeyFile = "/run/secrets/matrix/signing.key";
+        services.ospw-matrix.secrets.turnSharedSecretFile = "/run/agenix/turn";
+      };
+      creds = (synapse cfg).serviceConfig.LoadCredential;
+    in
+    expect [
+      [
+        "signing_key from the *File option"
+        (lib.elem "signing_key:/run/secrets/matrix/signing.key" creds)
+        true
+      ]
+      [
+        "turn_shared_secret from the *File option"
+        (lib.elem "turn_shared_secret:/run/agenix/turn" creds)
+        true
+      ]
+      [
+        "the others still generated"
+        (hasAll [
+          "registration_shared_secret:${secretsDir}/registration_shared_secret"
+          "macaroon_secret_key:${secretsDir}/macaroon_secret_key"
+          "form_secret:${secretsDir}/form_secret"
+        ] creds)
+        true
+      ]
+      [
+        "five credentials"
+        (builtins.length creds)
+        5
+      ]
+      [
+        "coturn gets the same TURN secret"
+        (coturn cfg).serviceConfig.LoadCredential
+        [ "turn_shared_secret:/run/agenix/turn" ]
+      ]
+    ];
+
+  secrets-unit =
+    let
+      s = unit config "ospw-matrix-secrets";
+    in
+    expect [
+      [
+        "Type"
+        s.serviceConfig.Type
+        "oneshot"
+      ]
+      [
+        "RemainAfterExit"
+        s.serviceConfig.RemainAfterExit
+        true
+      ]
+      [
+        "ExecStart"
+        s.serviceConfig.ExecStart
+        "${pkgs.ospw-matrix}/bin/ospw-matrix secrets init --dir ${secretsDir}"
+      ]
+      [
+        "StateDirectory"
+        s.serviceConfig.StateDirectory
+        "ospw-matrix/secrets"
+      ]
+      [
+        "StateDirectoryMode"
+        s.serviceConfig.StateDirectoryMode
+        "0700"
+      ]
+      [
+        "UMask"
+        s.serviceConfig.UMask
+        "0077"
+      ]
+      [
+        "before synapse and coturn"
+        (hasAll [
+          "ospw-matrix-synapse.service"
+          "ospw-matrix-coturn.service"
+        ] s.before)
+        true
+      ]
+      [
+        "no network"
+        s.serviceConfig.PrivateNetwork
+        true
+      ]
+    ];
+
+  db-init-unit =
+    let
+      d = unit config "ospw-matrix-db-init";
+    in
+    expect [
+      [
+        "after postgresql.target"
+        d.after
+        [ "postgresql.target" ]
+      ]
+      [
+        "requires postgresql.target"
+        d.requires
+        [ "postgresql.target" ]
+      ]
+      [
+        "before synapse"
+        d.before
+        [ "ospw-matrix-synapse.service" ]
+      ]
+      [
+        "runs as postgres"
+        d.serviceConfig.User
+        "postgres"
+      ]
+      [
+        "oneshot, remains"
+        [
+          d.serviceConfig.Type
+          d.serviceConfig.RemainAfterExit
+        ]
+        [
+          "oneshot"
+          true
+        ]
+      ]
+      [
+        "creates the role only if missing"
+        (contains "FROM pg_roles WHERE rolname = 'synapse'" d.script && contains ''CREATE ROLE "synapse" LOGIN'' d.script)
+        true
+      ]
+      [
+        "creates the database with C collation from template0, only if missing"
+        (
+          contains "FROM pg_database WHERE datname = 'synapse'" d.script
+          && contains "CREATE DATABASE \\\"synapse\\\" OWNER \\\"synapse\\\" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'" d.script
+        )
+        true
+      ]
+      [
+        "checks the collation of an existing database"
+        (contains "datcollate" d.script)
+        true
+      ]
+      [
+        "no password anywhere"
+        (contains "PASSWORD" d.script)
+        false
+      ]
+    ];
+
+  database-not-local =
+    let
+      cfg = configWith { services.ospw-matrix.synapse.database.createLocally = false; };
+    in
+    expect [
+      [
+        "no db-init unit"
+        (cfg.systemd.services ? ospw-matrix-db-init)
+        false
+      ]
+      [
+        "postgresql not enabled"
+        cfg.services.postgresql.enable
+        false
+      ]
+      [
+        "synapse does not require postgresql"
+        (synapse cfg).requires
+        [ "ospw-matrix-secrets.service" ]
+      ]
+    ];
+
+  coturn-unit =
+    let
+      c = coturn config;
+      sc = c.serviceConfig;
+    in
+    expect [
+      [
+        "wantedBy"
+        c.wantedBy
+        [ "multi-user.target" ]
+      ]
+      [
+        "requires secrets"
+        c.requires
+        [ "ospw-matrix-secrets.service" ]
+      ]
+      [
+        "after secrets"
+        (lib.elem "ospw-matrix-secrets.service" c.after)
+        true
+      ]
+      [
+        "LoadCredential"
+        sc.LoadCredential
+        [ "turn_shared_secret:${secretsDir}/turn_shared_secret" ]
+      ]
+      [
+        "ExecStartPre materializes from the credential"
+        sc.ExecStartPre
+        "${pkgs.ospw-matrix}/bin/ospw-matrix materialize coturn --template ${render config}/coturn/turnserver.conf --secret-file %d/turn_shared_secret --out /run/ospw-matrix-coturn/turnserver.conf"
+      ]
+      [
+        "ExecStart reads the runtime config"
+        (lib.hasPrefix "${pkgs.coturn}/bin/turnserver -c /run/ospw-matrix-coturn/turnserver.conf" sc.ExecStart)
+        true
+      ]
+      [
+        "DynamicUser"
+        sc.DynamicUser
+        true
+      ]
+      [
+        "RuntimeDirectory"
+        [
+          sc.RuntimeDirectory
+          sc.RuntimeDirectoryMode
+        ]
+        [
+          "ospw-matrix-coturn"
+          "0700"
+        ]
+      ]
+      [
+        "no capabilities for ports >= 1024"
+        [
+          (sc.AmbientCapabilities or null)
+          sc.CapabilityBoundingSet
+        ]
+        [
+          null
+          [ "" ]
+        ]
+      ]
+      [
+        "hardened"
+        [
+          sc.ProtectSystem
+          sc.NoNewPrivileges
+          sc.PrivateDevices
+          sc.PrivateTmp
+          sc.ProtectHome
+          sc.UMask
+          (lib.elem "@system-service" sc.SystemCallFilter)
+        ]
+        [
+          "strict"
+          true
+          true
+          true
+          true
+          "0077"
+          true
+        ]
+      ]
+    ];
+
+  coturn-low-port-capability =
+    let
+      sc = (coturn (configWith { services.ospw-matrix.turn.port = 478; })).serviceConfig;
+    in
+    expect [
+      [
+        "AmbientCapabilities"
+        sc.AmbientCapabilities
+        [ "CAP_NET_BIND_SERVICE" ]
+      ]
+      [
+        "CapabilityBoundingSet"
+        sc.CapabilityBoundingSet
+        [ "CAP_NET_BIND_SERVICE" ]
+      ]
+      [
+        "PrivateUsers off (it would drop the capability)"
+        sc.PrivateUsers
+        false
+      ]
+    ];
+
+  coturn-tls-credentials =
+    let
+      cfg = configWith withTurnTls;
+      tls = cfg.services.ospw-matrix.hostDescription.turn.tls;
+    in
+    expect [
+      [
+        "LoadCredential"
+        (coturn cfg).serviceConfig.LoadCredential
+        [
+          "turn_shared_secret:${secretsDir}/turn_shared_secret"
+          "turn_tls_cert:/var/lib/acme/turn.example.org/fullchain.pem"
+          "turn_tls_key:/var/lib/acme/turn.example.org/key.pem"
+        ]
+      ]
+      [
+        "host description points into the credentials"
+        tls
+        {
+          port = 5349;
+          cert_file = "/run/credentials/ospw-matrix-coturn.service/turn_tls_cert";
+          key_file = "/run/credentials/ospw-matrix-coturn.service/turn_tls_key";
+        }
+      ]
+    ];
+
+  firewall-default = expect [
+    [
+      "ports"
+      (ports config)
+      {
+        tcp = [
+          80
+          443
+          3478
+        ];
+        udp = [ 3478 ];
+        udpRanges = [
+          {
+            from = 49152;
+            to = 65535;
+          }
+        ];
+        tcpRanges = [ ];
+      }
+    ]
+  ];
+
+  firewall-turn-tls = expect [
+    [
+      "ports"
+      (ports (configWith [
+        withTurnTls
+        {
+          services.ospw-matrix.turn.relayPortRange = {
+            from = 50000;
+            to = 50100;
+          };
+        }
+      ]))
+      {
+        tcp = [
+          80
+          443
+          3478
+          5349
+        ];
+        udp = [
+          3478
+          5349
+        ];
+        udpRanges = [
+          {
+            from = 50000;
+            to = 50100;
+          }
+        ];
+        tcpRanges = [ ];
+      }
+    ]
+  ];
+
+  firewall-closed = expect [
+    [
+      "ports"
+      (ports (configWith { services.ospw-matrix.openFirewall = false; }))
+      {
+        tcp = [ ];
+        udp = [ ];
+        udpRanges = [ ];
+        tcpRanges = [ ];
+      }
+    ]
+  ];
+
+  firewall-never-synapse-or-postgres =
+    let
+      cfg = configWith [
+        withTurnTls
+        { services.ospw-matrix.synapse.listen.port = 8448; }
+      ];
+      all = cfg.networking.firewall.allowedTCPPorts ++ cfg.networking.firewall.allowedUDPPorts;
+    in
+    expect [
+      [
+        "8448, 8008, 5432 not opened"
+        (lib.filter (
+          p:
+          lib.elem p [
+            8448
+            8008
+            5432
+          ]
+        ) all)
+        [ ]
+      ]
+      [
+        "listener on loopback in the host description"
+        cfg.services.ospw-matrix.hostDescription.synapse.listen
+        {
+          tcp = {
+            address = "127.0.0.1";
+            port = 8448;
+          };
+        }
+      ]
+    ];
+
+  caddy-config = expect [
+    [
+      "enabled"
+      config.services.caddy.enable
+      true
+    ]
+    [
+      "email from proxy.acmeEmail"
+      config.services.caddy.email
+      "admin@example.org"
+    ]
+    [
+      "imports the rendered sites"
+      (contains "import ${render config}/caddy/sites.caddy" config.services.caddy.extraConfig)
+      true
+    ]
+    [
+      "no global port overrides by default"
+      config.services.caddy.globalConfig
+      ""
+    ]
+    [
+      "after synapse"
+      config.systemd.services.caddy.after
+      [ "ospw-matrix-synapse.service" ]
+    ]
+  ];
+
+  caddy-without-email =
+    let
+      cfg = configWith { services.ospw-matrix.proxy.acmeEmail = lib.mkForce null; };
+    in
+    expect [
+      [
+        "email"
+        cfg.services.caddy.email
+        null
+      ]
+      [
+        "warns"
+        (anyContains "acmeEmail" cfg.warnings)
+        true
+      ]
+      [
+        "no acme_email in the host description"
+        (cfg.services.ospw-matrix.hostDescription.proxy ? acme_email)
+        false
+      ]
+    ];
+
+  caddy-ports-and-socket =
+    let
+      cfg = configWith {
+        services.ospw-matrix.proxy = {
+          httpPort = 8080;
+          httpsPort = 8443;
+        };
+        services.ospw-matrix.synapse.listen.unixSocket = "/run/ospw-matrix-synapse/client.sock";
+      };
+    in
+    expect [
+      [
+        "global ports"
+        (
+          contains "http_port 8080" cfg.services.caddy.globalConfig
+          && contains "https_port 8443" cfg.services.caddy.globalConfig
+        )
+        true
+      ]
+      [
+        "firewall follows"
+        (ports cfg).tcp
+        [
+          3478
+          8080
+          8443
+        ]
+      ]
+      [
+        "caddy joins synapse's group"
+        cfg.users.users.caddy.extraGroups
+        [ "synapse" ]
+      ]
+      [
+        "synapse runtime directory for the socket"
+        [
+          (synapse cfg).serviceConfig.RuntimeDirectory
+          (synapse cfg).serviceConfig.RuntimeDirectoryMode
+        ]
+        [
+          "ospw-matrix-synapse"
+          "0750"
+        ]
+      ]
+      [
+        "unix listener in the host description"
+        cfg.services.ospw-matrix.hostDescription.synapse.listen
+        { unix.path = "/run/ospw-matrix-synapse/client.sock"; }
+      ]
+    ];
+
+  assertion-conflicting-synapse = expect [
+    [
+      "fires"
+      (anyContains "services.matrix-synapse must not be enabled" (
+        failedAssertions (configWith { services.matrix-synapse.enable = true; })
+      ))
+      true
+    ]
+  ];
+
+  assertion-conflicting-coturn = expect [
+    [
+      "fires"
+      (anyContains "services.coturn must not be enabled" (
+        failedAssertions (configWith { services.coturn.enable = true; })
+      ))
+      true
+    ]
+  ];
+
+  assertion-unset-host-names =
+    let
+      cfg =
+        (eval {
+          services.ospw-matrix = {
+            enable = true;
+            baseDomain = "example.org";
+          };
+        }).config;
+    in
+    expect [
+      [
+        "failed assertions"
+        (failedAssertions cfg)
+        [
+          "services.ospw-matrix.matrixHost is not set: set it to a DNS name that points at this host (see docs/nixos.md)."
+          "services.ospw-matrix.elementHost is not set: set it to a DNS name that points at this host (see docs/nixos.md)."
+        ]
+      ]
+    ];
+
+  assertion-turn-tls-needs-files = expect [
+    [
+      "fires"
+      (anyContains "turn.tls.certFile and" (
+        failedAssertions (configWith { services.ospw-matrix.turn.tls.enable = true; })
+      ))
+      true
+    ]
+  ];
+
+  assertion-inline-secrets =
+    let
+      failed = failedAssertions (configWith {
+        services.ospw-matrix.synapse.settings.registration_shared_secret = "hunter2";
+        services.ospw-matrix.turn.settings.static-auth-secret = "hunter2";
+      });
+    in
+    expect [
+      [
+        "synapse"
+        (anyContains "synapse.settings.registration_shared_secret would put a secret into the world-readable Nix store: remove it and use services.ospw-matrix.secrets.registrationSharedSecretFile" failed)
+        true
+      ]
+      [
+        "turn"
+        (anyContains "turn.settings.static-auth-secret would put a secret" failed)
+        true
+      ]
+    ];
+
+  assertion-secret-file-in-store = expect [
+    [
+      "fires"
+      (anyContains "secrets.formSecretFile" (
+        failedAssertions (configWith {
+          services.ospw-matrix.secrets.formSecretFile = "${builtins.storeDir}/0000-form-secret";
+        })
+      ))
+      true
+    ]
+    [
+      "relative path fires"
+      (anyContains "must be an absolute path" (
+        failedAssertions (configWith { services.ospw-matrix.secrets.formSecretFile = "secrets/form"; })
+      ))
+      true
+    ]
+  ];
+
+  secret-options-take-paths-only =
+    let
+      opts = (eval base).options.services.ospw-matrix.secrets;
+    in
+    expect [
+      [
+        "every secrets option is a *File"
+        (lib.filter (name: !lib.hasSuffix "File" name) (lib.attrNames opts))
+        [ ]
+      ]
+      [
+        "a path literal is refused (it would be copied into the store)"
+        (builtins.tryEval (configWith { services.ospw-matrix.secrets.formSecretFile = ./tests.nix; })
+        .services.ospw-matrix.secrets.formSecretFile
+        ).success
+        false
+      ]
+    ];
+
+  host-description-matches-schema = noErrors (
+    checkSchema config.services.ospw-matrix.hostDescription
+  );
+
+  host-description-full-matches-schema =
+    let
+      cfg = configWith [
+        withTurnTls
+        {
+          services.ospw-matrix = {
+            serverName = "example.org";
+            synapse = {
+              listen.unixSocket = "/run/ospw-matrix-synapse/client.sock";
+              mediaStorePath = "/srv/media";
+              settings.max_image_pixels = "64M";
+            };
+            turn = {
+              host = "turn.example.org";
+              realm = "turn.example.org";
+              listeningIps = [ "192.0.2.7" ];
+              externalIp = "192.0.2.7";
+              relayIp = "192.0.2.7";
+              settings.stale-nonce = 600;
+            };
+            element = {
+              settingDefaults.UIFeature.feedback = false;
+              settings.show_labs_settings = false;
+            };
+            proxy = {
+              tls = "internal";
+              bind = [ "192.0.2.7" ];
+              serveBaseDomain = false;
+            };
+          };
+        }
+      ];
+    in
+    noErrors (checkSchema cfg.services.ospw-matrix.hostDescription);
+
+  schema-checker-catches-mistakes =
+    let
+      desc = config.services.ospw-matrix.hostDescription;
+    in
+    expect [
+      [
+        "unknown field"
+        (checkSchema (desc // { synapse = desc.synapse // { dataDir = "/x"; }; }))
+        [ "..synapse.dataDir: unknown field (not in the schema)" ]
+      ]
+      [
+        "bad enum"
+        (builtins.length (checkSchema (desc // { proxy = desc.proxy // { tls = "self-signed"; }; })))
+        1
+      ]
+    ];
+
+  host-description-values = expect [
+    [
+      "names"
+      {
+        inherit (config.services.ospw-matrix.hostDescription)
+          base_domain
+          server_name
+          matrix_host
+          element_host
+          ;
+      }
+      {
+        base_domain = "example.org";
+        server_name = "example.org";
+        matrix_host = "matrix.example.org";
+        element_host = "chat.example.org";
+      }
+    ]
+    [
+      "secrets: the credentials directory, no *_file"
+      config.services.ospw-matrix.hostDescription.secrets
+      { dir = "/run/credentials/ospw-matrix-synapse.service"; }
+    ]
+    [
+      "database"
+      config.services.ospw-matrix.hostDescription.synapse.database
+      {
+        name = "synapse";
+        user = "synapse";
+        socket_dir = "/run/postgresql";
+        port = 5432;
+      }
+    ]
+    [
+      "relay ports"
+      config.services.ospw-matrix.hostDescription.turn.relay_ports
+      "49152-65535"
+    ]
+    [
+      "no TURN TLS"
+      (config.services.ospw-matrix.hostDescription.turn ? tls)
+      false
+    ]
+    [
+      "element webroot is the package"
+      config.services.ospw-matrix.hostDescription.element.webroot
+      "${pkgs.element-web}"
+    ]
+    [
+      "the JSON file holds the description"
+      (builtins.fromJSON config.services.ospw-matrix.hostDescriptionFile.text)
+      config.services.ospw-matrix.hostDescription
+    ]
+  ];
+
+  render-derivation =
+    let
+      r = config.services.ospw-matrix.renderedConfig;
+    in
+    expect [
+      [
+        "runs ospw-matrix render on the host description"
+        (contains ''ospw-matrix render --config ${config.services.ospw-matrix.hostDescriptionFile} --out "$out"'' r.script)
+        true
+      ]
+      [
+        "the CLI is a build input"
+        r.env.nativeBuildInputs
+        [ pkgs.ospw-matrix ]
+      ]
+    ];
+
+  admin-cli-wrapper =
+    let
+      wrappers = lib.filter (p: p.name == "ospw-matrix") config.environment.systemPackages;
+      text = (lib.head wrappers).text;
+    in
+    expect [
+      [
+        "one ospw-matrix on PATH"
+        (builtins.length wrappers)
+        1
+      ]
+      [
+        "OSPW_MATRIX_CONFIG is the rendered host.json"
+        (contains "${render config}/host.json" text && contains "export OSPW_MATRIX_CONFIG=" text)
+        true
+      ]
+      [
+        "registration secret from Synapse's credentials"
+        (contains "OSPW_MATRIX_REGISTRATION_SECRET_FILE:-/run/credentials/ospw-matrix-synapse.service/registration_shared_secret" text)
+        true
+      ]
+      [
+        "execs the CLI"
+        (contains ''exec ${pkgs.ospw-matrix}/bin/ospw-matrix "$@"'' text)
+        true
+      ]
+    ];
+
+  no-secret-paths-in-store =
+    let
+      cfg = leakConfig;
+      # Everything below ends up in the store, except LoadCredential=,
+      # whose whole point is naming the file systemd reads at start (the
+      # unit file names the path; the value never leaves the file).
+      servicesWithoutCredentials = lib.mapAttrs (
+        _: s:
+        s
+        // {
+          serviceConfig = removeAttrs s.serviceConfig [ "LoadCredential" ];
+        }
+      ) cfg.systemd.services;
+      storeTexts = {
+        "host description" = cfg.services.ospw-matrix.hostDescriptionFile.text;
+        "render build" = cfg.services.ospw-matrix.renderedConfig.script;
+        "systemd units" = builtins.toJSON servicesWithoutCredentials;
+        "caddy" = cfg.services.caddy.extraConfig + cfg.services.caddy.globalConfig;
+        "packages" = lib.concatMapStrings (p: p.text or "") cfg.environment.systemPackages;
+        "tmpfiles" = lib.concatStrings cfg.systemd.tmpfiles.rules;
+      };
+      leaks = lib.attrNames (lib.filterAttrs (_: text: contains marker text) storeTexts);
+      credentials = lib.concatStrings (
+        (synapse cfg).serviceConfig.LoadCredential ++ (coturn cfg).serviceConfig.LoadCredential
+      );
+    in
+    expect [
+      [
+        "texts naming a secret file"
+        leaks
+        [ ]
+      ]
+      [
+        "the credentials do name them (sanity check of the marker)"
+        (lib.all (name: contains "${marker}-${name}" credentials) [
+          "signingKeyFile"
+          "registrationSharedSecretFile"
+          "macaroonSecretKeyFile"
+          "formSecretFile"
+          "turnSharedSecretFile"
+          "turn-key.pem"
+        ])
+        true
+      ]
+      [
+        "assertions pass"
+        (failedAssertions cfg)
+        [ ]
+      ]
+    ];
+
+  custom-data-dir =
+    let
+      cfg = configWith { services.ospw-matrix.synapse.dataDir = "/srv/synapse"; };
+      sc = (synapse cfg).serviceConfig;
+    in
+    expect [
+      [
+        "no StateDirectory"
+        (sc ? StateDirectory)
+        false
+      ]
+      [
+        "tmpfiles creates it"
+        cfg.systemd.tmpfiles.rules
+        [ "d /srv/synapse 0700 synapse synapse - -" ]
+      ]
+      [
+        "writable"
+        sc.ReadWritePaths
+        [
+          "/srv/synapse"
+          "/srv/synapse/media_store"
+        ]
+      ]
+    ];
+}
