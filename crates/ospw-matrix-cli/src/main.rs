@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod http;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -59,6 +59,11 @@ fn random_chars(len: usize, alphabet: &[u8]) -> Result<String> {
     Ok(out)
 }
 
+/// `len` random alphanumerics (A-Z, a-z, 0-9), about 5.95 bits each.
+pub fn random_alphanumeric(len: usize) -> Result<String> {
+    random_chars(len, ALPHANUMERIC)
+}
+
 /// A new shared secret: [`SHARED_SECRET_LEN`] random alphanumerics.
 pub fn generate_shared_secret() -> Result<String> {
     random_chars(SHARED_SECRET_LEN, ALPHANUMERIC)

@@ -1,16 +1,210 @@
-//! `user add`.
-// STUB: owned by the accounts work.
+//! `user add`: creates an account through Synapse's shared-secret
+//! registration, talking to Synapse's own listener (loopback TCP or Unix
+//! socket), never through the proxy.
 
-use ospw_matrix::Error;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ospw_matrix::components::synapse::HomeserverConfig;
+use ospw_matrix::host::SecretKind;
+use ospw_matrix::registration::{
+    check_localpart, interpret_register_response, parse_nonce, registration_body, REGISTER_PATH,
+};
+use ospw_matrix::render::synapse::homeserver;
+use ospw_matrix::{load_host, Error, RenderContext};
+
+use crate::http::{request, Endpoint};
+
+/// The length of a generated password: 32 alphanumerics, about 190 bits.
+const GENERATED_PASSWORD_LEN: usize = 32;
+/// Synapse refuses longer passwords.
+const MAX_PASSWORD_LEN: usize = 512;
 
 /// Arguments of `user add`.
 #[derive(clap::Args)]
 pub struct AddArgs {
-    /// The localpart of the new account (`alice` for `@alice:example.org`).
+    /// The localpart of the new account (`alice` for `@alice:example.org`):
+    /// lower-case letters, digits and . _ = - /.
     pub name: String,
+    /// Make the account a server administrator.
+    #[arg(long)]
+    pub admin: bool,
+    /// Read the password from this file (one line). Without it, a strong
+    /// password is generated and printed once, alone, on standard output.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// The host description (YAML or JSON, such as the rendered host.json);
+    /// it gives Synapse's listener and the registration secret's path.
+    #[arg(long, short, env = "OSPW_MATRIX_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The registration shared secret file (default: from the host description).
+    #[arg(
+        long,
+        env = "OSPW_MATRIX_REGISTRATION_SECRET_FILE",
+        value_name = "FILE"
+    )]
+    pub registration_secret_file: Option<PathBuf>,
+    /// Synapse's listener, HOST:PORT or unix:/PATH (default: from the host
+    /// description).
+    #[arg(long, env = "OSPW_MATRIX_SYNAPSE", value_name = "ADDRESS")]
+    pub synapse: Option<String>,
+    /// How long to wait for Synapse, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub timeout: u64,
 }
 
-/// Creates an account.
-pub fn add(_args: AddArgs) -> Result<(), Error> {
-    Err(Error::Other("user add: not built yet".into()))
+/// What the host description says about reaching Synapse.
+struct Target {
+    endpoint: Option<Endpoint>,
+    secret_file: Option<PathBuf>,
+    server_name: Option<String>,
+}
+
+/// Reads Synapse's client listener and registration secret path from the
+/// configuration derived from the host description (so `synapse.settings`
+/// overrides are honoured).
+fn target_from_host(config: &Path) -> Result<Target, Error> {
+    let host = load_host(config)?;
+    let ctx = RenderContext {
+        output_dir: PathBuf::from("/nonexistent"),
+    };
+    let derived: HomeserverConfig = homeserver(&host, &ctx).map_err(|errs| {
+        Error::Other(format!(
+            "{}: the host description does not give a valid Synapse configuration: {errs}",
+            config.display()
+        ))
+    })?;
+    let endpoint = derived.listeners.iter().flatten().find_map(|l| {
+        if let Some(path) = &l.path {
+            return Some(Endpoint::Unix(PathBuf::from(path)));
+        }
+        let port = l.port?;
+        let host = l
+            .all_bind_addresses()
+            .first()
+            .map_or_else(|| "127.0.0.1".to_owned(), |a| (*a).to_owned());
+        Some(Endpoint::Tcp { host, port })
+    });
+    let secret_file = derived
+        .registration_shared_secret_path
+        .map(PathBuf::from)
+        .or_else(|| Some(host.secrets.path(SecretKind::RegistrationSharedSecret)));
+    Ok(Target {
+        endpoint,
+        secret_file,
+        server_name: Some(host.server_name),
+    })
+}
+
+/// Reads the password file: one line, the line ending removed.
+fn read_password(path: &Path) -> Result<String, Error> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::io(path, "read the password file", e))?;
+    let line = text.strip_suffix('\n').unwrap_or(&text);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let bad = |why: &str| Error::BadSecret {
+        path: path.to_path_buf(),
+        message: format!("{why}: expected the password on one line"),
+    };
+    if line.is_empty() {
+        return Err(bad("is empty"));
+    }
+    if line.contains(['\n', '\r', '\0']) {
+        return Err(bad("holds more than one line or a NUL character"));
+    }
+    if line.chars().count() > MAX_PASSWORD_LEN {
+        return Err(bad(&format!(
+            "holds more than {MAX_PASSWORD_LEN} characters, which Synapse refuses"
+        )));
+    }
+    Ok(line.to_owned())
+}
+
+/// Reads the registration shared secret (surrounding whitespace removed, as
+/// Synapse reads it).
+fn read_registration_secret(path: &Path) -> Result<String, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(path, "read the registration shared secret", e))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(Error::BadSecret {
+            path: path.to_path_buf(),
+            message: "is empty: expected the registration shared secret Synapse reads (registration_shared_secret_path)".into(),
+        });
+    }
+    Ok(secret.to_owned())
+}
+
+/// Creates the account.
+pub fn add(args: AddArgs) -> Result<(), Error> {
+    check_localpart(&args.name, None)
+        .map_err(|m| Error::Other(format!("invalid user name: {m}")))?;
+    let needs_host = args.synapse.is_none() || args.registration_secret_file.is_none();
+    let target = match (&args.config, needs_host) {
+        (Some(config), _) => target_from_host(config)?,
+        (None, false) => Target {
+            endpoint: None,
+            secret_file: None,
+            server_name: None,
+        },
+        (None, true) => {
+            return Err(Error::Other(
+                "no host description: give --config FILE (or set OSPW_MATRIX_CONFIG), or both --synapse and --registration-secret-file".into(),
+            ))
+        }
+    };
+    if let Some(server) = &target.server_name {
+        check_localpart(&args.name, Some(server))
+            .map_err(|m| Error::Other(format!("invalid user name: {m}")))?;
+    }
+    let endpoint = match &args.synapse {
+        Some(text) => Endpoint::parse(text).map_err(|m| Error::Other(format!("--synapse: {m}")))?,
+        None => target.endpoint.ok_or_else(|| {
+            Error::Other("the host description gives Synapse no listener: give --synapse".into())
+        })?,
+    };
+    let secret_file = args
+        .registration_secret_file
+        .clone()
+        .or(target.secret_file)
+        .ok_or_else(|| {
+            Error::Other("no registration secret file: give --registration-secret-file".into())
+        })?;
+    let secret = read_registration_secret(&secret_file)?;
+    let (password, generated) = match &args.password_file {
+        Some(path) => (read_password(path)?, false),
+        None => (
+            ospw_matrix::secrets::random_alphanumeric(GENERATED_PASSWORD_LEN)?,
+            true,
+        ),
+    };
+
+    let timeout = Duration::from_secs(args.timeout.max(1));
+    let http = |e: crate::http::HttpError| Error::Other(e.to_string());
+    let answer = request(&endpoint, "GET", REGISTER_PATH, None, timeout).map_err(http)?;
+    if answer.status != 200 {
+        return Err(Error::Other(format!(
+            "Synapse at {endpoint} did not hand out a registration nonce (HTTP {}): {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+                .chars()
+                .take(300)
+                .collect::<String>()
+        )));
+    }
+    let nonce = parse_nonce(&answer.body)
+        .map_err(|m| Error::Other(format!("Synapse at {endpoint}: {m}")))?;
+    let body = registration_body(&secret, &nonce, &args.name, &password, args.admin)?;
+    let body = serde_json::to_vec(&body).map_err(|e| Error::Other(e.to_string()))?;
+    let answer = request(&endpoint, "POST", REGISTER_PATH, Some(&body), timeout).map_err(http)?;
+    let user_id = interpret_register_response(answer.status, &answer.body)
+        .map_err(|failure| Error::Other(format!("cannot create {:?}: {failure}", args.name)))?;
+    let role = if args.admin { " (administrator)" } else { "" };
+    if generated {
+        eprintln!("created {user_id}{role}; its password, shown only this once, follows on standard output");
+        println!("{password}");
+    } else {
+        eprintln!("created {user_id}{role}");
+    }
+    Ok(())
 }
