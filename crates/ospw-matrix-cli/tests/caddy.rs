@@ -1,0 +1,550 @@
+//! Caddy: the rendered Caddyfiles are accepted by the real `caddy`, adapt to
+//! the expected routes, and a running Caddy answers as intended.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{free_port, require, run, which, TempDir};
+
+/// Kills the child process when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const NAMES: &str = "base_domain: example.org\n\
+                     server_name: example.org\n\
+                     matrix_host: matrix.example.org\n\
+                     element_host: chat.example.org\n";
+
+/// Renders `yaml` into `<dir>/rendered`.
+fn render(dir: &Path, yaml: &str) -> PathBuf {
+    let host = dir.join("host.yaml");
+    std::fs::write(&host, yaml).unwrap();
+    let out = dir.join("rendered");
+    let o = run(&[
+        "render",
+        "--config",
+        host.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "render failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+/// `caddy` with its state (local CA, certificates) kept in `dir`.
+fn caddy(bin: &Path, dir: &Path) -> Command {
+    let mut c = Command::new(bin);
+    c.env("HOME", dir.join("home"))
+        .env("XDG_DATA_HOME", dir.join("home/data"))
+        .env("XDG_CONFIG_HOME", dir.join("home/config"));
+    c
+}
+
+fn validate(bin: &Path, dir: &Path, file: &Path) -> Output {
+    caddy(bin, dir)
+        .args(["validate", "--adapter", "caddyfile", "--config"])
+        .arg(file)
+        .output()
+        .expect("run caddy validate")
+}
+
+fn assert_valid(bin: &Path, dir: &Path, file: &Path) {
+    let o = validate(bin, dir, file);
+    assert!(
+        o.status.success(),
+        "caddy refused {}:\n{}\n{}",
+        file.display(),
+        std::fs::read_to_string(file).unwrap_or_default(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn standalone_caddyfiles_validate() {
+    let Some(bin) = require("caddy", which("caddy")) else {
+        return;
+    };
+    let variants = [
+        ("example", String::new()),
+        (
+            "internal-tls-custom-ports",
+            format!(
+                "{NAMES}proxy:\n  tls: internal\n  http_port: {}\n  https_port: {}\n  \
+                 bind: [127.0.0.1, \"::1\"]\n  admin: \"off\"\n",
+                free_port(),
+                free_port()
+            ),
+        ),
+        (
+            "unix-socket",
+            format!(
+                "{NAMES}synapse:\n  listen:\n    unix:\n      path: /run/synapse/client.sock\n"
+            ),
+        ),
+        (
+            "server-name-is-matrix-host",
+            "base_domain: matrix.example.org\n\
+             server_name: matrix.example.org\n\
+             matrix_host: matrix.example.org\n\
+             element_host: chat.example.org\n"
+                .to_owned(),
+        ),
+        (
+            "server-name-is-matrix-host-with-base",
+            "base_domain: example.org\n\
+             server_name: matrix.example.org\n\
+             matrix_host: matrix.example.org\n\
+             element_host: chat.example.org\n\
+             proxy:\n  serve_base_domain: false\n"
+                .to_owned(),
+        ),
+    ];
+    for (name, yaml) in variants {
+        let dir = TempDir::new(&format!("caddy-{name}"));
+        let out = if yaml.is_empty() {
+            let out = dir.path().join("rendered");
+            let o = run(&["render", "--out", out.to_str().unwrap()]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            out
+        } else {
+            render(dir.path(), &yaml)
+        };
+        let caddyfile = out.join("caddy/Caddyfile");
+        assert_valid(&bin, dir.path(), &caddyfile);
+        // The sites file alone adapts too (NixOS imports it).
+        let o = caddy(&bin, dir.path())
+            .args(["adapt", "--adapter", "caddyfile", "--config"])
+            .arg(out.join("caddy/sites.caddy"))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let text = std::fs::read_to_string(&caddyfile).unwrap();
+        match name {
+            "internal-tls-custom-ports" => {
+                assert!(text.contains("local_certs") && text.contains("tls internal"));
+                assert!(text.contains("bind 127.0.0.1 [::1]"), "{text}");
+                assert!(text.contains("admin off"), "{text}");
+            }
+            "unix-socket" => {
+                assert!(
+                    text.contains("reverse_proxy unix//run/synapse/client.sock"),
+                    "{text}"
+                )
+            }
+            "server-name-is-matrix-host" | "server-name-is-matrix-host-with-base" => {
+                assert!(!text.contains("\nexample.org {"), "{text}")
+            }
+            _ => assert!(text.contains("\nexample.org {"), "{text}"),
+        }
+    }
+}
+
+/// A broken Caddyfile is refused: the validation test can fail.
+#[test]
+fn caddy_validate_refuses_a_broken_file() {
+    let Some(bin) = require("caddy", which("caddy")) else {
+        return;
+    };
+    let dir = TempDir::new("caddy-broken");
+    let file = dir.path().join("Caddyfile");
+    std::fs::write(&file, "example.org {\n\tno_such_directive\n}\n").unwrap();
+    assert!(!validate(&bin, dir.path(), &file).status.success());
+}
+
+/// Matches a request path against a Caddy path pattern (`/a/*`, exact).
+fn path_matches(pattern: &str, path: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix),
+        None => pattern == path,
+    }
+}
+
+/// The terminal handler a request for `path` reaches in `routes` (a
+/// subroute's route list): routes in order, one per group, nested
+/// subroutes followed, header handlers skipped.
+fn resolve<'a>(routes: &'a [serde_json::Value], path: &str) -> Option<&'a serde_json::Value> {
+    let mut groups_done: Vec<&str> = Vec::new();
+    for route in routes {
+        if let Some(matchers) = route.get("match").and_then(|m| m.as_array()) {
+            // Host matchers were applied when the site was picked.
+            let hit = matchers
+                .iter()
+                .any(|m| match m.get("path").and_then(|p| p.as_array()) {
+                    Some(ps) => ps.iter().any(|p| path_matches(p.as_str().unwrap(), path)),
+                    None => true,
+                });
+            if !hit {
+                continue;
+            }
+        }
+        if let Some(group) = route.get("group").and_then(|g| g.as_str()) {
+            if groups_done.contains(&group) {
+                continue;
+            }
+            groups_done.push(group);
+        }
+        for h in route["handle"].as_array().into_iter().flatten() {
+            match h["handler"].as_str() {
+                Some("subroute") => {
+                    if let Some(found) = resolve(h["routes"].as_array().unwrap(), path) {
+                        return Some(found);
+                    }
+                }
+                Some("headers") | Some("vars") | Some("rewrite") => {}
+                _ => return Some(h),
+            }
+        }
+    }
+    None
+}
+
+/// The route list of the site for `host` in adapted JSON.
+fn site_routes<'a>(config: &'a serde_json::Value, host: &str) -> &'a [serde_json::Value] {
+    let servers = config["apps"]["http"]["servers"].as_object().unwrap();
+    for server in servers.values() {
+        for route in server["routes"].as_array().unwrap() {
+            let hosts = route["match"][0]["host"].as_array();
+            if hosts.is_some_and(|hs| hs.iter().any(|h| h == host)) {
+                return std::slice::from_ref(route);
+            }
+        }
+    }
+    panic!("no site for {host}")
+}
+
+#[test]
+fn adapted_sites_route_as_intended() {
+    let Some(bin) = require("caddy", which("caddy")) else {
+        return;
+    };
+    let dir = TempDir::new("caddy-adapt");
+    let out = dir.path().join("rendered");
+    let o = run(&["render", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success());
+    let o = caddy(&bin, dir.path())
+        .args(["adapt", "--adapter", "caddyfile", "--config"])
+        .arg(out.join("caddy/sites.caddy"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+
+    let matrix = site_routes(&config, "matrix.example.org");
+    let proxied = |path: &str| {
+        let h = resolve(matrix, path).unwrap_or_else(|| panic!("{path} reaches nothing"));
+        h["handler"] == "reverse_proxy" && h["upstreams"][0]["dial"] == "127.0.0.1:8008"
+    };
+    let status = |routes: &[serde_json::Value], path: &str| {
+        let h = resolve(routes, path).unwrap_or_else(|| panic!("{path} reaches nothing"));
+        assert_eq!(h["handler"], "static_response", "{path}: {h}");
+        h["status_code"].as_u64()
+    };
+    for path in [
+        "/_matrix/client/versions",
+        "/_matrix/media/v3/download/x/y",
+        "/_synapse/client/password_reset/email/submit_token",
+    ] {
+        assert!(proxied(path), "{path} does not reach Synapse");
+    }
+    for path in [
+        "/_matrix/federation/v1/version",
+        "/_matrix/key/v2/server",
+        "/_synapse/admin/v1/users",
+        "/.well-known/matrix/server",
+        "/",
+        "/index.html",
+    ] {
+        assert_eq!(status(matrix, path), Some(404), "{path}");
+    }
+    let wk = resolve(matrix, "/.well-known/matrix/client").unwrap();
+    let body: serde_json::Value = serde_json::from_str(wk["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body["m.homeserver"]["base_url"],
+        "https://matrix.example.org"
+    );
+
+    let base = site_routes(&config, "example.org");
+    assert_eq!(status(base, "/.well-known/matrix/server"), Some(404));
+    assert_eq!(status(base, "/.well-known/matrix/client"), Some(200));
+    let redirect = resolve(base, "/anything").unwrap();
+    assert_eq!(
+        redirect["headers"]["Location"][0],
+        "https://chat.example.org/"
+    );
+
+    let element = site_routes(&config, "chat.example.org");
+    for path in [
+        "/config.json",
+        "/config.chat.example.org.json",
+        "/index.html",
+    ] {
+        let h = resolve(element, path).unwrap();
+        assert_eq!(h["handler"], "file_server", "{path}: {h}");
+    }
+}
+
+/// A minimal upstream standing in for Synapse: answers every request with
+/// `upstream <path>`.
+fn fake_synapse() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve_one(stream));
+        }
+    });
+    port
+}
+
+fn serve_one(mut stream: TcpStream) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_owned();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+        }
+        let body = format!("upstream {path}");
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    }
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn get(curl: &Path, https_port: u16, host: &str, path: &str) -> Response {
+    let dir = TempDir::new("curl");
+    let headers = dir.path().join("headers");
+    let o = Command::new(curl)
+        .args(["-sS", "-k", "--http1.1", "--max-time", "10", "--resolve"])
+        .arg(format!("{host}:{https_port}:127.0.0.1"))
+        .arg("-D")
+        .arg(&headers)
+        .arg(format!("https://{host}:{https_port}{path}"))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run curl");
+    let head = std::fs::read_to_string(&headers).unwrap_or_default();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&o.stdout).into_owned(),
+    }
+}
+
+#[test]
+fn running_caddy_serves_the_sites() {
+    let Some(bin) = require("caddy", which("caddy")) else {
+        return;
+    };
+    let Some(curl) = require("curl", which("curl")) else {
+        return;
+    };
+    let dir = TempDir::new("caddy-run");
+    let webroot = dir.path().join("webroot");
+    std::fs::create_dir_all(&webroot).unwrap();
+    std::fs::write(webroot.join("index.html"), "ELEMENT INDEX").unwrap();
+    std::fs::write(webroot.join("config.json"), "{\"stale\": true}").unwrap();
+    std::fs::write(webroot.join("bundle.js"), "console.log(1)").unwrap();
+    let synapse = fake_synapse();
+    let (http_port, https_port) = (free_port(), free_port());
+    let yaml = format!(
+        "{NAMES}synapse:\n  listen:\n    tcp:\n      address: 127.0.0.1\n      port: {synapse}\n\
+         element:\n  webroot: {}\n\
+         proxy:\n  tls: internal\n  http_port: {http_port}\n  https_port: {https_port}\n  \
+         bind: [127.0.0.1]\n  admin: \"off\"\n",
+        webroot.display()
+    );
+    let out = render(dir.path(), &yaml);
+    let log = std::fs::File::create(dir.path().join("caddy.log")).unwrap();
+    let child = caddy(&bin, dir.path())
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(out.join("caddy/Caddyfile"))
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start caddy");
+    let mut server = KillOnDrop(child);
+    // Wait until the HTTPS listener answers with a certificate.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            panic!(
+                "caddy exited with {status}: {}",
+                std::fs::read_to_string(dir.path().join("caddy.log")).unwrap_or_default()
+            );
+        }
+        if get(
+            &curl,
+            https_port,
+            "matrix.example.org",
+            "/_matrix/client/versions",
+        )
+        .status
+            != 0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "caddy never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Matrix host.
+    let r = get(
+        &curl,
+        https_port,
+        "matrix.example.org",
+        "/_matrix/client/versions",
+    );
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "upstream /_matrix/client/versions")
+    );
+    let r = get(
+        &curl,
+        https_port,
+        "matrix.example.org",
+        "/_synapse/client/new_user_consent",
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.body.starts_with("upstream /_synapse/client/"));
+    for path in [
+        "/_matrix/federation/v1/version",
+        "/_matrix/key/v2/server",
+        "/_synapse/admin/v1/server_version",
+        "/.well-known/matrix/server",
+        "/",
+    ] {
+        let r = get(&curl, https_port, "matrix.example.org", path);
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+        assert!(!r.body.contains("upstream"), "{path} reached Synapse");
+    }
+    let r = get(
+        &curl,
+        https_port,
+        "matrix.example.org",
+        "/.well-known/matrix/client",
+    );
+    assert_eq!(r.status, 200);
+    let expected_base = format!("https://matrix.example.org:{https_port}");
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["m.homeserver"]["base_url"], expected_base.as_str());
+
+    // Base domain.
+    let r = get(
+        &curl,
+        https_port,
+        "example.org",
+        "/.well-known/matrix/client",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["m.homeserver"]["base_url"], expected_base.as_str());
+    assert_eq!(
+        get(
+            &curl,
+            https_port,
+            "example.org",
+            "/.well-known/matrix/server"
+        )
+        .status,
+        404
+    );
+    let r = get(&curl, https_port, "example.org", "/some/page");
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("Location"),
+        Some(format!("https://chat.example.org:{https_port}/").as_str())
+    );
+
+    // Element host: config.json from the rendered output, not the webroot.
+    let rendered_config = std::fs::read_to_string(out.join("element/config.json")).unwrap();
+    for path in ["/config.json", "/config.chat.example.org.json"] {
+        let r = get(&curl, https_port, "chat.example.org", path);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.body, rendered_config, "{path}");
+        assert_eq!(r.header("Cache-Control"), Some("no-cache"), "{path}");
+    }
+    let r = get(&curl, https_port, "chat.example.org", "/");
+    assert_eq!((r.status, r.body.as_str()), (200, "ELEMENT INDEX"));
+    assert_eq!(r.header("Cache-Control"), Some("no-cache"));
+    assert_eq!(r.header("X-Frame-Options"), Some("SAMEORIGIN"));
+    assert_eq!(r.header("X-Content-Type-Options"), Some("nosniff"));
+    assert_eq!(r.header("Referrer-Policy"), Some("no-referrer"));
+    assert_eq!(
+        r.header("Content-Security-Policy"),
+        Some("frame-ancestors 'self'")
+    );
+    assert!(r.header("Strict-Transport-Security").is_some());
+    assert_eq!(r.header("Server"), None);
+    let r = get(&curl, https_port, "chat.example.org", "/bundle.js");
+    assert_eq!((r.status, r.body.as_str()), (200, "console.log(1)"));
+    assert_eq!(
+        r.header("Cache-Control"),
+        None,
+        "static assets may be cached"
+    );
+
+    assert!(
+        server.0.try_wait().unwrap().is_none(),
+        "caddy died during the test"
+    );
+    drop(server);
+}
