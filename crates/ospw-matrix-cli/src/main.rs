@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod admin_api;
 mod commands;
 mod http;
 
@@ -59,6 +60,16 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Write one archive (mode 0600) with a consistent database dump, the
+    /// secrets, the media store and the host description, while the server
+    /// runs.
+    Backup(commands::backup::BackupArgs),
+    /// Restore a backup archive onto a fresh host (Synapse stopped); the
+    /// archive is verified completely before anything is changed.
+    Restore(commands::restore::RestoreArgs),
+    /// Migrate from the old Docker Compose setup: write a host description
+    /// and secrets that keep the server name and signing key.
+    ImportCompose(commands::import_compose::ImportComposeArgs),
 }
 
 #[derive(Subcommand)]
@@ -91,6 +102,15 @@ enum MaterializeCommand {
 enum UserCommand {
     /// Create an account through Synapse's shared-secret registration.
     Add(commands::user::AddArgs),
+    /// List the accounts (through Synapse's admin API).
+    List(commands::accounts::ListArgs),
+    /// Set a new password (generated and printed once, or from a file) and
+    /// log the account's sessions out.
+    ResetPassword(commands::accounts::ResetPasswordArgs),
+    /// Deactivate an account (--erase: GDPR erasure).
+    Deactivate(commands::accounts::DeactivateArgs),
+    /// Grant or revoke server administration: `admin NAME on|off`.
+    Admin(commands::accounts::AdminFlagArgs),
 }
 
 fn main() -> ExitCode {
@@ -118,6 +138,21 @@ fn main() -> ExitCode {
         Command::User {
             command: UserCommand::Add(args),
         } => commands::user::add(args),
+        Command::User {
+            command: UserCommand::List(args),
+        } => commands::accounts::list(args),
+        Command::User {
+            command: UserCommand::ResetPassword(args),
+        } => commands::accounts::reset_password(args),
+        Command::User {
+            command: UserCommand::Deactivate(args),
+        } => commands::accounts::deactivate(args),
+        Command::User {
+            command: UserCommand::Admin(args),
+        } => commands::accounts::set_admin(args),
+        Command::Backup(args) => commands::backup::backup(args),
+        Command::Restore(args) => commands::restore::restore(args),
+        Command::ImportCompose(args) => commands::import_compose::import_compose(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -283,6 +283,19 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// The size and SHA-256 of the file at `path`, read in a stream, or `None`
+/// when the file does not exist.
+pub fn hash_file(path: &Path) -> crate::Result<Option<MemberRecord>> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(crate::Error::io(path, "read", e)),
+    };
+    let mut reader = HashingReader::new(file);
+    io::copy(&mut reader, &mut io::sink()).map_err(|e| crate::Error::io(path, "read", e))?;
+    Ok(Some(reader.finish()))
+}
+
 /// A reader that hashes and counts what passes through it.
 struct HashingReader<R> {
     inner: R,
@@ -889,6 +902,20 @@ mod tests {
             ..TargetState::default()
         };
         assert_eq!(refusals(&renamed, true).len(), 1);
+    }
+
+    #[test]
+    fn hashing_a_file() {
+        let path = std::env::temp_dir().join(format!("ospw-hash-{}", std::process::id()));
+        std::fs::write(&path, b"abc").unwrap();
+        let r = hash_file(&path).unwrap().unwrap();
+        assert_eq!(r.size, 3);
+        assert_eq!(
+            r.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(hash_file(&path).unwrap(), None);
     }
 
     #[test]

@@ -474,10 +474,18 @@ const ELEMENT_ENV: [&str; 3] = ["ELEMENT_HOST", "ELEMENT_DOMAIN", "ELEMENT_SERVE
 const ACME_ENV: [&str; 3] = ["ACME_EMAIL", "LETSENCRYPT_EMAIL", "EMAIL"];
 
 /// Builds the host description, secrets and notes from the old layout.
-/// `secrets_dir` becomes `secrets.dir`. The result is validated; a layout
-/// whose values do not fit (an unparsable size, say) is reported naming the
-/// old setting.
-pub fn plan_import(layout: &ComposeLayout, secrets_dir: &Path) -> Result<ImportPlan> {
+/// `secrets_dir` becomes `secrets.dir`. With `base`, the new host starts
+/// from that host description (its paths, listener, database connection,
+/// ports, proxy) and only the names, the secrets directory and the settings
+/// carried over from the old configuration replace its values; without it,
+/// from the defaults (and the old database name and user). The result is
+/// validated; a layout whose values do not fit (an unparsable size, say) is
+/// reported naming the old setting.
+pub fn plan_import(
+    layout: &ComposeLayout,
+    secrets_dir: &Path,
+    base: Option<&HostDescription>,
+) -> Result<ImportPlan> {
     let source = layout.homeserver_yaml.display().to_string();
     let cfg = &layout.config;
     let mut notes = Vec::new();
@@ -510,18 +518,30 @@ pub fn plan_import(layout: &ComposeLayout, secrets_dir: &Path) -> Result<ImportP
             format!("chat.{parent}")
         });
 
-    let mut host = HostDescription {
-        base_domain,
-        server_name: server_name.clone(),
-        matrix_host,
-        element_host,
-        synapse: Default::default(),
-        turn: Default::default(),
-        element: Default::default(),
-        proxy: Default::default(),
-        secrets: Default::default(),
+    let mut host = match base {
+        Some(base) => HostDescription {
+            base_domain,
+            server_name: server_name.clone(),
+            matrix_host,
+            element_host,
+            ..base.clone()
+        },
+        None => HostDescription {
+            base_domain,
+            server_name: server_name.clone(),
+            matrix_host,
+            element_host,
+            synapse: Default::default(),
+            turn: Default::default(),
+            element: Default::default(),
+            proxy: Default::default(),
+            secrets: Default::default(),
+        },
     };
-    host.secrets.dir = secrets_dir.to_path_buf();
+    host.secrets = crate::host::SecretsSettings {
+        dir: secrets_dir.to_path_buf(),
+        ..Default::default()
+    };
     note(
         NoteKind::Carried,
         "homeserver.yaml: server_name".into(),
@@ -660,7 +680,7 @@ pub fn plan_import(layout: &ComposeLayout, secrets_dir: &Path) -> Result<ImportP
                 );
             }
         }
-        if key == "database" {
+        if key == "database" && base.is_none() {
             if let Some(args) = value.get("args") {
                 if let Some(name) = args
                     .get("database")
@@ -673,11 +693,11 @@ pub fn plan_import(layout: &ComposeLayout, secrets_dir: &Path) -> Result<ImportP
                     host.synapse.database.user = user.to_owned();
                 }
             }
-            if value.get("name").and_then(Value::as_str) == Some("sqlite3") {
-                return Err(field_err(
-                    "the old server uses SQLite: port it to PostgreSQL first (synapse_port_db), then import".into(),
-                ));
-            }
+        }
+        if key == "database" && value.get("name").and_then(Value::as_str) == Some("sqlite3") {
+            return Err(field_err(
+                "the old server uses SQLite: port it to PostgreSQL first (synapse_port_db), then import".into(),
+            ));
         }
         if let Some((_, why)) = REPLACED.iter().find(|(k, _)| *k == key) {
             note(NoteKind::Replaced, setting, (*why).to_owned());
@@ -962,7 +982,7 @@ report_stats: false
     fn imports_names_secrets_and_settings_and_lists_everything_else() {
         let dir = tmp("full");
         let l = layout(&dir, YAML, "ELEMENT_HOST=chat.example.org\nPOSTGRES_PASSWORD=hunter2\nACME_EMAIL=ops@example.org\nTZ=Europe/Berlin\n");
-        let plan = plan_import(&l, Path::new("/var/lib/ospw-matrix/secrets")).unwrap();
+        let plan = plan_import(&l, Path::new("/var/lib/ospw-matrix/secrets"), None).unwrap();
         let h = &plan.host;
         assert_eq!(h.server_name, "matrix.example.org");
         assert_eq!(h.matrix_host, "matrix.example.org");
@@ -1024,7 +1044,7 @@ report_stats: false
         std::fs::write(dir.join("synapse/reg"), "from-file\n").unwrap();
         let yaml = "server_name: example.org\npublic_baseurl: https://matrix.example.org:8448/\nregistration_shared_secret_path: /data/reg\nsigning_key_path: /data/matrix.example.org.signing.key\n";
         let l = layout(&dir, yaml, "");
-        let plan = plan_import(&l, Path::new("/s")).unwrap();
+        let plan = plan_import(&l, Path::new("/s"), None).unwrap();
         assert_eq!(plan.host.base_domain, "example.org");
         assert_eq!(plan.host.matrix_host, "matrix.example.org");
         assert_eq!(plan.host.element_host, "chat.example.org");
@@ -1045,7 +1065,9 @@ report_stats: false
             "server_name: matrix.example.org\nmax_upload_size: lots\n",
             "",
         );
-        let err = plan_import(&l, Path::new("/s")).unwrap_err().to_string();
+        let err = plan_import(&l, Path::new("/s"), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max_upload_size"), "{err}");
         std::fs::write(
             dir.join("synapse/matrix.example.org.signing.key"),
@@ -1053,7 +1075,9 @@ report_stats: false
         )
         .unwrap();
         let l = read_layout(&dir, None).unwrap();
-        let err = plan_import(&l, Path::new("/s")).unwrap_err().to_string();
+        let err = plan_import(&l, Path::new("/s"), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a Synapse signing key"), "{err}");
         std::fs::write(dir.join("synapse/homeserver.yaml"), "- a list\n").unwrap();
         assert!(read_layout(&dir, None).is_err());
@@ -1090,7 +1114,7 @@ report_stats: false
         use std::os::unix::fs::PermissionsExt;
         let dir = tmp("secrets");
         let l = layout(&dir, YAML, "");
-        let plan = plan_import(&l, &dir.join("s")).unwrap();
+        let plan = plan_import(&l, &dir.join("s"), None).unwrap();
         let out = write_secrets(&plan, &dir.join("s")).unwrap();
         assert!(out.iter().all(|(_, w)| *w == SecretWrite::Written));
         let mode = std::fs::metadata(dir.join("s/signing_key"))
