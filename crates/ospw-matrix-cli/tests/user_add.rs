@@ -1,0 +1,381 @@
+//! `ospw-matrix user add`, run as a binary, against closed ports and a
+//! scripted stand-in for Synapse's registration endpoint (TCP and Unix
+//! socket). Creating users on a real Synapse is the acceptance suite's job.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::thread::JoinHandle;
+
+use serde_json::Value;
+use support::{bin, free_port, require, run, which, TempDir};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A host description whose Synapse listens on `listen` (a YAML flow
+/// mapping) with secrets in `<dir>/secrets`.
+fn write_host(dir: &Path, listen: &str) -> PathBuf {
+    let host = dir.join("host.yaml");
+    std::fs::write(
+        &host,
+        format!(
+            "base_domain: example.org
+server_name: example.org
+matrix_host: matrix.example.org
+element_host: chat.example.org
+synapse:
+  listen: {listen}
+secrets:
+  dir: {}/secrets
+",
+            dir.display()
+        ),
+    )
+    .expect("write host");
+    host
+}
+
+fn init_secrets(dir: &Path) {
+    let out = run(&[
+        "secrets",
+        "init",
+        "--dir",
+        dir.join("secrets").to_str().expect("utf8"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn user_add(args: &[&str]) -> Output {
+    bin()
+        .args(["user", "add"])
+        .args(args)
+        .env_remove("OSPW_MATRIX_CONFIG")
+        .env_remove("OSPW_MATRIX_REGISTRATION_SECRET_FILE")
+        .env_remove("OSPW_MATRIX_SYNAPSE")
+        .output()
+        .expect("run")
+}
+
+/// One recorded request: the head and the body.
+struct Seen {
+    head: String,
+    body: Vec<u8>,
+}
+
+/// Answers one request per connection with the given (status, JSON body)
+/// answers in order, the first chunked, the others with Content-Length.
+fn answer(mut conn: impl Read + Write, status: u16, body: &str, chunked: bool) -> Seen {
+    let mut reader = BufReader::new(&mut conn);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).expect("read") == 0 || line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .map_or(0, |n| n.trim().parse().expect("length"));
+    let mut request_body = vec![0; len];
+    reader.read_exact(&mut request_body).expect("body");
+    let response = if chunked {
+        let (a, b) = body.split_at(body.len() / 2);
+        format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+            a.len(),
+            b.len()
+        )
+    } else {
+        format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    conn.write_all(response.as_bytes()).expect("write");
+    Seen {
+        head,
+        body: request_body,
+    }
+}
+
+const NONCE: &str = r#"{"nonce":"0123456789abcdef"}"#;
+
+fn fake_tcp(answers: Vec<(u16, &'static str)>) -> (u16, JoinHandle<Vec<Seen>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let handle = std::thread::spawn(move || {
+        answers
+            .into_iter()
+            .enumerate()
+            .map(|(i, (status, body))| {
+                answer(listener.accept().expect("accept").0, status, body, i == 0)
+            })
+            .collect()
+    });
+    (port, handle)
+}
+
+/// The MAC Synapse expects, computed by CPython's hmac module.
+fn python_mac(
+    secret: &str,
+    nonce: &str,
+    user: &str,
+    password: &str,
+    admin: bool,
+) -> Option<String> {
+    let python = require("python3", which("python3"))?;
+    let script = "import hmac, hashlib, sys
+s, n, u, p, a = sys.argv[1:]
+m = hmac.new(key=s.encode(), digestmod=hashlib.sha1)
+for part in (n, u, p):
+    m.update(part.encode()); m.update(b'\\x00')
+m.update(b'admin' if a == '1' else b'notadmin')
+print(m.hexdigest())";
+    let out = Command::new(python)
+        .args(["-c", script, secret, nonce, user, password])
+        .arg(if admin { "1" } else { "0" })
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    Some(text(&out.stdout).trim().to_owned())
+}
+
+#[test]
+fn closed_port_is_unreachable_naming_the_address() {
+    let tmp = TempDir::new("user-closed");
+    init_secrets(tmp.path());
+    let port = free_port();
+    let host = write_host(
+        tmp.path(),
+        &format!("{{tcp: {{address: 127.0.0.1, port: {port}}}}}"),
+    );
+    let out = user_add(&["alice", "--config", host.to_str().expect("utf8")]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("server unreachable"), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(out.stdout.is_empty(), "no password printed on failure");
+
+    // The same through --synapse, and through the environment.
+    let secret = tmp.path().join("secrets/registration_shared_secret");
+    let out = user_add(&[
+        "bob",
+        "--synapse",
+        &format!("127.0.0.1:{port}"),
+        "--registration-secret-file",
+        secret.to_str().expect("utf8"),
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains(&format!("127.0.0.1:{port}")));
+    let out = bin()
+        .args(["user", "add", "carol"])
+        .env("OSPW_MATRIX_CONFIG", &host)
+        .env_remove("OSPW_MATRIX_SYNAPSE")
+        .env_remove("OSPW_MATRIX_REGISTRATION_SECRET_FILE")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("server unreachable"));
+}
+
+#[test]
+fn missing_unix_socket_is_unreachable_naming_it() {
+    let tmp = TempDir::new("user-nosock");
+    init_secrets(tmp.path());
+    let sock = tmp.path().join("synapse.sock");
+    let host = write_host(
+        tmp.path(),
+        &format!("{{unix: {{path: {}}}}}", sock.display()),
+    );
+    let out = user_add(&["alice", "--config", host.to_str().expect("utf8")]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("server unreachable"), "{stderr}");
+    assert!(stderr.contains(&sock.display().to_string()), "{stderr}");
+}
+
+#[test]
+fn bad_names_are_refused_before_anything_else() {
+    for name in [
+        "Alice", "al ice", "al:ice", "@alice", "", "_bridge", "émile",
+    ] {
+        // No host description at all: the name is checked first.
+        let out = user_add(&[name]);
+        assert!(!out.status.success(), "{name}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("invalid user name"), "{name}: {stderr}");
+    }
+    let out = user_add(&["Alice"]);
+    assert!(text(&out.stderr).contains("\"alice\""));
+}
+
+#[test]
+fn missing_secret_file_is_named() {
+    let tmp = TempDir::new("user-nosecret");
+    let port = free_port();
+    let host = write_host(
+        tmp.path(),
+        &format!("{{tcp: {{address: 127.0.0.1, port: {port}}}}}"),
+    );
+    let out = user_add(&["alice", "--config", host.to_str().expect("utf8")]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    let expected = tmp.path().join("secrets/registration_shared_secret");
+    assert!(stderr.contains(&expected.display().to_string()), "{stderr}");
+    assert!(stderr.contains("registration shared secret"), "{stderr}");
+
+    let other = tmp.path().join("elsewhere");
+    let out = user_add(&[
+        "alice",
+        "--config",
+        host.to_str().expect("utf8"),
+        "--registration-secret-file",
+        other.to_str().expect("utf8"),
+    ]);
+    assert!(text(&out.stderr).contains(&other.display().to_string()));
+}
+
+#[test]
+fn no_host_description_is_explained() {
+    let out = user_add(&["alice"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--config"));
+}
+
+#[test]
+fn creates_a_user_with_a_generated_password_printed_once() {
+    let tmp = TempDir::new("user-ok");
+    init_secrets(tmp.path());
+    let (port, server) = fake_tcp(vec![
+        (200, NONCE),
+        (
+            200,
+            r#"{"user_id":"@alice:example.org","home_server":"example.org"}"#,
+        ),
+    ]);
+    let host = write_host(
+        tmp.path(),
+        &format!("{{tcp: {{address: 127.0.0.1, port: {port}}}}}"),
+    );
+    let out = user_add(&["alice", "--admin", "--config", host.to_str().expect("utf8")]);
+    let seen = server.join().expect("server");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let password = stdout.strip_suffix('\n').expect("one line");
+    assert_eq!(password.len(), 32, "{stdout:?}");
+    assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("@alice:example.org"), "{stderr}");
+    assert!(
+        !stderr.contains(password),
+        "the password appears only on stdout"
+    );
+
+    assert_eq!(seen.len(), 2);
+    assert!(seen[0]
+        .head
+        .starts_with("GET /_synapse/admin/v1/register HTTP/1.1\r\n"));
+    assert!(seen[1]
+        .head
+        .starts_with("POST /_synapse/admin/v1/register HTTP/1.1\r\n"));
+    let body: Value = serde_json::from_slice(&seen[1].body).expect("json body");
+    assert_eq!(body["nonce"], "0123456789abcdef");
+    assert_eq!(body["username"], "alice");
+    assert_eq!(body["password"], password);
+    assert_eq!(body["admin"], true);
+    assert_eq!(body["inhibit_login"], true);
+    let secret = std::fs::read_to_string(tmp.path().join("secrets/registration_shared_secret"))
+        .expect("secret");
+    if let Some(mac) = python_mac(secret.trim(), "0123456789abcdef", "alice", password, true) {
+        assert_eq!(body["mac"], mac);
+    }
+}
+
+#[test]
+fn password_file_over_a_unix_socket() {
+    let tmp = TempDir::new("user-unix");
+    init_secrets(tmp.path());
+    let sock = tmp.path().join("synapse.sock");
+    let listener = UnixListener::bind(&sock).expect("bind");
+    let server = std::thread::spawn(move || {
+        vec![
+            answer(listener.accept().expect("accept").0, 200, NONCE, true),
+            answer(
+                listener.accept().expect("accept").0,
+                200,
+                r#"{"user_id":"@bob:example.org"}"#,
+                false,
+            ),
+        ]
+    });
+    let host = write_host(
+        tmp.path(),
+        &format!("{{unix: {{path: {}}}}}", sock.display()),
+    );
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, "correct horse battery staple\n").expect("write");
+    let out = user_add(&[
+        "bob",
+        "--config",
+        host.to_str().expect("utf8"),
+        "--password-file",
+        pw.to_str().expect("utf8"),
+    ]);
+    let seen = server.join().expect("server");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        out.stdout.is_empty(),
+        "no password printed when it was given"
+    );
+    let body: Value = serde_json::from_slice(&seen[1].body).expect("json");
+    assert_eq!(body["password"], "correct horse battery staple");
+    assert_eq!(body["admin"], false);
+    assert!(seen[0].head.contains("Host: localhost"), "{}", seen[0].head);
+}
+
+#[test]
+fn synapse_refusals_are_explained() {
+    let tmp = TempDir::new("user-refused");
+    init_secrets(tmp.path());
+    let secret = tmp.path().join("secrets/registration_shared_secret");
+    for (answer_body, status, expected) in [
+        (
+            r#"{"errcode":"M_USER_IN_USE","error":"User ID already taken."}"#,
+            400,
+            "exists",
+        ),
+        (
+            r#"{"errcode":"M_FORBIDDEN","error":"HMAC incorrect"}"#,
+            403,
+            "wrong registration shared secret",
+        ),
+        (
+            r#"{"errcode":"M_INVALID_USERNAME","error":"Numeric user IDs are reserved for guest users."}"#,
+            400,
+            "M_INVALID_USERNAME",
+        ),
+    ] {
+        let (port, server) = fake_tcp(vec![(200, NONCE), (status, answer_body)]);
+        let out = user_add(&[
+            "alice",
+            "--synapse",
+            &format!("127.0.0.1:{port}"),
+            "--registration-secret-file",
+            secret.to_str().expect("utf8"),
+        ]);
+        server.join().expect("server");
+        assert!(!out.status.success(), "{expected}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+        assert!(out.stdout.is_empty(), "no password printed on failure");
+    }
+}
