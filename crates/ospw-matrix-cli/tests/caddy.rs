@@ -361,7 +361,15 @@ fn get(curl: &Path, https_port: u16, host: &str, path: &str) -> Response {
     let dir = TempDir::new("curl");
     let headers = dir.path().join("headers");
     let o = Command::new(curl)
-        .args(["-sS", "-k", "--http1.1", "--max-time", "10", "--resolve"])
+        .args([
+            "-sS",
+            "-k",
+            "--http1.1",
+            "--path-as-is",
+            "--max-time",
+            "10",
+            "--resolve",
+        ])
         .arg(format!("{host}:{https_port}:127.0.0.1"))
         .arg("-D")
         .arg(&headers)
@@ -469,6 +477,15 @@ fn running_caddy_serves_the_sites() {
         "/_synapse/admin/v1/server_version",
         "/.well-known/matrix/server",
         "/",
+        // Spellings that must not slip past the path matchers.
+        "/_matrix//federation/v1/version",
+        "/_matrix/%66ederation/v1/version",
+        "/_MATRIX/federation/v1/version",
+        "/_matrix/Federation/v1/version",
+        "/_matrix/client/../federation/v1/version",
+        "/_matrix/client/../../_synapse/admin/v1/server_version",
+        "/_synapse/client/../admin/v1/server_version",
+        "/_synapse/%61dmin/v1/server_version",
     ] {
         let r = get(&curl, https_port, "matrix.example.org", path);
         assert_eq!(r.status, 404, "{path}: {}", r.body);

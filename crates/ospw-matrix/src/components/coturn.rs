@@ -147,7 +147,7 @@ const FLAGS: [&str; 12] = [
 ];
 
 /// Options that would open the server up; each is refused with the reason.
-const REFUSED: [(&str, &str); 7] = [
+const REFUSED: [(&str, &str); 12] = [
     (
         "allow-loopback-peers",
         "would let clients relay to services on the server's loopback interface",
@@ -164,17 +164,31 @@ const REFUSED: [(&str, &str); 7] = [
         "no-auth",
         "would let anyone relay through the server without credentials",
     ),
+    ("cli-password", "enables the telnet admin console: keep no-cli"),
+    ("web-admin", "enables the web admin console"),
     (
-        "cli-password",
-        "enables the telnet admin console: keep no-cli",
-    ),
-    (
-        "web-admin",
-        "enables the web admin console",
+        "server-relay",
+        "lets the server relay to any address (coturn marks it unsafe, for testing only)",
     ),
     (
         "userdb",
-        "enables a database of static TURN accounts: only use-auth-secret is allowed",
+        "enables a database of TURN accounts: only use-auth-secret with the shared secret is allowed",
+    ),
+    (
+        "psql-userdb",
+        "enables a database of TURN accounts: only use-auth-secret with the shared secret is allowed",
+    ),
+    (
+        "mysql-userdb",
+        "enables a database of TURN accounts: only use-auth-secret with the shared secret is allowed",
+    ),
+    (
+        "mongo-userdb",
+        "enables a database of TURN accounts: only use-auth-secret with the shared secret is allowed",
+    ),
+    (
+        "redis-userdb",
+        "enables a database of TURN accounts: only use-auth-secret with the shared secret is allowed",
     ),
 ];
 
@@ -312,8 +326,10 @@ impl TurnserverConf {
                 Some((k, v)) => ConfEntry::value(k.trim(), v.trim()),
                 None => ConfEntry::flag(line),
             };
-            let key = entry.key.trim_start_matches("--");
-            if key.is_empty()
+            // coturn reads exact long option names only (no `--`, no short
+            // letters); anything else is refused rather than guessed at.
+            let key = entry.key.as_str();
+            if !key.starts_with(|c: char| c.is_ascii_alphanumeric())
                 || !key
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
@@ -324,10 +340,7 @@ impl TurnserverConf {
                 );
                 continue;
             }
-            entries.push(ConfEntry {
-                key: key.to_owned(),
-                value: entry.value,
-            });
+            entries.push(entry);
         }
         match Self::from_entries(entries) {
             Ok(conf) => errs.into_result(conf),
@@ -883,6 +896,10 @@ mod tests {
         assert!(err.mentions("no-cli"), "{err}");
         let err = TurnserverConf::parse("=3\n").unwrap_err();
         assert!(err.mentions("line 1"), "{err}");
+        for bad in ["--lt-cred-mech\n", "no cli\n", "realm x=y\n"] {
+            let err = TurnserverConf::parse(bad).unwrap_err();
+            assert!(err.mentions("line 1"), "{bad}: {err}");
+        }
     }
 
     #[test]
@@ -950,6 +967,9 @@ mod tests {
             ("cli-password", Some("x")),
             ("web-admin", None),
             ("userdb", Some("/var/lib/turn/turndb")),
+            ("psql-userdb", Some("host=localhost")),
+            ("redis-userdb", Some("ip=127.0.0.1")),
+            ("server-relay", None),
         ] {
             let mut conf = good();
             conf.set(key, vec![value.map(str::to_owned)]).unwrap();
