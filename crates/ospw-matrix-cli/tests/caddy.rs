@@ -5,6 +5,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -315,8 +316,25 @@ fn fake_synapse() -> u16 {
     port
 }
 
-fn serve_one(mut stream: TcpStream) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+/// The same on a Unix socket at `path`.
+fn fake_synapse_unix(path: &Path) {
+    let listener = UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let reader = BufReader::new(stream.try_clone().unwrap());
+                serve(reader, stream)
+            });
+        }
+    });
+}
+
+fn serve_one(stream: TcpStream) {
+    let reader = BufReader::new(stream.try_clone().unwrap());
+    serve(reader, stream)
+}
+
+fn serve(mut reader: impl BufRead, mut stream: impl Write) {
     loop {
         let mut request_line = String::new();
         if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
@@ -397,6 +415,15 @@ fn get(curl: &Path, https_port: u16, host: &str, path: &str) -> Response {
 
 #[test]
 fn running_caddy_serves_the_sites() {
+    run_caddy(false);
+}
+
+#[test]
+fn running_caddy_proxies_to_a_unix_socket() {
+    run_caddy(true);
+}
+
+fn run_caddy(unix: bool) {
     let Some(bin) = require("caddy", which("caddy")) else {
         return;
     };
@@ -409,10 +436,17 @@ fn running_caddy_serves_the_sites() {
     std::fs::write(webroot.join("index.html"), "ELEMENT INDEX").unwrap();
     std::fs::write(webroot.join("config.json"), "{\"stale\": true}").unwrap();
     std::fs::write(webroot.join("bundle.js"), "console.log(1)").unwrap();
-    let synapse = fake_synapse();
+    let listen = if unix {
+        let socket = dir.path().join("synapse.sock");
+        fake_synapse_unix(&socket);
+        format!("    unix:\n      path: {}\n", socket.display())
+    } else {
+        let port = fake_synapse();
+        format!("    tcp:\n      address: 127.0.0.1\n      port: {port}\n")
+    };
     let (http_port, https_port) = (free_port(), free_port());
     let yaml = format!(
-        "{NAMES}synapse:\n  listen:\n    tcp:\n      address: 127.0.0.1\n      port: {synapse}\n\
+        "{NAMES}synapse:\n  listen:\n{listen}\
          element:\n  webroot: {}\n\
          proxy:\n  tls: internal\n  http_port: {http_port}\n  https_port: {https_port}\n  \
          bind: [127.0.0.1]\n  admin: \"off\"\n",
