@@ -57,6 +57,13 @@ fn derive(host: &HostDescription) -> ElementConfig {
     for (k, v) in &host.element.setting_defaults {
         setting_defaults.insert(k.clone(), v.clone());
     }
+    // Links to rooms and messages point at this Element, not at matrix.to
+    // (Element's default), which would learn every room id shared.
+    let mut extra = JsonMap::new();
+    extra.insert(
+        "permalink_prefix".to_owned(),
+        serde_json::Value::String(host.element_url()),
+    );
     ElementConfig {
         default_server_config: Some(DefaultServerConfig {
             homeserver: HomeserverRef {
@@ -88,6 +95,7 @@ fn derive(host: &HostDescription) -> ElementConfig {
         }),
         setting_defaults: Some(setting_defaults),
         show_labs_settings: Some(false),
+        extra,
         ..ElementConfig::default()
     }
 }
@@ -189,6 +197,7 @@ mod tests {
         assert!(v.as_object().unwrap().contains_key("integrations_ui_url"));
         assert_eq!(v["setting_defaults"]["UIFeature.urlPreviews"], json!(false));
         assert!(v.get("jitsi").is_none() && v.get("map_style_url").is_none());
+        assert_eq!(v["permalink_prefix"], "https://chat.example.org");
     }
 
     #[test]
