@@ -379,3 +379,157 @@ fn synapse_refusals_are_explained() {
         assert!(out.stdout.is_empty(), "no password printed on failure");
     }
 }
+
+/// Kills the Synapse it holds when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Renders `listen`, swaps PostgreSQL for SQLite through the typed model
+/// (the acceptance suite runs the real PostgreSQL stack), starts Synapse and
+/// waits until its listener answers.
+fn start_synapse(python: &Path, dir: &Path, listen: &str) -> Option<(PathBuf, Running)> {
+    use ospw_matrix::components::synapse::{
+        DatabaseArgs, DatabaseConfig, DatabaseEngine, HomeserverConfig,
+    };
+    init_secrets(dir);
+    let host = dir.join("host.yaml");
+    let yaml = text(&std::fs::read(write_host(dir, listen)).expect("read")).replace(
+        "synapse:\n",
+        &format!("synapse:\n  data_dir: {}/data\n", dir.display()),
+    );
+    std::fs::write(&host, yaml).expect("write");
+    let out = run(&[
+        "render",
+        "--config",
+        host.to_str().expect("utf8"),
+        "--out",
+        dir.join("out").to_str().expect("utf8"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut config =
+        HomeserverConfig::from_yaml_file(&dir.join("out/synapse/homeserver.yaml")).expect("load");
+    config.database = Some(DatabaseConfig {
+        name: DatabaseEngine::Sqlite3,
+        args: Some(DatabaseArgs {
+            database: Some(dir.join("homeserver.db").display().to_string()),
+            ..DatabaseArgs::default()
+        }),
+        extra: Default::default(),
+    });
+    assert!(config.privacy_violations().is_empty());
+    let hs = dir.join("homeserver.yaml");
+    std::fs::write(&hs, config.to_yaml_string().expect("emit")).expect("write");
+    let child = Command::new(python)
+        .args(["-m", "synapse.app.homeserver", "-c"])
+        .arg(&hs)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("synapse.log")).expect("log"))
+        .spawn()
+        .expect("start synapse");
+    let mut running = Running(child);
+    let listener = config.listeners.as_ref().and_then(|l| l.first()).cloned()?;
+    for _ in 0..240 {
+        if let Ok(Some(status)) = running.0.try_wait() {
+            panic!(
+                "Synapse exited ({status}): {}",
+                std::fs::read_to_string(dir.join("synapse.log")).unwrap_or_default()
+            );
+        }
+        let up = match (&listener.path, listener.port) {
+            (Some(path), _) => std::os::unix::net::UnixStream::connect(path).is_ok(),
+            (None, Some(port)) => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            _ => false,
+        };
+        if up {
+            return Some((host, running));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    panic!(
+        "Synapse did not listen within 60 s: {}",
+        std::fs::read_to_string(dir.join("synapse.log")).unwrap_or_default()
+    );
+}
+
+#[test]
+fn against_a_real_synapse_over_tcp_and_unix_socket() {
+    let Some(python) = require(
+        "Synapse's Python (OSPW_SYNAPSE_PYTHON)",
+        support::synapse_python(),
+    ) else {
+        return;
+    };
+    let port = free_port();
+    let tcp = TempDir::new("user-live-tcp");
+    let unix = TempDir::new("user-live-unix");
+    let sock = unix.path().join("synapse.sock");
+    for (dir, listen) in [
+        (
+            tcp.path(),
+            format!("{{tcp: {{address: 127.0.0.1, port: {port}}}}}"),
+        ),
+        (
+            unix.path(),
+            format!("{{unix: {{path: {}}}}}", sock.display()),
+        ),
+    ] {
+        let Some((host, _synapse)) = start_synapse(&python, dir, &listen) else {
+            panic!("no listener");
+        };
+        let host = host.to_str().expect("utf8");
+        let out = user_add(&["alice", "--admin", "--config", host]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("@alice:example.org"));
+        let password = text(&out.stdout).trim().to_owned();
+        assert_eq!(password.len(), 32);
+
+        if dir == tcp.path() {
+            // The printed password logs in.
+            let body = serde_json::json!({"type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": "alice"}, "password": password})
+            .to_string();
+            let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            write!(
+                conn,
+                "POST /_matrix/client/v3/login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .expect("send");
+            let mut answer = String::new();
+            conn.read_to_string(&mut answer).expect("read");
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            assert!(answer.contains("@alice:example.org"), "{answer}");
+        }
+
+        let again = user_add(&["alice", "--config", host]);
+        assert!(!again.status.success());
+        assert!(
+            text(&again.stderr).contains("exists"),
+            "{}",
+            text(&again.stderr)
+        );
+
+        let wrong = dir.join("wrong");
+        std::fs::write(&wrong, "x".repeat(40)).expect("write");
+        let out = user_add(&[
+            "bob",
+            "--config",
+            host,
+            "--registration-secret-file",
+            wrong.to_str().expect("utf8"),
+        ]);
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains("wrong registration shared secret"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
