@@ -28,9 +28,9 @@ in
     };
 
     # Caddy reaches Synapse's Unix socket through Synapse's group.
-    users.users.${config.services.caddy.user}.extraGroups = lib.mkIf (
-      cfg.synapse.listen.unixSocket != null
-    ) [ cfg.synapse.database.user ];
+    users.users = lib.mkIf (cfg.synapse.listen.unixSocket != null) {
+      ${config.services.caddy.user}.extraGroups = [ cfg.synapse.database.user ];
+    };
 
     systemd.services.caddy = {
       # Proxying to a Synapse that is not up yet only yields 502s, but

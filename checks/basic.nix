@@ -1,0 +1,127 @@
+# The whole stack on one server, used from a client machine: the
+# administrator creates accounts with the preconfigured CLI, a client
+# discovers the homeserver and logs in, new rooms are encrypted, messages
+# flow; registration is closed, federation is not served, Element and its
+# configuration are, no secret is in the store and only the expected ports
+# are reachable.
+{
+  pkgs,
+  self,
+  testLib,
+}:
+
+let
+  inherit (testLib) names passwords;
+  client = "matrix-test-client --server-name ${names.base}";
+in
+{
+  name = "ospw-matrix-basic";
+
+  nodes = {
+    server = {
+      imports = [
+        self.nixosModules.default
+        testLib.serverModule
+      ];
+    };
+    client = testLib.clientModule;
+  };
+
+  testScript =
+    { nodes, ... }:
+    let
+      render = nodes.server.services.ospw-matrix.renderedConfig;
+    in
+    ''
+      import json
+
+      secrets = ["signing_key", "registration_shared_secret", "macaroon_secret_key", "form_secret", "turn_shared_secret"]
+
+      ${testLib.helpersScript}
+
+      start_all()
+      wait_for_server()
+
+      with subtest("secrets are generated root-only and handed to Synapse as credentials"):
+          server.succeed("test \"$(stat -c '%a %U' /var/lib/ospw-matrix/secrets)\" = '700 root'")
+          for name in secrets:
+              server.succeed(f"test \"$(stat -c '%a %U' /var/lib/ospw-matrix/secrets/{name})\" = '600 root'")
+              server.succeed(f"test -s /run/credentials/ospw-matrix-synapse.service/{name}")
+          server.succeed("grep -q /run/credentials/ospw-matrix-synapse.service/signing_key ${render}/synapse/homeserver.yaml")
+          # coturn's runtime configuration holds the secret; only its own user can read it.
+          server.succeed("test \"$(stat -c '%a' /run/ospw-matrix-coturn/turnserver.conf)\" = 600")
+
+      with subtest("Synapse's database has C collation, and creating it again is a no-op"):
+          out = server.succeed("runuser -u postgres -- psql -tAc \"SELECT datcollate || '|' || datctype || '|' || pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'synapse'\"")
+          assert out.strip() == "C|C|synapse", out
+          server.succeed("systemctl restart ospw-matrix-db-init.service")
+          server.succeed("systemctl is-active ospw-matrix-synapse.service")
+
+      with subtest("Synapse and PostgreSQL listen on loopback only"):
+          listeners = server.succeed("ss -Htln | awk '{print $4}'").split()
+          assert "127.0.0.1:8008" in listeners, listeners
+          exposed = [l for l in listeners if l.rsplit(":", 1)[1] in ("8008", "5432") and not l.startswith(("127.0.0.1:", "[::1]:"))]
+          assert exposed == [], exposed
+
+      with subtest("the administrator creates accounts with the CLI"):
+          create_users()
+          server.fail("sudo ospw-matrix user add alice --password-file /root/alice.password")
+          admin = "matrix-test-client --homeserver http://127.0.0.1:8008 is-admin alice '${passwords.alice}'"
+          assert json.loads(server.succeed(f"{admin} @alice:${names.base}")) == {"admin": True}
+          assert json.loads(server.succeed(f"{admin} @bob:${names.base}")) == {"admin": False}
+
+      client.wait_for_unit("multi-user.target")
+      client.wait_until_succeeds("curl -sSf https://${names.matrix}/_matrix/client/versions", timeout=300)
+
+      with subtest("clients discover the homeserver through .well-known"):
+          wk = json.loads(client.succeed("curl -sSf https://${names.base}/.well-known/matrix/client"))
+          assert wk["m.homeserver"]["base_url"] == "https://${names.matrix}", wk
+
+      with subtest("a client logs in; a new room is encrypted by default; messages flow"):
+          out = json.loads(client.succeed("${client} conversation alice '${passwords.alice}' bob '${passwords.bob}'"))
+          assert out["encryption"].get("algorithm") == "m.megolm.v1.aes-sha2", out
+          assert sorted(out["received"]) == sorted(out["sent"]), out
+
+      with subtest("registration is closed"):
+          out = json.loads(client.succeed("${client} register mallory"))
+          assert out["status"] == 403, out
+          client.fail("${client} login mallory a-password-nobody-should-get-0")
+          client.fail("${client} login alice wrong-password")
+
+      with subtest("federation is not served"):
+          for url in [
+              "https://${names.matrix}/_matrix/federation/v1/version",
+              "https://${names.matrix}/_matrix/key/v2/server",
+              "https://${names.matrix}/.well-known/matrix/server",
+              "https://${names.base}/.well-known/matrix/server",
+          ]:
+              code = client.succeed(f"curl -s -o /dev/null -w '%{{http_code}}' {url}")
+              assert code == "404", f"{url}: HTTP {code}"
+
+      with subtest("Element Web and its rendered configuration are served"):
+          config = json.loads(client.succeed("curl -sSf https://${names.element}/config.json"))
+          assert config["default_server_config"]["m.homeserver"]["base_url"] == "https://${names.matrix}", config
+          assert config["brand"] == "OSPW Test Chat", config
+          content_type = client.succeed("curl -sSf -o /dev/null -w '%{content_type}' https://${names.element}/")
+          assert content_type.startswith("text/html"), content_type
+          client.succeed("curl -sSf https://${names.element}/ | grep -qi '<script'")
+
+      with subtest("no secret value is in the Nix store"):
+          # The system's closure: every store path the server uses (the
+          # rendered configuration, the units, the admin wrapper, ...).
+          for name in secrets:
+              found = server.succeed(f"grep -rlsF -f /var/lib/ospw-matrix/secrets/{name} $(nix-store --query --requisites /run/current-system) || true")
+              assert found.strip() == "", f"{name} found in {found}"
+
+      with subtest("only HTTP, HTTPS and TURN are reachable from the network"):
+          out = client.succeed("nmap -Pn -sT -p- --min-rate 2000 --max-retries 1 -oG - ${names.matrix}")
+          open_ports = sorted(
+              int(entry.strip().split("/")[0])
+              for line in out.splitlines()
+              if "Ports:" in line
+              for entry in line.split("Ports:")[1].split("\t")[0].split(",")
+              if "/open/" in entry
+          )
+          assert open_ports == [80, 443, 3478], open_ports
+    '';
+}

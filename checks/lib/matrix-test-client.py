@@ -1,0 +1,256 @@
+"""A small Matrix client for the VM tests, speaking the client-server API
+over HTTPS with the standard library only.
+
+It discovers the homeserver from https://<server name>/.well-known/matrix/client
+as real clients do (or takes --homeserver), logs in with a password, and
+prints JSON results for the test script to check. Every unexpected HTTP
+status ends the program with a message naming the request.
+
+Messages are sent as m.room.encrypted events (what an E2E client puts on
+the wire): the server never sees plaintext, and the test checks that it
+stores and relays them.
+"""
+
+import argparse
+import json
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def fail(message):
+    print(f"matrix-test-client: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+class Client:
+    def __init__(self, base_url):
+        self.base = base_url.rstrip("/")
+        self.token = None
+        self.user_id = None
+        self.ctx = ssl.create_default_context(cafile=CA_BUNDLE)
+
+    def request(self, method, path, body=None, expect=(200,)):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", "Bearer " + self.token)
+        try:
+            with urllib.request.urlopen(req, context=self.ctx, timeout=60) as resp:
+                status, payload = resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            status, payload = err.code, err.read()
+        try:
+            parsed = json.loads(payload) if payload else {}
+        except ValueError:
+            parsed = {"raw": payload.decode(errors="replace")}
+        if expect is not None and status not in expect:
+            fail(f"{method} {path}: HTTP {status}: {payload[:500]!r}")
+        return status, parsed
+
+    def login(self, user, password):
+        _, body = self.request(
+            "POST",
+            "/_matrix/client/v3/login",
+            {
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": user},
+                "password": password,
+                "initial_device_display_name": "ospw-matrix VM test",
+            },
+        )
+        self.token = body["access_token"]
+        self.user_id = body["user_id"]
+        return self
+
+    def send_encrypted(self, room_id, text):
+        txn = uuid.uuid4().hex
+        content = {
+            "algorithm": "m.megolm.v1.aes-sha2",
+            "ciphertext": text,
+            "device_id": "VMTEST",
+            "sender_key": "vmtest-sender-key",
+            "session_id": "vmtest-session",
+        }
+        path = f"/_matrix/client/v3/rooms/{q(room_id)}/send/m.room.encrypted/{txn}"
+        _, body = self.request("PUT", path, content)
+        return body["event_id"]
+
+    def timeline_ciphertexts(self, room_id):
+        path = f"/_matrix/client/v3/rooms/{q(room_id)}/messages?dir=b&limit=100"
+        _, body = self.request("GET", path)
+        return [
+            e["content"].get("ciphertext")
+            for e in body.get("chunk", [])
+            if e.get("type") == "m.room.encrypted"
+        ]
+
+
+def q(value):
+    return urllib.parse.quote(value, safe="")
+
+
+def discover(server_name):
+    ctx = ssl.create_default_context(cafile=CA_BUNDLE)
+    url = f"https://{server_name}/.well-known/matrix/client"
+    with urllib.request.urlopen(url, context=ctx, timeout=60) as resp:
+        body = json.loads(resp.read())
+    return body["m.homeserver"]["base_url"]
+
+
+def make_client(args):
+    return Client(args.homeserver or discover(args.server_name))
+
+
+def cmd_login(args):
+    c = make_client(args).login(args.user, args.password)
+    print(json.dumps({"user_id": c.user_id}))
+
+
+def cmd_register(args):
+    c = make_client(args)
+    status, body = c.request(
+        "POST",
+        "/_matrix/client/v3/register",
+        {
+            "username": args.user,
+            "password": "a-password-nobody-should-get-0",
+            "auth": {"type": "m.login.dummy"},
+        },
+        expect=None,
+    )
+    print(json.dumps({"status": status, "errcode": body.get("errcode")}))
+
+
+def cmd_conversation(args):
+    """Alice creates a private room and invites Bob; the room must be
+    encrypted without asking; Bob joins; Alice sends messages that Bob
+    receives through /sync."""
+    alice = make_client(args).login(args.alice, args.alice_password)
+    bob = make_client(args).login(args.bob, args.bob_password)
+
+    _, created = alice.request(
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        {"preset": "private_chat", "name": "VM test", "invite": [bob.user_id]},
+    )
+    room_id = created["room_id"]
+
+    _, encryption = alice.request(
+        "GET", f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.encryption/"
+    )
+
+    bob.request("POST", f"/_matrix/client/v3/join/{q(room_id)}", {})
+
+    sent = [f"vmtest-ciphertext-{i}-{uuid.uuid4().hex}" for i in range(3)]
+    for text in sent:
+        alice.send_encrypted(room_id, text)
+
+    received = []
+    since = None
+    deadline = time.time() + 60
+    while time.time() < deadline and set(received) != set(sent):
+        path = "/_matrix/client/v3/sync?timeout=5000"
+        if since:
+            path += "&since=" + q(since)
+        _, sync = bob.request("GET", path)
+        since = sync.get("next_batch")
+        room = sync.get("rooms", {}).get("join", {}).get(room_id, {})
+        for event in room.get("timeline", {}).get("events", []):
+            if event.get("type") == "m.room.encrypted":
+                text = event["content"].get("ciphertext")
+                if text in sent and text not in received:
+                    received.append(text)
+
+    print(
+        json.dumps(
+            {
+                "room_id": room_id,
+                "encryption": encryption,
+                "sent": sent,
+                "received": received,
+            }
+        )
+    )
+
+
+def cmd_history(args):
+    c = make_client(args).login(args.user, args.password)
+    _, rooms = c.request("GET", "/_matrix/client/v3/joined_rooms")
+    print(
+        json.dumps(
+            {
+                "joined_rooms": rooms.get("joined_rooms", []),
+                "ciphertexts": c.timeline_ciphertexts(args.room_id),
+            }
+        )
+    )
+
+
+def cmd_turn_credentials(args):
+    c = make_client(args).login(args.user, args.password)
+    _, body = c.request("GET", "/_matrix/client/v3/voip/turnServer")
+    print(json.dumps(body))
+
+
+def cmd_is_admin(args):
+    c = make_client(args).login(args.user, args.password)
+    _, body = c.request(
+        "GET", f"/_synapse/admin/v1/users/{q(args.target)}/admin"
+    )
+    print(json.dumps(body))
+
+
+def main():
+    parser = argparse.ArgumentParser(prog="matrix-test-client")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--server-name", help="discover the homeserver from this server name")
+    where.add_argument("--homeserver", help="the homeserver's base URL")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("login")
+    p.add_argument("user")
+    p.add_argument("password")
+    p.set_defaults(func=cmd_login)
+
+    p = sub.add_parser("register")
+    p.add_argument("user")
+    p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("conversation")
+    p.add_argument("alice")
+    p.add_argument("alice_password")
+    p.add_argument("bob")
+    p.add_argument("bob_password")
+    p.set_defaults(func=cmd_conversation)
+
+    p = sub.add_parser("history")
+    p.add_argument("user")
+    p.add_argument("password")
+    p.add_argument("room_id")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("turn-credentials")
+    p.add_argument("user")
+    p.add_argument("password")
+    p.set_defaults(func=cmd_turn_credentials)
+
+    p = sub.add_parser("is-admin")
+    p.add_argument("user")
+    p.add_argument("password")
+    p.add_argument("target")
+    p.set_defaults(func=cmd_is_admin)
+
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
