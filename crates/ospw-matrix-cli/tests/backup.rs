@@ -1,0 +1,685 @@
+//! `ospw-matrix backup` and `restore` against a real PostgreSQL cluster of
+//! the test's own (a temporary directory, Unix socket only, run as an
+//! unprivileged user, stopped at the end and killed on failure):
+//! backup of a database with data → wipe → restore → same rows, secrets and
+//! media; a corrupted archive refused before anything is touched; a
+//! non-empty database refused without `--force`; existing secrets never
+//! overwritten.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{free_port, require, run, TempDir};
+
+/// PostgreSQL's binaries (`OSPW_PG_BIN`, default `/usr/lib/postgresql/15/bin`).
+fn pg_bin() -> Option<PathBuf> {
+    let dir = std::env::var_os("OSPW_PG_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"));
+    dir.join("initdb").is_file().then_some(dir)
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The unprivileged user PostgreSQL runs as when the tests run as root
+/// (`OSPW_TEST_USER`, default `ospw-test`), created when missing.
+fn pg_user() -> Option<(u32, u32)> {
+    if !is_root() {
+        return None;
+    }
+    let name = std::env::var("OSPW_TEST_USER").unwrap_or_else(|_| "ospw-test".into());
+    let lookup = || {
+        let out = Command::new("getent")
+            .args(["passwd", &name])
+            .output()
+            .ok()?;
+        let line = String::from_utf8_lossy(&out.stdout).to_string();
+        let f: Vec<&str> = line.trim().split(':').collect();
+        Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+    };
+    if let Some(ids) = lookup() {
+        return Some(ids);
+    }
+    // Idempotent: another test may create it at the same moment.
+    let _ = Command::new("useradd")
+        .args([
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            &name,
+        ])
+        .status();
+    Some(lookup().expect("create the unprivileged PostgreSQL user"))
+}
+
+/// A PostgreSQL cluster in a temporary directory; stopped when dropped.
+struct Cluster {
+    bin: PathBuf,
+    ids: Option<(u32, u32)>,
+    sock: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Cluster {
+    fn command(&self, program: &str) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut c = Command::new(self.bin.join(program));
+        c.current_dir("/");
+        if let Some((uid, gid)) = self.ids {
+            c.uid(uid).gid(gid);
+        }
+        c
+    }
+
+    fn start(bin: PathBuf, dir: &Path) -> Cluster {
+        let ids = pg_user();
+        let root = dir.join("pg");
+        std::fs::create_dir_all(root.join("sock")).unwrap();
+        if let Some((uid, gid)) = ids {
+            for p in [dir, &root, &root.join("sock")] {
+                std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+            }
+        }
+        let mut c = Cluster {
+            bin,
+            ids,
+            sock: root.join("sock"),
+            port: free_port(),
+            child: None,
+        };
+        let out = c
+            .command("initdb")
+            .args(["-D"])
+            .arg(root.join("data"))
+            .args([
+                "--auth=trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "--locale=C",
+                "-E",
+                "UTF8",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "initdb: {}", both(&out));
+        let log = std::fs::File::create(dir.join("postgres.log")).unwrap();
+        let child = c
+            .command("postgres")
+            .arg("-D")
+            .arg(root.join("data"))
+            .arg("-k")
+            .arg(&c.sock)
+            .arg("-p")
+            .arg(c.port.to_string())
+            .args(["-c", "listen_addresses=", "-c", "fsync=off"])
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        c.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ok = c
+                .command("pg_isready")
+                .arg("-h")
+                .arg(&c.sock)
+                .arg("-p")
+                .arg(c.port.to_string())
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if ok {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not start: {}",
+                std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        c
+    }
+
+    /// Runs SQL as `role` in `db`, returning the unaligned output.
+    fn sql(&self, role: &str, db: &str, sql: &str) -> String {
+        let out = self
+            .command("psql")
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.sock)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["-U", role, "-d", db, "-c", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql {sql}: {}", both(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A fresh, empty database `name` owned by the role `name`.
+    fn fresh_db(&self, name: &str) {
+        self.sql(
+            "postgres",
+            "postgres",
+            &format!(
+                "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}') THEN CREATE ROLE \"{name}\" LOGIN; END IF; END$$"
+            ),
+        );
+        self.sql(
+            "postgres",
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+        );
+        self.sql(
+            "postgres",
+            "postgres",
+            &format!("CREATE DATABASE \"{name}\" OWNER \"{name}\" TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"),
+        );
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A fast shutdown (SIGINT); killed if it does not stop.
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn both(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+const SIGNING_KEY: &str = "ed25519 a_T3st 8jmEkWk6aQ8pVq0D1Tz0ni6Mu+VlEwN0F1B1lf0tV9s\n";
+
+/// One test host: a host description pointing at the cluster and at
+/// directories in `dir`.
+struct Host {
+    config: PathBuf,
+    secrets: PathBuf,
+    media: PathBuf,
+    db: String,
+}
+
+fn host(dir: &Path, cluster: &Cluster, db: &str) -> Host {
+    let secrets = dir.join("secrets");
+    let data = dir.join("synapse");
+    let yaml = format!(
+        "base_domain: example.test
+server_name: example.test
+matrix_host: matrix.example.test
+element_host: chat.example.test
+synapse:
+  listen:
+    tcp:
+      address: 127.0.0.1
+      port: {listen}
+  database:
+    name: {db}
+    user: {db}
+    socket_dir: {sock}
+    port: {port}
+  data_dir: {data}
+proxy:
+  tls: internal
+secrets:
+  dir: {secrets}
+",
+        listen = free_port(),
+        sock = cluster.sock.display(),
+        port = cluster.port,
+        data = data.display(),
+        secrets = secrets.display(),
+    );
+    let config = dir.join("host.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    Host {
+        config,
+        secrets,
+        media: data.join("media_store"),
+        db: db.to_owned(),
+    }
+}
+
+fn secret_files() -> Vec<(&'static str, String)> {
+    vec![
+        ("signing_key", SIGNING_KEY.to_owned()),
+        (
+            "registration_shared_secret",
+            "R".repeat(40) + "egistration\n",
+        ),
+        ("macaroon_secret_key", "M".repeat(48) + "\n"),
+        ("form_secret", "F".repeat(48) + "\n"),
+        ("turn_shared_secret", "T".repeat(48) + "\n"),
+    ]
+}
+
+fn write_secrets(h: &Host) {
+    std::fs::create_dir_all(&h.secrets).unwrap();
+    std::fs::set_permissions(&h.secrets, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for (name, value) in secret_files() {
+        let p = h.secrets.join(name);
+        std::fs::write(&p, value).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+const MEDIA: [(&str, &[u8]); 2] = [
+    (
+        "local_content/ab/cd/efghijklmnop",
+        b"\x89PNG\r\n\x1a\n picture bytes",
+    ),
+    (
+        "local_thumbnails/ab/cd/efghijklmnop/32-32-image-png",
+        b"thumb",
+    ),
+];
+
+fn write_media(h: &Host) {
+    for (rel, bytes) in MEDIA {
+        let p = h.media.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+}
+
+fn cli(args: &[&str], pg: &Cluster) -> Output {
+    let mut full: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    full.push("--pg-bin-dir".into());
+    full.push(pg.bin.display().to_string());
+    let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+    run(&refs)
+}
+
+fn rows(pg: &Cluster, h: &Host) -> String {
+    pg.sql(
+        &h.db,
+        &h.db,
+        "SELECT string_agg(name || '=' || body, ',' ORDER BY id) FROM events",
+    )
+}
+
+fn table_count(pg: &Cluster, h: &Host) -> String {
+    pg.sql(
+        &h.db,
+        &h.db,
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+    )
+}
+
+/// The byte offset and size of `member`'s data in a tar archive.
+fn member_offset(archive: &[u8], member: &str) -> (usize, usize) {
+    let mut at = 0;
+    while at + 512 <= archive.len() {
+        let header = &archive[at..at + 512];
+        if header.iter().all(|b| *b == 0) {
+            break;
+        }
+        let name_end = header[..100].iter().position(|b| *b == 0).unwrap_or(100);
+        let name = std::str::from_utf8(&header[..name_end]).unwrap();
+        let size_text = std::str::from_utf8(&header[124..136])
+            .unwrap()
+            .trim_matches(|c: char| c == '\0' || c == ' ');
+        let size = usize::from_str_radix(size_text, 8).unwrap();
+        if name == member {
+            return (at + 512, size);
+        }
+        at += 512 + size.div_ceil(512) * 512;
+    }
+    panic!("{member} not in the archive");
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn backup_wipe_restore_and_refusals_with_a_real_postgresql() {
+    let Some(bin) = require("PostgreSQL 15 (initdb)", pg_bin()) else {
+        return;
+    };
+    let tmp = TempDir::new("backup");
+    let pg = Cluster::start(bin, tmp.path());
+    let h = host(tmp.path(), &pg, "synapse_b");
+    pg.fresh_db(&h.db);
+    pg.sql(
+        &h.db,
+        &h.db,
+        "CREATE TABLE events (id serial PRIMARY KEY, name text NOT NULL, body text NOT NULL);
+         INSERT INTO events (name, body) VALUES ('alice', 'hello'), ('bob', 'héllo ☃'), ('carol', E'tab\\there');",
+    );
+    let before = rows(&pg, &h);
+    assert!(before.contains("carol=tab"), "{before}");
+    write_secrets(&h);
+    write_media(&h);
+    let check = run(&["check", "--config", h.config.to_str().unwrap()]);
+    assert!(check.status.success(), "check: {}", both(&check));
+
+    // Backup.
+    let archive = tmp.path().join("out/backup.tar");
+    std::fs::create_dir_all(archive.parent().unwrap()).unwrap();
+    let out = cli(
+        &[
+            "backup",
+            "--config",
+            h.config.to_str().unwrap(),
+            "--out",
+            archive.to_str().unwrap(),
+        ],
+        &pg,
+    );
+    assert!(out.status.success(), "backup: {}", both(&out));
+    assert_eq!(mode(&archive), 0o600, "the archive holds secrets");
+    let leftovers: Vec<_> = std::fs::read_dir(archive.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "no temporary files left: {leftovers:?}");
+    let bytes = std::fs::read(&archive).unwrap();
+    let manifest = ospw_matrix::backup::verify_archive(bytes.as_slice()).unwrap();
+    assert_eq!(manifest.server_name, "example.test");
+    assert!(manifest
+        .postgresql_version
+        .as_deref()
+        .unwrap()
+        .starts_with("15"));
+    assert_eq!(manifest.synapse_version, None, "no Synapse is running");
+    assert_eq!(manifest.secrets().len(), 5);
+    assert_eq!(manifest.media_totals().0, 2);
+    assert_eq!(
+        manifest.members["secrets/signing_key"].sha256,
+        ospw_matrix::backup::sha256_hex(SIGNING_KEY.as_bytes())
+    );
+
+    // Wipe: a fresh empty database, no secrets, no media.
+    let wipe = || {
+        pg.fresh_db(&h.db);
+        let _ = std::fs::remove_dir_all(&h.secrets);
+        let _ = std::fs::remove_dir_all(&h.media);
+    };
+    wipe();
+    assert_eq!(table_count(&pg, &h), "0");
+
+    // A corrupted archive (one byte flipped in the dump, then in a media
+    // file) is refused before anything is touched.
+    for member in [
+        "database/synapse.pgdump",
+        "media/local_content/ab/cd/efghijklmnop",
+        "secrets/signing_key",
+    ] {
+        let (at, size) = member_offset(&bytes, member);
+        let mut bad = bytes.clone();
+        bad[at + size / 2] ^= 0x20;
+        let bad_path = tmp.path().join("corrupted.tar");
+        std::fs::write(&bad_path, &bad).unwrap();
+        let out = cli(
+            &[
+                "restore",
+                bad_path.to_str().unwrap(),
+                "--config",
+                h.config.to_str().unwrap(),
+            ],
+            &pg,
+        );
+        assert!(
+            !out.status.success(),
+            "{member}: restore accepted a corrupted archive"
+        );
+        let text = both(&out);
+        assert!(
+            text.contains("checksum mismatch") && text.contains(member),
+            "{member}: {text}"
+        );
+        assert!(text.contains("nothing was changed"), "{text}");
+        assert_eq!(
+            table_count(&pg, &h),
+            "0",
+            "{member}: the database was touched"
+        );
+        assert!(!h.secrets.exists(), "{member}: secrets were written");
+        assert!(!h.media.exists(), "{member}: media were written");
+    }
+    // Garbage and truncation, too.
+    let truncated = tmp.path().join("truncated.tar");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let out = cli(
+        &[
+            "restore",
+            truncated.to_str().unwrap(),
+            "--config",
+            h.config.to_str().unwrap(),
+        ],
+        &pg,
+    );
+    assert!(!out.status.success());
+    assert!(both(&out).contains("nothing was changed"), "{}", both(&out));
+    assert!(!h.secrets.exists());
+
+    // Restore onto the wiped host: same rows, secrets and media.
+    let out = cli(
+        &[
+            "restore",
+            archive.to_str().unwrap(),
+            "--config",
+            h.config.to_str().unwrap(),
+        ],
+        &pg,
+    );
+    assert!(out.status.success(), "restore: {}", both(&out));
+    assert_eq!(rows(&pg, &h), before);
+    for (name, value) in secret_files() {
+        let p = h.secrets.join(name);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), value, "{name}");
+        assert_eq!(mode(&p), 0o600, "{name}");
+    }
+    assert_eq!(mode(&h.secrets), 0o700);
+    for (rel, content) in MEDIA {
+        assert_eq!(std::fs::read(h.media.join(rel)).unwrap(), content, "{rel}");
+    }
+    // The objects belong to the configured role.
+    assert_eq!(
+        pg.sql(
+            &h.db,
+            &h.db,
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'events'"
+        ),
+        h.db
+    );
+
+    // A non-empty database is refused without --force, and nothing changes.
+    pg.sql(
+        &h.db,
+        &h.db,
+        "INSERT INTO events (name, body) VALUES ('mallory', 'later')",
+    );
+    let changed = rows(&pg, &h);
+    let out = cli(
+        &[
+            "restore",
+            archive.to_str().unwrap(),
+            "--config",
+            h.config.to_str().unwrap(),
+        ],
+        &pg,
+    );
+    assert!(!out.status.success(), "restore over a non-empty database");
+    assert!(both(&out).contains("not empty"), "{}", both(&out));
+    assert!(both(&out).contains("--force"), "{}", both(&out));
+    assert_eq!(rows(&pg, &h), changed);
+    // With --force it is replaced by the archive's contents.
+    let out = cli(
+        &[
+            "restore",
+            archive.to_str().unwrap(),
+            "--config",
+            h.config.to_str().unwrap(),
+            "--force",
+        ],
+        &pg,
+    );
+    assert!(out.status.success(), "restore --force: {}", both(&out));
+    assert_eq!(rows(&pg, &h), before);
+
+    // Existing secrets are never overwritten without --force: an empty
+    // database, but another signing key in place.
+    pg.fresh_db(&h.db);
+    let other_key = "ed25519 a_0ther 9jmEkWk6aQ8pVq0D1Tz0ni6Mu+VlEwN0F1B1lf0tV9s\n";
+    std::fs::write(h.secrets.join("signing_key"), other_key).unwrap();
+    let out = cli(
+        &[
+            "restore",
+            archive.to_str().unwrap(),
+            "--config",
+            h.config.to_str().unwrap(),
+        ],
+        &pg,
+    );
+    assert!(!out.status.success(), "restore over another signing key");
+    let text = both(&out);
+    assert!(
+        text.contains("signing_key") && text.contains("different secret"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.secrets.join("signing_key")).unwrap(),
+        other_key
+    );
+    assert_eq!(table_count(&pg, &h), "0", "the database was touched");
+    // Identical secrets are fine: put the original back, restore succeeds.
+    std::fs::write(h.secrets.join("signing_key"), SIGNING_KEY).unwrap();
+    let out = cli(
+        &[
+            "restore",
+            archive.to_str().unwrap(),
+            "--config",
+            h.config.to_str().unwrap(),
+        ],
+        &pg,
+    );
+    assert!(out.status.success(), "restore: {}", both(&out));
+    assert!(both(&out).contains("kept secret"), "{}", both(&out));
+    assert_eq!(rows(&pg, &h), before);
+}
+
+#[test]
+fn a_running_synapse_listener_blocks_restore() {
+    // Refused before PostgreSQL is contacted: no cluster needed. Something
+    // listening on Synapse's port stands for a running Synapse.
+    let tmp = TempDir::new("restore-running");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = tmp.path().join("host.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "base_domain: example.test\nserver_name: example.test\nmatrix_host: matrix.example.test\nelement_host: chat.example.test\nsynapse:\n  listen:\n    tcp:\n      address: 127.0.0.1\n      port: {port}\nproxy:\n  tls: internal\nsecrets:\n  dir: {}\n",
+            tmp.path().join("secrets").display()
+        ),
+    )
+    .unwrap();
+    // A valid archive, built with the library.
+    let mut w = ospw_matrix::backup::ArchiveWriter::new(Vec::new());
+    w.add_bytes("host/host-description", b"x", 0o600).unwrap();
+    w.add_bytes("database/synapse.pgdump", b"PGDMP", 0o600)
+        .unwrap();
+    let manifest = ospw_matrix::backup::Manifest {
+        format: ospw_matrix::backup::FORMAT.into(),
+        format_version: ospw_matrix::backup::FORMAT_VERSION,
+        ospw_matrix_version: "0".into(),
+        synapse_version: None,
+        postgresql_version: None,
+        server_name: "example.test".into(),
+        created: ospw_matrix::backup::now_rfc3339(),
+        database: ospw_matrix::backup::DatabaseRecord {
+            name: "synapse".into(),
+            user: "synapse".into(),
+            dump_format: "custom".into(),
+        },
+        members: Default::default(),
+    };
+    let (bytes, _) = w.finish(manifest).unwrap();
+    let archive = tmp.path().join("a.tar");
+    std::fs::write(&archive, bytes).unwrap();
+    let out = run(&[
+        "restore",
+        archive.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let text = both(&out);
+    assert!(text.contains("stop it first"), "{text}");
+    assert!(!tmp.path().join("secrets").exists());
+    drop(listener);
+}
+
+#[test]
+fn backup_reports_an_unreachable_database_and_writes_nothing() {
+    let tmp = TempDir::new("backup-nodb");
+    let config = tmp.path().join("host.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "base_domain: example.test\nserver_name: example.test\nmatrix_host: matrix.example.test\nelement_host: chat.example.test\nsynapse:\n  database:\n    socket_dir: {}\n    port: {}\nproxy:\n  tls: internal\n",
+            tmp.path().display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let archive = tmp.path().join("b.tar");
+    let mut args = vec![
+        "backup",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        archive.to_str().unwrap(),
+    ];
+    let bin = pg_bin().map(|b| b.display().to_string());
+    if let Some(b) = &bin {
+        args.extend(["--pg-bin-dir", b.as_str()]);
+    }
+    let out = run(&args);
+    assert!(!out.status.success());
+    let text = both(&out);
+    assert!(text.contains(".s.PGSQL."), "names the socket: {text}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("host.yaml")]);
+}
