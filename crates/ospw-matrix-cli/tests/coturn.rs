@@ -140,7 +140,7 @@ fn materialized_config_runs_the_real_turnserver() {
     let template = render(dir.path(), port);
     let template_text = std::fs::read_to_string(&template).unwrap();
 
-    let secret = format!("test-secret-{}-{port}", std::process::id());
+    let secret = format!("test-secret-{}-{port}-0123456789abcdef", std::process::id());
     let secret_file = dir.path().join("turn_shared_secret");
     std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
     let runtime = dir.path().join("run/turnserver.conf");
@@ -255,7 +255,7 @@ fn materialize_refuses_a_tampered_template() {
     let dir = TempDir::new("coturn-tamper");
     let template = render(dir.path(), free_port());
     let secret_file = dir.path().join("secret");
-    std::fs::write(&secret_file, "s3cret\n").unwrap();
+    std::fs::write(&secret_file, "0123456789abcdef0123456789abcdef\n").unwrap();
     for (addition, key) in [
         ("allow-loopback-peers\n", "allow-loopback-peers"),
         ("lt-cred-mech\nuser=bob:pw\n", "lt-cred-mech"),
@@ -313,7 +313,7 @@ fn materialize_names_the_bad_file() {
     );
 
     let secret = dir.path().join("secret");
-    std::fs::write(&secret, "s3cret").unwrap();
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef").unwrap();
     let bad = dir.path().join("bad-template.conf");
     std::fs::write(&bad, "listening-port=notaport\n").unwrap();
     let o = materialize(&bad, &secret, &out);

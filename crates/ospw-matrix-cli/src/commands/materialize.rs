@@ -5,6 +5,8 @@ use std::path::Path;
 
 use ospw_matrix::components::coturn;
 use ospw_matrix::fsutil::write_file_atomically;
+use ospw_matrix::host::SecretKind;
+use ospw_matrix::secrets::read_shared_secret;
 use ospw_matrix::Error;
 
 /// Reads the template and the secret, checks the template again (a
@@ -13,9 +15,9 @@ use ospw_matrix::Error;
 pub fn coturn(template: &Path, secret_file: &Path, out: &Path) -> Result<(), Error> {
     let template_text = std::fs::read_to_string(template)
         .map_err(|e| Error::io(template, "read the coturn template", e))?;
-    let secret_text = std::fs::read_to_string(secret_file)
-        .map_err(|e| Error::io(secret_file, "read the TURN shared secret file", e))?;
-    let secret = coturn::check_secret(&secret_text, secret_file)?;
+    // Read and checked as Synapse reads it (trimmed, one line, long enough),
+    // so both sides hold the same secret.
+    let secret = read_shared_secret(secret_file, SecretKind::TurnSharedSecret)?;
     let text = coturn::materialize(&template_text, &template.display().to_string(), &secret)?;
     write_file_atomically(out, text.as_bytes(), 0o600)?;
     eprintln!("wrote {}", out.display());

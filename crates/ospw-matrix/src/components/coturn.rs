@@ -745,37 +745,11 @@ pub fn is_exemptable_own_address(addr: IpAddr) -> bool {
     !(addr.is_loopback() || addr.is_unspecified() || addr == IpAddr::V4(Ipv4Addr::BROADCAST))
 }
 
-/// Checks a TURN shared secret read from `path`: the file's text without
-/// its final line break must be non-empty and hold no white space or
-/// control characters (it is written as `static-auth-secret=<secret>`).
-pub fn check_secret(secret_text: &str, path: &std::path::Path) -> Result<String, Error> {
-    let secret = secret_text
-        .strip_suffix('\n')
-        .map(|s| s.strip_suffix('\r').unwrap_or(s))
-        .unwrap_or(secret_text);
-    if secret.is_empty() {
-        return Err(Error::BadSecret {
-            path: path.to_path_buf(),
-            message: "is empty: expected the TURN shared secret (run ospw-matrix secrets init)"
-                .to_owned(),
-        });
-    }
-    if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::BadSecret {
-            path: path.to_path_buf(),
-            message: "holds white space, a line break or a control character: expected one line \
-                      of printable characters"
-                .to_owned(),
-        });
-    }
-    Ok(secret.to_owned())
-}
-
 /// Fills the rendered template with the shared secret: parses `template`
 /// (named `template_name` in errors), refuses it if it breaks a privacy
 /// invariant (a tampered template), sets `static-auth-secret` and emits the
-/// runtime configuration. `secret` must already be checked
-/// ([`check_secret`]).
+/// runtime configuration. `secret` is the shared secret as read by
+/// [`crate::secrets::read_shared_secret`] (one line, no white space).
 pub fn materialize(template: &str, template_name: &str, secret: &str) -> Result<String, Error> {
     let prefix = |errs: ValidationErrors, what: &str| {
         let mut out = ValidationErrors::new();
@@ -1030,6 +1004,8 @@ mod tests {
         let template = good().to_conf_string();
         assert!(!template.contains("static-auth-secret"));
         let out = materialize(&template, "t.conf", "s3cret").unwrap();
+        assert!(materialize(&template, "t.conf", "").is_err());
+        assert!(materialize(&template, "t.conf", "a b").is_err());
         assert!(
             out.lines().any(|l| l == "static-auth-secret=s3cret"),
             "{out}"
@@ -1043,17 +1019,6 @@ mod tests {
         let broken = format!("{template}listening-port=x\n");
         let err = materialize(&broken, "t.conf", "s3cret").unwrap_err();
         assert!(err.to_string().contains("t.conf: listening-port"), "{err}");
-    }
-
-    #[test]
-    fn secrets_are_checked() {
-        let p = std::path::Path::new("/s");
-        assert_eq!(check_secret("abc\n", p).unwrap(), "abc");
-        assert_eq!(check_secret("abc\r\n", p).unwrap(), "abc");
-        assert_eq!(check_secret("abc", p).unwrap(), "abc");
-        for bad in ["", "\n", "a b", "abc\n\n", "a\tb"] {
-            assert!(check_secret(bad, p).is_err(), "{bad:?}");
-        }
     }
 
     #[test]
