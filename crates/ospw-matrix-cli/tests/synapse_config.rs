@@ -535,3 +535,80 @@ fn settings_that_break_privacy_are_refused_naming_the_setting() {
     );
     assert!(!tmp.path().join("out").exists(), "nothing written");
 }
+
+/// A configuration Synapse generates itself (`--generate-config`) loads
+/// into the model, round-trips unchanged as PyYAML reads it, is flagged for
+/// every way it is not private, and its signing key file is byte for byte
+/// what this crate's parser and writer produce.
+#[test]
+fn synapse_generated_config_round_trips_and_is_flagged() {
+    use ospw_matrix::components::synapse::HomeserverConfig;
+    let Some(python) = python() else {
+        return;
+    };
+    let tmp = TempDir::new("synapse-generated");
+    let hs = tmp.path().join("homeserver.yaml");
+    let out = Command::new(&python)
+        .args([
+            "-m",
+            "synapse.app.homeserver",
+            "--server-name",
+            "example.org",
+            "--report-stats=no",
+            "--generate-config",
+            "--config-path",
+        ])
+        .arg(&hs)
+        .current_dir(tmp.path())
+        .output()
+        .expect("generate");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let config = HomeserverConfig::from_yaml_file(&hs).expect("loads");
+    let written = tmp.path().join("written.yaml");
+    std::fs::write(&written, config.to_yaml_string().expect("emits")).expect("write");
+    let same = py(
+        &python,
+        "import sys, yaml\na, b = (yaml.safe_load(open(p)) for p in sys.argv[1:])\nprint(a == b)\nsys.exit(0 if a == b else 1)",
+        &[&hs, &written],
+    );
+    assert!(
+        same.status.success(),
+        "the round trip changed the configuration: {}{}",
+        text(&same.stdout),
+        text(&same.stderr)
+    );
+
+    let mut paths: Vec<String> = config
+        .privacy_violations()
+        .errors
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        vec![
+            "allow_profile_lookup_over_federation",
+            "federation_domain_whitelist",
+            "form_secret",
+            "listeners[0].resources[0].names[1]",
+            "macaroon_secret_key",
+            "registration_shared_secret",
+            "trusted_key_servers",
+            "turn_allow_guests",
+        ]
+    );
+
+    let key_file = config
+        .signing_key_path
+        .as_deref()
+        .expect("signing_key_path");
+    let synapse_text = std::fs::read_to_string(key_file).expect("key");
+    let key = SigningKey::parse(&synapse_text).expect("parses Synapse's key");
+    assert_eq!(
+        key.to_file_string(),
+        synapse_text,
+        "same format, byte for byte"
+    );
+}

@@ -415,7 +415,7 @@ fn start_synapse(python: &Path, dir: &Path, listen: &str) -> Option<(PathBuf, Ru
     let mut config =
         HomeserverConfig::from_yaml_file(&dir.join("out/synapse/homeserver.yaml")).expect("load");
     config.database = Some(DatabaseConfig {
-        name: DatabaseEngine::Sqlite3,
+        name: Some(DatabaseEngine::Sqlite3),
         args: Some(DatabaseArgs {
             database: Some(dir.join("homeserver.db").display().to_string()),
             ..DatabaseArgs::default()

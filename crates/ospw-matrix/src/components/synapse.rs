@@ -468,8 +468,9 @@ number_or_text!(
 /// The `database` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatabaseConfig {
-    /// The database driver.
-    pub name: DatabaseEngine,
+    /// The database driver (absent: Synapse's default, SQLite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<DatabaseEngine>,
     /// The driver's connection arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<DatabaseArgs>,

@@ -71,7 +71,7 @@ pub fn homeserver(
         serve_server_wellknown: Some(false),
         listeners: Some(vec![listener]),
         database: Some(DatabaseConfig {
-            name: DatabaseEngine::Psycopg2,
+            name: Some(DatabaseEngine::Psycopg2),
             args: Some(DatabaseArgs {
                 user: Some(s.database.user.clone()),
                 database: Some(s.database.name.clone()),
