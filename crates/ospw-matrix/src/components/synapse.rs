@@ -744,6 +744,20 @@ pub fn uncovered_required_ranges(list: &[String]) -> Vec<&'static str> {
         .collect()
 }
 
+/// The entries of [`REQUIRED_BLOCKED_RANGES`] that share an address with
+/// a range of `list`.
+pub fn overlapping_required_ranges(list: &[String]) -> Vec<&'static str> {
+    let listed: Vec<Cidr> = list.iter().filter_map(|s| Cidr::parse(s)).collect();
+    REQUIRED_BLOCKED_RANGES
+        .iter()
+        .copied()
+        .filter(|required| {
+            Cidr::parse(required)
+                .is_some_and(|r| listed.iter().any(|l| l.covers(&r) || r.covers(l)))
+        })
+        .collect()
+}
+
 impl HomeserverConfig {
     /// Parses `homeserver.yaml` text. A type error names the key's path
     /// (e.g. `listeners[0].type`); unknown keys are kept in `extra`.
@@ -877,6 +891,29 @@ impl HomeserverConfig {
                         );
                     }
                 }
+            }
+        }
+        if self.url_preview_enabled == Some(true) {
+            // A whitelist entry takes precedence over the blocklist.
+            let allowed: Vec<String> = self
+                .extra
+                .get("url_preview_ip_range_whitelist")
+                .and_then(|v| v.as_sequence())
+                .map(|seq| {
+                    seq.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let opened = overlapping_required_ranges(&allowed);
+            if !opened.is_empty() {
+                errs.push(
+                    "url_preview_ip_range_whitelist",
+                    format!(
+                        "re-opens {} to URL previews: expected no private, loopback or link-local range",
+                        opened.join(", ")
+                    ),
+                );
             }
         }
         if let Some(list) = &self.ip_range_blacklist {
@@ -1359,6 +1396,16 @@ turn_user_lifetime: 86400000
         let wide =
             "url_preview_enabled: true\nurl_preview_ip_range_blacklist: ['0.0.0.0/0', '::/0']";
         assert!(violations_after(wide).is_empty());
+        assert_eq!(
+            violations_after(&format!(
+                "{full}\nurl_preview_ip_range_whitelist: ['192.168.1.10', '93.184.216.34']"
+            )),
+            vec!["url_preview_ip_range_whitelist"]
+        );
+        assert!(violations_after(&format!(
+            "{full}\nurl_preview_ip_range_whitelist: ['93.184.216.0/24']"
+        ))
+        .is_empty());
         assert_eq!(
             violations_after("ip_range_blacklist: ['127.0.0.0/8']"),
             vec!["ip_range_blacklist"]
