@@ -149,10 +149,17 @@
                 };
               }
               ''
-                export NIX_STATE_DIR=$TMPDIR/nix-state NIX_STORE_DIR=$TMPDIR/nix-store HOME=$TMPDIR
+                # A private Nix state for nix-instantiate inside the build
+                # (as nixpkgs' own lib tests do).
+                export HOME=$TMPDIR
+                export NIX_CONF_DIR=$TMPDIR/etc
+                export NIX_LOCALSTATE_DIR=$TMPDIR/var
+                export NIX_LOG_DIR=$TMPDIR/var/log/nix
+                export NIX_STATE_DIR=$TMPDIR/var/nix
+                export NIX_STORE_DIR=$TMPDIR/store
+                nix-store --init
                 export NIXPKGS_LIB=${nixpkgs}/lib
-                cd $src
-                bash checks/eval/run.sh
+                bash $src/checks/eval/run.sh
                 touch $out
               '';
 

@@ -72,6 +72,14 @@ in
           "AF_UNIX"
           "AF_NETLINK"
         ];
+        # coturn raises its file limit and may adjust its scheduling at
+        # start: keep @resources allowed, and let any other refused system
+        # call fail with EPERM rather than kill the server.
+        SystemCallFilter = [
+          "@system-service"
+          "~@privileged"
+        ];
+        SystemCallErrorNumber = "EPERM";
         PrivateUsers = !needsLowPorts;
         CapabilityBoundingSet = if needsLowPorts then [ "CAP_NET_BIND_SERVICE" ] else [ "" ];
         AmbientCapabilities = lib.mkIf needsLowPorts [ "CAP_NET_BIND_SERVICE" ];

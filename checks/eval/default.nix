@@ -4,6 +4,7 @@
 #
 #   nix-instantiate --eval --strict --json checks/eval -A names
 #   nix-instantiate --eval --strict --json checks/eval -A tests.<name>
+#   nix-instantiate --eval --strict --json checks/eval -A vmTestScripts
 #
 # Each test evaluates to { ok = bool; msg = string; }.
 {
@@ -16,9 +17,12 @@ let
       throw "NIXPKGS_LIB is not set: point it at nixpkgs' lib directory"
     else
       import libPath;
-  tests = import ./tests.nix { inherit lib; };
+  all = import ./tests.nix { inherit lib; };
+  tests = removeAttrs all [ "_vmTestScripts" ];
 in
 {
   inherit tests;
   names = builtins.attrNames tests;
+  # The Python test scripts of the VM tests, which run.sh compiles.
+  vmTestScripts = all._vmTestScripts;
 }

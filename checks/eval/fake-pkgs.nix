@@ -60,6 +60,11 @@ let
     postgresql = package "postgresql";
     coreutils = package "coreutils";
     caddy = package "caddy";
+    python3 = package "python3";
+    openssl = package "openssl";
+    curl = package "curl";
+    jq = package "jq";
+    nmap = package "nmap";
   };
 in
 self

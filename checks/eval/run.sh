@@ -55,5 +55,30 @@ else
   done
 fi
 
+# The VM tests cannot run here, but their Python test scripts can at least
+# be generated and compiled.
+if command -v python3 >/dev/null 2>&1; then
+  if scripts=$(nix-instantiate --eval --strict --json "$here" -A vmTestScripts 2>&1); then
+    if out=$(printf '%s' "$scripts" | python3 -c '
+import json, sys
+failed = False
+for name, script in sorted(json.load(sys.stdin).items()):
+    try:
+        compile(script, name, "exec")
+        print("ok " + name)
+    except SyntaxError as err:
+        failed = True
+        print("error " + name + ": " + str(err))
+sys.exit(1 if failed else 0)
+' 2>&1); then
+      while read -r _ name; do pass "vm test script compiles: $name"; done <<<"$out"
+    else
+      fail "vm test scripts compile" "$out"
+    fi
+  else
+    fail "vm test scripts generate" "$(printf '%s' "$scripts" | tail -n 15)"
+  fi
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

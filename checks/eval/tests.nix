@@ -101,8 +101,158 @@ let
       services.ospw-matrix.turn.tls.keyFile = lib.mkForce "/run/keys/${marker}-turn-key.pem";
     }
   ];
+  # The flake's outputs, evaluated with a stand-in for nixpkgs: enough to
+  # see the VM tests collected from checks/ and the module wired to the
+  # package, without building anything.
+  flakePkgs =
+    system:
+    pkgs
+    // {
+      inherit lib;
+      stdenv.hostPlatform.system = system;
+      callPackage = _fn: _args: pkgs.ospw-matrix;
+      testers.runNixOSTest = test: test;
+      writeScriptBin = name: text: pkgs.writeText name text;
+      python3 = pkgs.python3 // {
+        interpreter = "${pkgs.python3}/bin/python3";
+      };
+    };
+  flake =
+    let
+      outputs = (import ../../flake.nix).outputs {
+        self = outputs // {
+          outPath = toString ../..;
+        };
+        nixpkgs = {
+          inherit lib;
+          outPath = "${builtins.storeDir}/00000000000000000000000000000000-nixpkgs";
+          legacyPackages = lib.genAttrs [
+            "x86_64-linux"
+            "aarch64-linux"
+          ] flakePkgs;
+        };
+      };
+    in
+    outputs;
+
+  vmTestNames = lib.filter (lib.hasPrefix "vm-") (lib.attrNames flake.checks.x86_64-linux);
+
+  # The fake `nodes` a testScript function is called with.
+  fakeNodes = {
+    server = {
+      services.ospw-matrix.renderedConfig = "${builtins.storeDir}/00000000000000000000000000000000-ospw-matrix-config";
+      networking.primaryIPAddress = "192.168.1.3";
+    };
+    client.networking.primaryIPAddress = "192.168.1.1";
+    peer.networking.primaryIPAddress = "192.168.1.2";
+  };
+
+  # The Python test scripts of the VM tests (run.sh compiles them).
+  vmTestScripts = lib.genAttrs vmTestNames (
+    name:
+    let
+      test = flake.checks.x86_64-linux.${name};
+    in
+    if builtins.isFunction test.testScript then test.testScript { nodes = fakeNodes; } else test.testScript
+  );
 in
 {
+  # Not a test: the VM tests' Python scripts, for run.sh to compile.
+  _vmTestScripts = vmTestScripts;
+
+  flake-outputs = expect [
+    [
+      "systems"
+      (lib.attrNames flake.packages)
+      [
+        "aarch64-linux"
+        "x86_64-linux"
+      ]
+    ]
+    [
+      "checks"
+      (lib.attrNames flake.checks.x86_64-linux)
+      [
+        "clippy"
+        "formatting"
+        "module-eval"
+        "package"
+        "rustfmt"
+        "vm-basic"
+        "vm-calls"
+        "vm-restart"
+      ]
+    ]
+    [
+      "packages"
+      (lib.attrNames flake.packages.aarch64-linux)
+      [
+        "default"
+        "docs"
+        "ospw-matrix"
+      ]
+    ]
+    [
+      "module outputs"
+      (lib.attrNames flake.nixosModules)
+      [
+        "default"
+        "ospw-matrix"
+      ]
+    ]
+    [
+      "formatter"
+      (flake.formatter ? x86_64-linux)
+      true
+    ]
+    [
+      "dev shell"
+      (flake.devShells.x86_64-linux ? default)
+      true
+    ]
+  ];
+
+  flake-vm-tests-well-formed = noErrors (
+    lib.concatMap (
+      name:
+      let
+        test = flake.checks.x86_64-linux.${name};
+        script = vmTestScripts.${name};
+      in
+      lib.optional (!lib.hasPrefix "ospw-matrix-" test.name) "${name}: name ${test.name}"
+      ++ lib.optional (
+        !(test.nodes ? server && test.nodes ? client)
+      ) "${name}: needs server and client nodes"
+      ++ lib.optional (!lib.hasInfix "start_all()" script) "${name}: testScript does not start the machines"
+      ++ lib.optional (!lib.hasInfix "wait_for_server()" script) "${name}: testScript does not wait for the server"
+    ) vmTestNames
+  );
+
+  flake-module-sets-the-package =
+    let
+      cfg =
+        (lib.evalModules {
+          modules = [
+            ./nixos-stubs.nix
+            flake.nixosModules.default
+            { _module.args.pkgs = flakePkgs "x86_64-linux"; }
+            base
+          ];
+        }).config;
+    in
+    expect [
+      [
+        "package"
+        cfg.services.ospw-matrix.package
+        pkgs.ospw-matrix
+      ]
+      [
+        "assertions"
+        (failedAssertions cfg)
+        [ ]
+      ]
+    ];
+
   units-exist = expect [
     [
       "ospw-matrix units"
