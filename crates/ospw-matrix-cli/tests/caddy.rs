@@ -106,6 +106,14 @@ fn standalone_caddyfiles_validate() {
                 .to_owned(),
         ),
         (
+            "element-on-base-domain",
+            "base_domain: example.org\n\
+             server_name: example.org\n\
+             matrix_host: matrix.example.org\n\
+             element_host: example.org\n"
+                .to_owned(),
+        ),
+        (
             "server-name-is-matrix-host-with-base",
             "base_domain: example.org\n\
              server_name: matrix.example.org\n\
@@ -150,6 +158,10 @@ fn standalone_caddyfiles_validate() {
                     text.contains("reverse_proxy unix//run/synapse/client.sock"),
                     "{text}"
                 )
+            }
+            "element-on-base-domain" => {
+                assert_eq!(text.matches("\nexample.org {").count(), 1, "{text}");
+                assert!(text.contains("handle /.well-known/matrix/client"), "{text}");
             }
             "server-name-is-matrix-host" | "server-name-is-matrix-host-with-base" => {
                 assert!(!text.contains("\nexample.org {"), "{text}")

@@ -31,7 +31,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::error::ValidationErrors;
+use crate::error::{Error, ValidationErrors};
 
 /// A JSON object with its keys in order.
 pub type JsonMap = serde_json::Map<String, serde_json::Value>;
@@ -252,9 +252,15 @@ fn absent_or_null(v: &Option<serde_json::Value>) -> bool {
 }
 
 impl ElementConfig {
-    /// Parses `config.json` text.
-    pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
+    /// Parses `config.json` text; `source_name` names the input in errors,
+    /// which also name the key at fault.
+    pub fn parse(text: &str, source_name: &str) -> Result<Self, Error> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(&mut de).map_err(|e| Error::Parse {
+            source_name: source_name.to_owned(),
+            path: e.path().to_string(),
+            message: e.into_inner().to_string(),
+        })
     }
 
     /// Builds the model from a JSON value.
@@ -481,7 +487,12 @@ mod tests {
         let text = conf.to_json_string();
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back, v);
-        assert_eq!(ElementConfig::parse(&text).unwrap(), conf);
+        assert_eq!(ElementConfig::parse(&text, "config.json").unwrap(), conf);
+        let err = ElementConfig::parse(r#"{"disable_guests": "yes"}"#, "config.json").unwrap_err();
+        assert!(
+            err.to_string().starts_with("config.json: disable_guests: "),
+            "{err}"
+        );
         // Absent stays absent.
         let mut v = good();
         v.as_object_mut().unwrap().remove("integrations_ui_url");

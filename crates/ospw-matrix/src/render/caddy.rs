@@ -43,11 +43,19 @@ pub fn sites(host: &HostDescription, ctx: &RenderContext) -> Result<CaddySites, 
     if !errs.is_empty() {
         return Err(errs);
     }
-    let mut sites = vec![
-        matrix_site(host, &upstream),
-        element_site(host, &webroot, &element_dir),
-    ];
-    if host.delegates_from_base_domain() && host.proxy.serve_base_domain {
+    let serve_base = host.delegates_from_base_domain() && host.proxy.serve_base_domain;
+    let mut element = element_site(host, &webroot, &element_dir);
+    if serve_base && host.base_domain == host.element_host {
+        // Element on the base domain itself: one site block serves both
+        // (two blocks for one address would be ambiguous to Caddy).
+        let at = element.directives.len().saturating_sub(3);
+        element
+            .directives
+            .insert(at, handle_404("/.well-known/matrix/server"));
+        element.directives.insert(at, well_known_client(host));
+    }
+    let mut sites = vec![matrix_site(host, &upstream), element];
+    if serve_base && host.base_domain != host.element_host {
         sites.push(base_domain_site(host));
     }
     Ok(CaddySites { sites })
@@ -425,6 +433,17 @@ mod tests {
         let mut h = host();
         h.proxy.serve_base_domain = false;
         assert_eq!(sites(&h, &ctx()).unwrap().sites.len(), 2);
+        // Element on the base domain: one block serves both.
+        let mut h = host();
+        h.element_host = "example.org".into();
+        let s = sites(&h, &ctx()).unwrap();
+        assert_eq!(s.sites.len(), 2);
+        let e = s.site("example.org").unwrap();
+        assert!(handle(e, "/.well-known/matrix/client").is_some());
+        assert!(responds_404(
+            handle(e, "/.well-known/matrix/server").unwrap()
+        ));
+        assert!(e.walk().iter().any(|d| d.name == "file_server"));
         let mut h = host();
         h.server_name = "matrix.example.org".into();
         h.base_domain = "matrix.example.org".into();
