@@ -6,7 +6,7 @@
 # stopped at the end; a failed run's logs are printed and its directory kept.
 #
 # Prerequisite: scripts/install-test-deps.sh (run as root: packages, Synapse
-# venv, and the unprivileged user `ospw-test` the services run as).
+# venv, and the unprivileged user `ospw_test` the services run as).
 #
 # Usage: scripts/acceptance.sh [--release]
 #   --release   build the CLI in release mode (default: debug, faster to build)

@@ -35,8 +35,9 @@ echo "install-test-deps: Synapse $("$OSPW_VENV/bin/python" -c 'import synapse; p
 # The acceptance suite (scripts/acceptance.sh) runs PostgreSQL, Synapse,
 # coturn and Caddy as this unprivileged system user (PostgreSQL refuses to run
 # as root; Caddy as root would try to install its local CA into the system
-# trust store). With peer authentication the database role has the same name.
-OSPW_TEST_USER=${OSPW_TEST_USER:-ospw-test}
+# trust store). With peer authentication the database role has the same name,
+# hence the underscore (the CLI accepts plain PostgreSQL identifiers only).
+OSPW_TEST_USER=${OSPW_TEST_USER:-ospw_test}
 if ! id -u "$OSPW_TEST_USER" >/dev/null 2>&1; then
   echo "install-test-deps: creating system user $OSPW_TEST_USER"
   useradd --system --user-group --no-create-home --home-dir /nonexistent \

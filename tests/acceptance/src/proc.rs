@@ -22,13 +22,13 @@ pub struct RunAs {
 }
 
 impl RunAs {
-    /// `OSPW_TEST_USER` (default `ospw-test`, created by
+    /// `OSPW_TEST_USER` (default `ospw_test`, created by
     /// `scripts/install-test-deps.sh`) when root; otherwise the current user.
     pub fn detect() -> Result<Self> {
         // SAFETY: geteuid has no preconditions.
         let euid = unsafe { libc::geteuid() };
         if euid == 0 {
-            let name = std::env::var("OSPW_TEST_USER").unwrap_or_else(|_| "ospw-test".into());
+            let name = std::env::var("OSPW_TEST_USER").unwrap_or_else(|_| "ospw_test".into());
             let uid = id_of(&name, "-u")?;
             let gid = id_of(&name, "-g")?;
             Ok(Self {

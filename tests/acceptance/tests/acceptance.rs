@@ -14,7 +14,7 @@
 //! Environment: `OSPW_MATRIX_BIN` (the CLI; default `target/{release,debug}/
 //! ospw-matrix` of the main workspace), `OSPW_SYNAPSE_PYTHON`
 //! (`/opt/ospw-venv/bin/python`), `OSPW_PG_BIN` (`/usr/lib/postgresql/15/bin`),
-//! `OSPW_TEST_USER` (`ospw-test`), `OSPW_KEEP_TMP` (keep the directory).
+//! `OSPW_TEST_USER` (`ospw_test`), `OSPW_KEEP_TMP` (keep the directory).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::ruma::api::client::room::create_room::v3::Request as CreateRoomRequest;
+use matrix_sdk::ruma::events::room::member::MembershipState;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, UserId};
 use matrix_sdk::RoomState;
@@ -47,6 +48,7 @@ const SECRET_FILES: [&str; 5] = [
     "turn_shared_secret",
 ];
 
+const ABORTED: &str = "acceptance: aborted after a failed setup step";
 /// The whole run may not take longer than this.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(900);
 /// One CLI or helper command.
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
     });
     match outcome {
         Ok(Ok(())) => {}
+        Ok(Err(e)) if format!("{e}").starts_with(ABORTED) => println!("\n{e:#}"),
         Ok(Err(e)) => {
             report.check::<&str>("run completed", Err(e));
         }
@@ -191,7 +194,7 @@ impl Stack {
         for f in files {
             let text = std::fs::read_to_string(&f).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            let start = lines.len().saturating_sub(80);
+            let start = lines.len().saturating_sub(40);
             println!(
                 "\n---- {} (last {} lines) ----",
                 f.display(),
@@ -253,7 +256,11 @@ impl Stack {
                 let sock = sock.clone();
                 async move {
                     let mut c = me.pg("pg_isready");
-                    c.arg("-h").arg(&sock).arg("-p").arg(port.to_string());
+                    c.arg("-h")
+                        .arg(&sock)
+                        .arg("-p")
+                        .arg(port.to_string())
+                        .args(["-d", "postgres"]);
                     Ok(proc::run(c, CMD_TIMEOUT)
                         .await?
                         .status
@@ -400,7 +407,7 @@ fn must<T>(report: &mut Report, name: &str, r: Result<T>) -> Result<T> {
         Err(e) => {
             let msg = format!("{e:#}");
             report.check::<&str>(name, Err(e));
-            bail!("aborted after a failed setup step ({name}): {msg}")
+            bail!("{ABORTED} ({name}): {msg}")
         }
     }
 }
@@ -961,20 +968,28 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     )?;
 
     // The client: trusts only Caddy's root CA, resolves the test names to 127.0.0.1.
-    let http = must(
+    // `strict` follows no redirects, for the checks of status codes.
+    let (http, strict) = must(
         report,
         "HTTPS client trusting only Caddy's local root CA",
         (|| {
             let pem = std::fs::read(&ca_path)?;
             let cert = reqwest::Certificate::from_pem(&pem)?;
             let lo: SocketAddr = ([127, 0, 0, 1], st.ports.https).into();
-            Ok(reqwest::Client::builder()
-                .tls_certs_only([cert])
-                .resolve(BASE_DOMAIN, lo)
-                .resolve(MATRIX_HOST, lo)
-                .resolve(ELEMENT_HOST, lo)
-                .timeout(Duration::from_secs(30))
-                .build()?)
+            let builder = || {
+                reqwest::Client::builder()
+                    .tls_certs_only([cert.clone()])
+                    .resolve(BASE_DOMAIN, lo)
+                    .resolve(MATRIX_HOST, lo)
+                    .resolve(ELEMENT_HOST, lo)
+                    .timeout(Duration::from_secs(30))
+            };
+            Ok((
+                builder().build()?,
+                builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()?,
+            ))
         })(),
     )?;
     let plain = reqwest::Client::builder()
@@ -1180,7 +1195,12 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
                 || async move {
                     sync(alice_ref).await?;
                     let r = alice_ref.get_room(rid).context("alice lost the room")?;
-                    Ok((r.joined_members_count() == 2).then_some(()))
+                    let member = r
+                        .get_member_no_sync(bob_ref.user_id().context("bob")?)
+                        .await?;
+                    Ok(member
+                        .filter(|m| *m.membership() == MembershipState::Join)
+                        .map(|_| ()))
                 },
             )
             .await
@@ -1273,11 +1293,6 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
             &http,
         ),
         (
-            "federation version through Caddy (base domain)",
-            st.https(BASE_DOMAIN, "/_matrix/federation/v1/version"),
-            &http,
-        ),
-        (
             "server keys through Caddy",
             st.https(MATRIX_HOST, "/_matrix/key/v2/server"),
             &http,
@@ -1308,8 +1323,38 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
             &http,
         ),
     ] {
+        let client = if std::ptr::eq(client, &http) {
+            &strict
+        } else {
+            client
+        };
         report.check(&format!("{name} → 404"), expect_404(client, &url).await);
     }
+    report.check(
+        "the base domain serves no federation API (404, or a redirect to Element Web)",
+        async {
+            let mut seen = Vec::new();
+            for path in ["/_matrix/federation/v1/version", "/_matrix/key/v2/server"] {
+                let url = st.https(BASE_DOMAIN, path);
+                let r = strict.get(&url).send().await?;
+                let s = r.status().as_u16();
+                let loc = r
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                let to_element = loc.starts_with(&st.https(ELEMENT_HOST, "/"));
+                ensure!(
+                    s == 404 || (r.status().is_redirection() && to_element),
+                    "GET {url} answered {s} {loc}"
+                );
+                seen.push(format!("{path} → {s} {loc}"));
+            }
+            Ok(seen.join(", "))
+        }
+        .await,
+    );
 
     // ---------------------------------------------------------------- 4.
     report.section("4. calls (TURN)");
