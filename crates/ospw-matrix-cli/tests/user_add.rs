@@ -533,3 +533,32 @@ fn against_a_real_synapse_over_tcp_and_unix_socket() {
         );
     }
 }
+
+#[test]
+fn reads_the_rendered_host_json() {
+    let tmp = TempDir::new("user-hostjson");
+    init_secrets(tmp.path());
+    let port = free_port();
+    let host = write_host(
+        tmp.path(),
+        &format!("{{tcp: {{address: '::1', port: {port}}}}}"),
+    );
+    let out_dir = tmp.path().join("out");
+    let out = run(&[
+        "render",
+        "--config",
+        host.to_str().expect("utf8"),
+        "--out",
+        out_dir.to_str().expect("utf8"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = user_add(&[
+        "alice",
+        "--config",
+        out_dir.join("host.json").to_str().expect("utf8"),
+    ]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("server unreachable"), "{stderr}");
+    assert!(stderr.contains(&format!("[::1]:{port}")), "{stderr}");
+}

@@ -110,9 +110,11 @@ pub fn parse_nonce(body: &[u8]) -> std::result::Result<String, String> {
 pub enum RegisterFailure {
     /// The user exists (`M_USER_IN_USE`).
     UserInUse(String),
-    /// The shared secret is wrong (403 "HMAC incorrect"), or the nonce was
-    /// not recognised.
+    /// The shared secret is wrong (403 "HMAC incorrect").
     WrongSecret(String),
+    /// Synapse no longer knew the nonce ("unrecognised nonce"): it expires
+    /// after 60 seconds and does not survive a restart.
+    StaleNonce(String),
     /// Synapse has no registration shared secret configured.
     NotEnabled(String),
     /// Anything else, with Synapse's errcode and message.
@@ -133,6 +135,10 @@ impl std::fmt::Display for RegisterFailure {
             Self::WrongSecret(m) => write!(
                 f,
                 "wrong registration shared secret: Synapse answered {m:?}; check that the secret file is the one Synapse reads (registration_shared_secret_path)"
+            ),
+            Self::StaleNonce(m) => write!(
+                f,
+                "Synapse no longer knew the registration nonce ({m}): it expires after 60 s and is forgotten when Synapse restarts; try again"
             ),
             Self::NotEnabled(m) => write!(
                 f,
@@ -176,7 +182,8 @@ pub fn interpret_register_response(
         field("error").unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(500).collect());
     match (status, errcode.as_deref(), message.as_str()) {
         (_, Some("M_USER_IN_USE"), _) => Err(RegisterFailure::UserInUse(message)),
-        (403, _, _) | (400, _, "unrecognised nonce") => Err(RegisterFailure::WrongSecret(message)),
+        (403, _, _) => Err(RegisterFailure::WrongSecret(message)),
+        (400, _, "unrecognised nonce") => Err(RegisterFailure::StaleNonce(message)),
         (400, _, m) if m.contains("Shared secret registration is not enabled") => {
             Err(RegisterFailure::NotEnabled(message))
         }
@@ -294,7 +301,7 @@ mod tests {
                 400,
                 br#"{"errcode":"M_UNKNOWN","error":"unrecognised nonce"}"#
             ),
-            Err(RegisterFailure::WrongSecret(_))
+            Err(RegisterFailure::StaleNonce(_))
         ));
         assert!(matches!(
             interpret_register_response(
