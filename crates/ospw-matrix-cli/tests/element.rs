@@ -12,7 +12,7 @@ fn render_example(dir: &TempDir) -> (serde_json::Value, ElementConfig) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = std::fs::read_to_string(out.join("element/config.json")).unwrap();
     let raw: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let conf = ElementConfig::parse(&text, "config.json").unwrap();
+    let conf = ElementConfig::parse(&text).unwrap();
     (raw, conf)
 }
 

@@ -252,12 +252,11 @@ fn absent_or_null(v: &Option<serde_json::Value>) -> bool {
 }
 
 impl ElementConfig {
-    /// Parses `config.json` text; `source_name` names the input in errors,
-    /// which also name the key at fault.
-    pub fn parse(text: &str, source_name: &str) -> Result<Self, Error> {
+    /// Parses `config.json` text. Errors name the key at fault.
+    pub fn parse(text: &str) -> Result<Self, Error> {
         let mut de = serde_json::Deserializer::from_str(text);
         serde_path_to_error::deserialize(&mut de).map_err(|e| Error::Parse {
-            source_name: source_name.to_owned(),
+            source_name: "config.json".to_owned(),
             path: e.path().to_string(),
             message: e.into_inner().to_string(),
         })
@@ -487,8 +486,8 @@ mod tests {
         let text = conf.to_json_string();
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back, v);
-        assert_eq!(ElementConfig::parse(&text, "config.json").unwrap(), conf);
-        let err = ElementConfig::parse(r#"{"disable_guests": "yes"}"#, "config.json").unwrap_err();
+        assert_eq!(ElementConfig::parse(&text).unwrap(), conf);
+        let err = ElementConfig::parse(r#"{"disable_guests": "yes"}"#).unwrap_err();
         assert!(
             err.to_string().starts_with("config.json: disable_guests: "),
             "{err}"
