@@ -27,6 +27,10 @@ pub fn turnserver(host: &HostDescription) -> Result<TurnserverConf, ValidationEr
     if !errs.is_empty() {
         return Err(errs);
     }
+    if !host.turn.settings.contains_key("allowed-peer-ip") {
+        // Settings may have changed the server's addresses.
+        conf.allowed_peer_ips = own_exemptions(&conf);
+    }
     for v in conf.privacy_violations().errors {
         errs.push(
             format!("turn.settings.{}", v.path),
@@ -88,13 +92,17 @@ fn derive(host: &HostDescription, errs: &mut ValidationErrors) -> Option<Turnser
     // Calls between two users of this server relay TURN to TURN: the
     // server's own (often private) addresses must stay reachable as peers,
     // as Synapse's TURN guide does with allowed-peer-ip.
-    let own: Vec<IpAddr> = conf
-        .own_addresses()
+    conf.allowed_peer_ips = own_exemptions(&conf);
+    Some(conf)
+}
+
+/// The server's own addresses worth exempting from `denied-peer-ip`.
+fn own_exemptions(conf: &TurnserverConf) -> Vec<String> {
+    conf.own_addresses()
         .into_iter()
         .filter(|a| is_exemptable_own_address(*a))
-        .collect();
-    conf.allowed_peer_ips = own.iter().map(IpAddr::to_string).collect();
-    Some(conf)
+        .map(|a: IpAddr| a.to_string())
+        .collect()
 }
 
 /// Merges `turn.settings`: a string or number sets `key=value`, `true` sets
@@ -266,6 +274,14 @@ mod tests {
         }
         assert!(!conf.fingerprint);
         assert_eq!(conf.denied_peer_ips.len(), 2);
+
+        // Addresses set through settings are exempted as the typed ones are.
+        let mut h = host();
+        h.turn
+            .settings
+            .insert("relay-ip".into(), serde_json::json!("10.9.8.7"));
+        let conf = turnserver(&h).unwrap();
+        assert_eq!(conf.allowed_peer_ips, vec!["10.9.8.7"]);
     }
 
     #[test]
