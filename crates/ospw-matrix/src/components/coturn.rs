@@ -121,13 +121,20 @@ pub struct TurnserverConf {
     pub extra: Vec<ConfEntry>,
 }
 
-/// Options that may be repeated.
-const REPEATED: [&str; 5] = [
-    "listening-ip",
-    "relay-ip",
-    "external-ip",
-    "denied-peer-ip",
-    "allowed-peer-ip",
+/// Single-valued options this model keeps as typed fields.
+const SCALARS: [&str; 12] = [
+    "listening-port",
+    "tls-listening-port",
+    "min-port",
+    "max-port",
+    "realm",
+    "static-auth-secret",
+    "cert",
+    "pkey",
+    "user-quota",
+    "total-quota",
+    "log-file",
+    "pidfile",
 ];
 
 /// Flags this model keeps as typed booleans.
@@ -366,21 +373,7 @@ impl TurnserverConf {
 
     fn apply(&mut self, entry: ConfEntry, seen: &mut Vec<String>) -> Result<(), FieldError> {
         let key = entry.key.as_str();
-        let is_typed_scalar = matches!(
-            key,
-            "listening-port"
-                | "tls-listening-port"
-                | "min-port"
-                | "max-port"
-                | "realm"
-                | "static-auth-secret"
-                | "cert"
-                | "pkey"
-                | "user-quota"
-                | "total-quota"
-                | "log-file"
-                | "pidfile"
-        );
+        let is_typed_scalar = SCALARS.contains(&key);
         if is_typed_scalar || FLAGS.contains(&key) {
             if seen.iter().any(|k| k == key) {
                 return Err(FieldError::new(
@@ -563,7 +556,9 @@ impl TurnserverConf {
             .into_iter()
             .filter(|e| e.key != key)
             .collect();
-        if values.len() > 1 && !REPEATED.contains(&key) && !self.extra_repeated(key) {
+        // Unknown options may be repeated (coturn has more repeatable options
+        // than this model types); the typed single-valued ones may not.
+        if values.len() > 1 && (SCALARS.contains(&key) || FLAGS.contains(&key)) {
             let mut errs = ValidationErrors::new();
             errs.push(
                 key,
@@ -579,26 +574,6 @@ impl TurnserverConf {
         }
         *self = Self::from_entries(entries)?;
         Ok(())
-    }
-
-    /// Unknown options may be repeated (coturn has more repeatable options
-    /// than this model types); known scalar ones may not.
-    fn extra_repeated(&self, key: &str) -> bool {
-        !matches!(
-            key,
-            "listening-port"
-                | "tls-listening-port"
-                | "min-port"
-                | "max-port"
-                | "realm"
-                | "static-auth-secret"
-                | "cert"
-                | "pkey"
-                | "user-quota"
-                | "total-quota"
-                | "log-file"
-                | "pidfile"
-        ) && !FLAGS.contains(&key)
     }
 
     /// The server's own addresses (listening, relay and external, both
