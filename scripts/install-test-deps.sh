@@ -24,11 +24,11 @@ for svc in coturn caddy postgresql; do
   systemctl stop "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
 done
 
-if ! "$OSPW_VENV/bin/python" -c 'import synapse, psycopg2, jsonschema' >/dev/null 2>&1; then
-  echo "install-test-deps: creating $OSPW_VENV with matrix-synapse[postgres]"
+if ! "$OSPW_VENV/bin/python" -c 'import synapse, psycopg2, jsonschema, lxml' >/dev/null 2>&1; then
+  echo "install-test-deps: creating $OSPW_VENV with matrix-synapse[postgres,url-preview]"
   python3 -m venv "$OSPW_VENV"
   "$OSPW_VENV/bin/pip" install -q --upgrade pip
-  "$OSPW_VENV/bin/pip" install -q 'matrix-synapse[postgres]' jsonschema
+  "$OSPW_VENV/bin/pip" install -q 'matrix-synapse[postgres,url-preview]' jsonschema
 fi
 echo "install-test-deps: Synapse $("$OSPW_VENV/bin/python" -c 'import synapse; print(synapse.__version__)') in $OSPW_VENV"
 
