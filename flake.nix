@@ -142,6 +142,8 @@
                 src = lib.fileset.toSource {
                   root = ./.;
                   fileset = lib.fileset.unions [
+                    ./flake.nix
+                    ./nix
                     ./modules
                     ./checks
                     ./schema
@@ -160,18 +162,6 @@
                 nix-store --init
                 export NIXPKGS_LIB=${nixpkgs}/lib
                 bash $src/checks/eval/run.sh
-                touch $out
-              '';
-
-          formatting =
-            pkgs.runCommand "ospw-matrix-nixfmt"
-              {
-                nativeBuildInputs = [ pkgs.nixfmt-rfc-style ];
-              }
-              ''
-                cd ${./.}
-                find . -name '*.nix' -not -path './.nixpkgs-lib/*' -not -path './target/*' -print0 \
-                  | xargs -0 nixfmt --check
                 touch $out
               '';
         }

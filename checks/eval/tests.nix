@@ -174,7 +174,6 @@ in
       (lib.attrNames flake.checks.x86_64-linux)
       [
         "clippy"
-        "formatting"
         "module-eval"
         "package"
         "rustfmt"
