@@ -463,46 +463,48 @@ impl TurnserverConf {
     /// then [`TurnserverConf::extra`] in its order.
     pub fn to_entries(&self) -> Vec<ConfEntry> {
         let mut out = Vec::new();
-        let mut value = |key: &str, v: Option<String>| {
+        let scalar = |out: &mut Vec<ConfEntry>, key: &str, v: Option<String>| {
             if let Some(v) = v {
                 out.push(ConfEntry::value(key, v));
             }
         };
-        value("listening-port", self.listening_port.map(|p| p.to_string()));
-        value(
+        let port = |p: Option<u16>| p.map(|p| p.to_string());
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        scalar(&mut out, "listening-port", port(self.listening_port));
+        scalar(
+            &mut out,
             "tls-listening-port",
-            self.tls_listening_port.map(|p| p.to_string()),
+            port(self.tls_listening_port),
         );
-        let mut out2 = Vec::new();
-        for ip in &self.listening_ips {
-            out2.push(ConfEntry::value("listening-ip", ip));
+        for (key, list) in [
+            ("listening-ip", &self.listening_ips),
+            ("relay-ip", &self.relay_ips),
+            ("external-ip", &self.external_ips),
+        ] {
+            out.extend(list.iter().map(|v| ConfEntry::value(key, v)));
         }
-        for ip in &self.relay_ips {
-            out2.push(ConfEntry::value("relay-ip", ip));
-        }
-        for ip in &self.external_ips {
-            out2.push(ConfEntry::value("external-ip", ip));
-        }
-        out.append(&mut out2);
-        let scalars: [(&str, Option<String>); 9] = [
-            ("min-port", self.min_port.map(|p| p.to_string())),
-            ("max-port", self.max_port.map(|p| p.to_string())),
-            ("realm", self.realm.clone()),
-            ("static-auth-secret", self.static_auth_secret.clone()),
-            ("cert", self.cert.as_ref().map(|p| p.display().to_string())),
-            ("pkey", self.pkey.as_ref().map(|p| p.display().to_string())),
-            ("user-quota", self.user_quota.map(|n| n.to_string())),
-            ("total-quota", self.total_quota.map(|n| n.to_string())),
-            ("log-file", self.log_file.clone()),
-        ];
-        for (key, v) in scalars {
-            if let Some(v) = v {
-                out.push(ConfEntry::value(key, v));
-            }
-        }
-        if let Some(p) = &self.pidfile {
-            out.push(ConfEntry::value("pidfile", p.display().to_string()));
-        }
+        scalar(&mut out, "min-port", port(self.min_port));
+        scalar(&mut out, "max-port", port(self.max_port));
+        scalar(&mut out, "realm", self.realm.clone());
+        scalar(
+            &mut out,
+            "static-auth-secret",
+            self.static_auth_secret.clone(),
+        );
+        scalar(&mut out, "cert", path(&self.cert));
+        scalar(&mut out, "pkey", path(&self.pkey));
+        scalar(
+            &mut out,
+            "user-quota",
+            self.user_quota.map(|n| n.to_string()),
+        );
+        scalar(
+            &mut out,
+            "total-quota",
+            self.total_quota.map(|n| n.to_string()),
+        );
+        scalar(&mut out, "log-file", self.log_file.clone());
+        scalar(&mut out, "pidfile", path(&self.pidfile));
         let flags = [
             ("use-auth-secret", self.use_auth_secret),
             ("fingerprint", self.fingerprint),
