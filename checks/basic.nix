@@ -13,6 +13,8 @@
 let
   inherit (testLib) names passwords;
   client = "matrix-test-client --server-name ${names.base}";
+  # The system CA bundle, which holds the test CA.
+  curl = "curl --cacert /etc/ssl/certs/ca-certificates.crt";
 in
 {
   name = "ospw-matrix-basic";
@@ -71,10 +73,10 @@ in
           assert json.loads(server.succeed(f"{admin} @bob:${names.base}")) == {"admin": False}
 
       client.wait_for_unit("multi-user.target")
-      client.wait_until_succeeds("curl -sSf https://${names.matrix}/_matrix/client/versions", timeout=300)
+      client.wait_until_succeeds("${curl} -sSf https://${names.matrix}/_matrix/client/versions", timeout=300)
 
       with subtest("clients discover the homeserver through .well-known"):
-          wk = json.loads(client.succeed("curl -sSf https://${names.base}/.well-known/matrix/client"))
+          wk = json.loads(client.succeed("${curl} -sSf https://${names.base}/.well-known/matrix/client"))
           assert wk["m.homeserver"]["base_url"] == "https://${names.matrix}", wk
 
       with subtest("a client logs in; a new room is encrypted by default; messages flow"):
@@ -95,16 +97,16 @@ in
               "https://${names.matrix}/.well-known/matrix/server",
               "https://${names.base}/.well-known/matrix/server",
           ]:
-              code = client.succeed(f"curl -s -o /dev/null -w '%{{http_code}}' {url}")
+              code = client.succeed(f"${curl} -s -o /dev/null -w '%{{http_code}}' {url}")
               assert code == "404", f"{url}: HTTP {code}"
 
       with subtest("Element Web and its rendered configuration are served"):
-          config = json.loads(client.succeed("curl -sSf https://${names.element}/config.json"))
+          config = json.loads(client.succeed("${curl} -sSf https://${names.element}/config.json"))
           assert config["default_server_config"]["m.homeserver"]["base_url"] == "https://${names.matrix}", config
           assert config["brand"] == "OSPW Test Chat", config
-          content_type = client.succeed("curl -sSf -o /dev/null -w '%{content_type}' https://${names.element}/")
+          content_type = client.succeed("${curl} -sSf -o /dev/null -w '%{content_type}' https://${names.element}/")
           assert content_type.startswith("text/html"), content_type
-          client.succeed("curl -sSf https://${names.element}/ | grep -qi '<script'")
+          client.succeed("${curl} -sSf https://${names.element}/ | grep -qi '<script'")
 
       with subtest("no secret value is in the Nix store"):
           # The system's closure: every store path the server uses (the

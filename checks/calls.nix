@@ -15,6 +15,8 @@
 let
   inherit (testLib) names passwords;
   client = "matrix-test-client --server-name ${names.base}";
+  # The system CA bundle, which holds the test CA.
+  curl = "curl --cacert /etc/ssl/certs/ca-certificates.crt";
   publicSubnet = "11.22.33";
   peerPort = 3480;
 in
@@ -95,7 +97,7 @@ in
       create_users()
       peer.wait_for_unit("turn-peer.service")
       client.wait_for_unit("multi-user.target")
-      client.wait_until_succeeds("curl -sSf https://${names.matrix}/_matrix/client/versions", timeout=300)
+      client.wait_until_succeeds("${curl} -sSf https://${names.matrix}/_matrix/client/versions", timeout=300)
 
       with subtest("Synapse hands out TURN credentials for the TURN host"):
           creds = json.loads(client.succeed("${client} turn-credentials alice '${passwords.alice}'"))
@@ -106,7 +108,7 @@ in
           assert 0 < creds["ttl"] <= 3600, creds
 
       with subtest("TURN credentials need a logged-in user"):
-          code = client.succeed("curl -s -o /dev/null -w '%{http_code}' https://${names.matrix}/_matrix/client/v3/voip/turnServer")
+          code = client.succeed("${curl} -s -o /dev/null -w '%{http_code}' https://${names.matrix}/_matrix/client/v3/voip/turnServer")
           assert code == "401", code
 
       with subtest("media are relayed to a public peer"):

@@ -10,6 +10,8 @@
 let
   inherit (testLib) names passwords;
   client = "matrix-test-client --server-name ${names.base}";
+  # The system CA bundle, which holds the test CA.
+  curl = "curl --cacert /etc/ssl/certs/ca-certificates.crt";
 in
 {
   name = "ospw-matrix-restart";
@@ -40,7 +42,7 @@ in
     wait_for_server()
     create_users()
     client.wait_for_unit("multi-user.target")
-    client.wait_until_succeeds("curl -sSf https://${names.matrix}/_matrix/client/versions", timeout=300)
+    client.wait_until_succeeds("${curl} -sSf https://${names.matrix}/_matrix/client/versions", timeout=300)
 
     conversation = json.loads(client.succeed("${client} conversation alice '${passwords.alice}' bob '${passwords.bob}'"))
     assert sorted(conversation["received"]) == sorted(conversation["sent"]), conversation
@@ -51,7 +53,7 @@ in
         server.shutdown()
         server.start()
         wait_for_server()
-        client.wait_until_succeeds("curl -sSf https://${names.matrix}/_matrix/client/versions", timeout=300)
+        client.wait_until_succeeds("${curl} -sSf https://${names.matrix}/_matrix/client/versions", timeout=300)
 
     with subtest("the secrets were kept, not regenerated"):
         after = secrets_fingerprint()
