@@ -59,10 +59,12 @@
           optionsDoc = pkgs.nixosOptionsDoc {
             options =
               (lib.nixosSystem {
-                inherit (pkgs.stdenv.hostPlatform) system;
                 modules = [
                   self.nixosModules.default
-                  { system.stateVersion = "25.11"; }
+                  {
+                    nixpkgs.hostPlatform = pkgs.stdenv.hostPlatform.system;
+                    system.stateVersion = "25.11";
+                  }
                 ];
               }).options.services.ospw-matrix;
             # Point declarations at the repository instead of the store.
