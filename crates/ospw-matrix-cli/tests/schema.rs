@@ -15,7 +15,8 @@ fn committed_schema_is_current() {
     let output = support::run(&["schema"]);
     assert!(output.status.success());
     let generated = String::from_utf8(output.stdout).expect("utf-8");
-    let committed = std::fs::read_to_string(committed_schema_path()).expect("read committed schema");
+    let committed =
+        std::fs::read_to_string(committed_schema_path()).expect("read committed schema");
     assert!(
         generated == committed,
         "schema/host-description.schema.json is stale: run `cargo run -q -p ospw-matrix-cli -- schema > schema/host-description.schema.json`"
@@ -24,7 +25,10 @@ fn committed_schema_is_current() {
 
 #[test]
 fn example_validates_against_schema_with_python_jsonschema() {
-    let Some(python) = support::require("Synapse's venv (python with jsonschema)", support::synapse_python()) else {
+    let Some(python) = support::require(
+        "Synapse's venv (python with jsonschema)",
+        support::synapse_python(),
+    ) else {
         return;
     };
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/host.yaml");

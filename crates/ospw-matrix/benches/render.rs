@@ -22,7 +22,9 @@ fn measure(name: &str, runs: usize, mut f: impl FnMut()) {
     let mean = samples.iter().sum::<Duration>() / runs as u32;
     let median = samples[runs / 2];
     let p99 = samples[runs * 99 / 100];
-    println!("{name:<32} median {median:>10.2?}  mean {mean:>10.2?}  p99 {p99:>10.2?}  ({runs} runs)");
+    println!(
+        "{name:<32} median {median:>10.2?}  mean {mean:>10.2?}  p99 {p99:>10.2?}  ({runs} runs)"
+    );
 }
 
 fn main() {

@@ -22,7 +22,8 @@ fn rendered_example_matches_golden_files() {
     for file in &rendered.files {
         let golden = golden_dir().join(&file.path);
         if update {
-            std::fs::create_dir_all(golden.parent().expect("has parent")).expect("create golden dir");
+            std::fs::create_dir_all(golden.parent().expect("has parent"))
+                .expect("create golden dir");
             std::fs::write(&golden, &file.contents).expect("write golden");
             continue;
         }

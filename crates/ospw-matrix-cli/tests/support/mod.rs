@@ -62,7 +62,9 @@ pub fn synapse_schema_dir() -> Option<PathBuf> {
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = repo.join("../shared/reference/synapse-schema");
-    dir.join("synapse-config.schema.yaml").exists().then_some(dir)
+    dir.join("synapse-config.schema.yaml")
+        .exists()
+        .then_some(dir)
 }
 
 /// A fresh temporary directory, removed when dropped (kept when the
