@@ -17,24 +17,29 @@ fn sibling(path: &Path, tag: &str) -> Result<PathBuf> {
     Ok(path.with_file_name(staged))
 }
 
+/// Creates `tmp` (which must not exist) with `mode`, writes `contents` and
+/// syncs it to disk.
+fn write_new_synced(tmp: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(tmp)
+        .map_err(|e| Error::io(tmp, "create", e))?;
+    // The umask may have narrowed `mode` at creation; set it exactly.
+    fs::set_permissions(tmp, fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(tmp, "set permissions of", e))?;
+    file.write_all(contents)
+        .map_err(|e| Error::io(tmp, "write", e))?;
+    file.sync_all().map_err(|e| Error::io(tmp, "sync", e))
+}
+
 /// Writes `contents` to `path` with `mode`, atomically: a temporary file in
 /// the same directory is written, synced and renamed over `path`.
 pub fn write_file_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let tmp = sibling(path, "tmp")?;
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(|e| Error::io(&tmp, "create", e))?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io(&tmp, "set permissions of", e))?;
-        file.write_all(contents)
-            .map_err(|e| Error::io(&tmp, "write", e))?;
-        file.sync_all().map_err(|e| Error::io(&tmp, "sync", e))?;
-        fs::rename(&tmp, path).map_err(|e| Error::io(path, "rename into place", e))
-    })();
+    let result = write_new_synced(&tmp, contents, mode)
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| Error::io(path, "rename into place", e)));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -46,20 +51,8 @@ pub fn write_file_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<
 /// hard-linked into place, which fails if the name is taken).
 pub fn create_file_exclusively(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let tmp = sibling(path, "new")?;
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(|e| Error::io(&tmp, "create", e))?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io(&tmp, "set permissions of", e))?;
-        file.write_all(contents)
-            .map_err(|e| Error::io(&tmp, "write", e))?;
-        file.sync_all().map_err(|e| Error::io(&tmp, "sync", e))?;
-        fs::hard_link(&tmp, path).map_err(|e| Error::io(path, "create", e))
-    })();
+    let result = write_new_synced(&tmp, contents, mode)
+        .and_then(|()| fs::hard_link(&tmp, path).map_err(|e| Error::io(path, "create", e)));
     let _ = fs::remove_file(&tmp);
     result
 }
