@@ -56,8 +56,9 @@ in
       with subtest("Synapse's database has C collation, and creating it again is a no-op"):
           out = server.succeed("runuser -u postgres -- psql -tAc \"SELECT datcollate || '|' || datctype || '|' || pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'synapse'\"")
           assert out.strip() == "C|C|synapse", out
+          # Synapse requires the unit, so it is restarted along with it.
           server.succeed("systemctl restart ospw-matrix-db-init.service")
-          server.succeed("systemctl is-active ospw-matrix-synapse.service")
+          wait_for_server()
 
       with subtest("Synapse and PostgreSQL listen on loopback only"):
           listeners = server.succeed("ss -Htln | awk '{print $4}'").split()
