@@ -100,3 +100,91 @@ pub fn replace_dir_atomically(
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ospw-fsutil-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create temp dir");
+        dir
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn replace_dir_refuses_a_foreign_directory_and_touches_nothing() {
+        let root = temp("foreign");
+        let out = root.join("out");
+        fs::create_dir(&out).expect("mkdir");
+        fs::write(out.join("precious"), b"data").expect("write");
+        let err = replace_dir_atomically(&out, ".marker", |_| Ok(())).expect_err("refused");
+        assert!(err.to_string().contains("refusing to replace"), "{err}");
+        assert_eq!(entries(&out), vec!["precious"]);
+        assert_eq!(entries(&root), vec!["out"]);
+        fs::remove_dir_all(&root).expect("cleanup");
+    }
+
+    #[test]
+    fn replace_dir_swaps_a_marked_directory_and_keeps_it_on_failure() {
+        let root = temp("marked");
+        let out = root.join("out");
+        replace_dir_atomically(&out, ".marker", |d| {
+            fs::write(d.join("a"), b"1").map_err(|e| Error::io(d, "write", e))
+        })
+        .expect("first write");
+        assert_eq!(entries(&out), vec![".marker", "a"]);
+        let failed = replace_dir_atomically(&out, ".marker", |d| {
+            fs::write(d.join("b"), b"2").map_err(|e| Error::io(d, "write", e))?;
+            Err(Error::Other("fill failed".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(
+            entries(&out),
+            vec![".marker", "a"],
+            "a failed fill must leave the old output"
+        );
+        assert_eq!(
+            entries(&root),
+            vec!["out"],
+            "no staging directory left behind"
+        );
+        replace_dir_atomically(&out, ".marker", |d| {
+            fs::write(d.join("c"), b"3").map_err(|e| Error::io(d, "write", e))
+        })
+        .expect("second write");
+        assert_eq!(entries(&out), vec![".marker", "c"]);
+        fs::remove_dir_all(&root).expect("cleanup");
+    }
+
+    #[test]
+    fn exclusive_creation_never_overwrites() {
+        let root = temp("exclusive");
+        let file = root.join("secret");
+        create_file_exclusively(&file, b"first", 0o600).expect("created");
+        assert!(create_file_exclusively(&file, b"second", 0o600).is_err());
+        assert_eq!(fs::read(&file).expect("read"), b"first");
+        assert_eq!(
+            fs::metadata(&file).expect("stat").permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(entries(&root), vec!["secret"]);
+        write_file_atomically(&file, b"third", 0o640).expect("replaced");
+        assert_eq!(fs::read(&file).expect("read"), b"third");
+        assert_eq!(
+            fs::metadata(&file).expect("stat").permissions().mode() & 0o777,
+            0o640
+        );
+        fs::remove_dir_all(&root).expect("cleanup");
+    }
+}
