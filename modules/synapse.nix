@@ -73,10 +73,9 @@ in
           Restart = "on-failure";
           RestartSec = "5s";
           LoadCredential = ospwLib.loadCredentials cfg (lib.attrNames ospwLib.secretOptions);
-          ReadWritePaths = lib.unique [
-            dataDir
-            mediaStore
-          ];
+          # (A media store inside the data directory is covered by it; one
+          # outside is created by tmpfiles, as ReadWritePaths= must exist.)
+          ReadWritePaths = [ dataDir ] ++ lib.optional (!lib.hasPrefix "${dataDir}/" mediaStore) mediaStore;
           PrivateUsers = true;
           # cffi callbacks (used by Synapse's dependencies) need writable
           # executable memory; nixpkgs' module does not set it either.

@@ -458,10 +458,7 @@ in
         [
           "ReadWritePaths"
           sc.ReadWritePaths
-          [
-            "/var/lib/ospw-matrix/synapse"
-            "/var/lib/ospw-matrix/synapse/media_store"
-          ]
+          [ "/var/lib/ospw-matrix/synapse" ]
         ]
       ]
     );
@@ -1302,7 +1299,10 @@ in
 
   custom-data-dir =
     let
-      cfg = configWith { services.ospw-matrix.synapse.dataDir = "/srv/synapse"; };
+      cfg = configWith {
+        services.ospw-matrix.synapse.dataDir = "/srv/synapse";
+        services.ospw-matrix.synapse.mediaStorePath = "/srv/media";
+      };
       sc = (synapse cfg).serviceConfig;
     in
     expect [
@@ -1312,17 +1312,25 @@ in
         false
       ]
       [
-        "tmpfiles creates it"
+        "tmpfiles creates them"
         cfg.systemd.tmpfiles.rules
-        [ "d /srv/synapse 0700 synapse synapse - -" ]
+        [
+          "d /srv/synapse 0700 synapse synapse - -"
+          "d /srv/media 0700 synapse synapse - -"
+        ]
       ]
       [
         "writable"
         sc.ReadWritePaths
         [
           "/srv/synapse"
-          "/srv/synapse/media_store"
+          "/srv/media"
         ]
+      ]
+      [
+        "media store in the host description"
+        cfg.services.ospw-matrix.hostDescription.synapse.media_store_path
+        "/srv/media"
       ]
     ];
 }
