@@ -72,16 +72,34 @@ fn main() -> ExitCode {
     };
     let mut report = Report::new();
     let mut stack: Option<Stack> = None;
+    // Ctrl-C or SIGTERM ends the run early; the processes are still stopped below.
     let outcome = runtime.block_on(async {
-        tokio::time::timeout(SUITE_TIMEOUT, run(&mut report, &mut stack)).await
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            r = tokio::time::timeout(SUITE_TIMEOUT, run(&mut report, &mut stack)) => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+            _ = terminated => None,
+        }
     });
     match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) if format!("{e}").starts_with(ABORTED) => println!("\n{e:#}"),
-        Ok(Err(e)) => {
+        None => {
+            report.check::<&str>("run completed", Err(anyhow!("interrupted by a signal")));
+        }
+        Some(Ok(Ok(()))) => {}
+        Some(Ok(Err(e))) if format!("{e}").starts_with(ABORTED) => println!("\n{e:#}"),
+        Some(Ok(Err(e))) => {
             report.check::<&str>("run completed", Err(e));
         }
-        Err(_) => {
+        Some(Err(_)) => {
             report.check::<&str>(
                 "run completed",
                 Err(anyhow!(
@@ -996,6 +1014,31 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         .timeout(Duration::from_secs(10))
         .build()?;
 
+    report.check(
+        "Caddy's local root CA is not in the system trust store",
+        (|| {
+            let pem = std::fs::read_to_string(&ca_path)?;
+            let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            let probe = &body[..body.len().min(64)];
+            let mut files = Vec::new();
+            for dir in [
+                "/etc/ssl/certs",
+                "/usr/local/share/ca-certificates",
+                "/usr/share/ca-certificates",
+            ] {
+                collect_files(Path::new(dir), &mut files);
+            }
+            for f in &files {
+                let text: String = std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .collect();
+                ensure!(!text.contains(probe), "found in {}", f.display());
+            }
+            Ok(format!("{} files searched", files.len()))
+        })(),
+    );
+
     // ---------------------------------------------------------------- 1.
     report.section("1. accounts");
     let alice_pw = format!("alice-{}", random_hex(24));
@@ -1032,6 +1075,10 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
             let out = proc::run_ok(user_add(st, "bob", &[], &st.p.host_yaml), CMD_TIMEOUT).await?;
             let pw = parse_generated_password(&out.stdout).context("no password on stdout")?;
             ensure!(pw.len() >= 12, "generated password {pw:?} is too short");
+            ensure!(
+                out.stdout.matches(pw.as_str()).count() == 1 && !out.stderr.contains(pw.as_str()),
+                "the password is not printed exactly once on stdout"
+            );
             Ok(pw)
         }
         .await,
@@ -1130,6 +1177,27 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
                 who.user_id
             );
             Ok(who.user_id.to_string())
+        }
+        .await,
+    );
+    report.check(
+        "--admin made alice a server admin (Synapse's own listener), bob is not",
+        async {
+            let url = |who: &str| {
+                st.synapse_direct(&format!(
+                    "/_synapse/admin/v2/users/{}",
+                    seg(&format!("@{who}:{SERVER_NAME}"))
+                ))
+            };
+            let v = get_json(&plain, &url("alice"), Some(&alice_token)).await?;
+            ensure!(v["admin"] == true, "alice: {v}");
+            let r = plain.get(url("bob")).bearer_auth(&bob_token).send().await?;
+            ensure!(
+                r.status().as_u16() == 403,
+                "bob may use the admin API ({})",
+                r.status()
+            );
+            Ok("")
         }
         .await,
     );
