@@ -99,6 +99,44 @@ let
 
   hostDescriptionFile = pkgs.writeText "ospw-matrix-host.json" (builtins.toJSON description);
 
+  # Host description field -> option, to translate the validator's messages.
+  fieldOptions = {
+    base_domain = "baseDomain";
+    server_name = "serverName";
+    matrix_host = "matrixHost";
+    element_host = "elementHost";
+    "synapse.listen.tcp.address" = "synapse.listen.address";
+    "synapse.listen.tcp.port" = "synapse.listen.port";
+    "synapse.listen.unix.path" = "synapse.listen.unixSocket";
+    "synapse.database.name" = "synapse.database.name";
+    "synapse.database.user" = "synapse.database.user";
+    "synapse.database.socket_dir" = "synapse.database.socketDir";
+    "synapse.database.port" = "synapse.database.port";
+    "synapse.data_dir" = "synapse.dataDir";
+    "synapse.media_store_path" = "synapse.mediaStorePath";
+    "synapse.max_upload_size" = "synapse.maxUploadSize";
+    "synapse.settings" = "synapse.settings";
+    "turn.host" = "turn.host";
+    "turn.realm" = "turn.realm";
+    "turn.listening_ips" = "turn.listeningIps";
+    "turn.port" = "turn.port";
+    "turn.tls.port" = "turn.tls.port";
+    "turn.relay_ports" = "turn.relayPortRange";
+    "turn.external_ip" = "turn.externalIp";
+    "turn.relay_ip" = "turn.relayIp";
+    "turn.user_quota" = "turn.userQuota";
+    "turn.total_quota" = "turn.totalQuota";
+    "turn.credential_lifetime" = "turn.credentialLifetime";
+    "turn.settings" = "turn.settings";
+    "element.brand" = "element.brand";
+    "element.setting_defaults" = "element.settingDefaults";
+    "element.settings" = "element.settings";
+    "proxy.acme_email" = "proxy.acmeEmail";
+    "proxy.http_port" = "proxy.httpPort";
+    "proxy.https_port" = "proxy.httpsPort";
+    "proxy.bind" = "proxy.bind";
+  };
+
   renderedConfig =
     pkgs.runCommand "ospw-matrix-config"
       {
@@ -106,9 +144,23 @@ let
         preferLocalBuild = true;
       }
       ''
-        # Fails the build with the validator's messages (each naming its
-        # field) when the configuration is invalid.
-        ospw-matrix render --config ${hostDescriptionFile} --out "$out"
+        # An invalid configuration fails the build with the validator's
+        # messages, each naming its host description field, followed by
+        # the options those fields come from.
+        if ! ospw-matrix render --config ${hostDescriptionFile} --out "$out" 2> errors; then
+          cat errors >&2
+          {
+            echo
+            echo "services.ospw-matrix: the configuration above is invalid; the fields come from these options:"
+            ${lib.concatStrings (
+              lib.mapAttrsToList (field: option: ''
+                grep -q -- ${lib.escapeShellArg "^ *${field}[:.[]"} errors && echo "  ${field}: services.ospw-matrix.${option}"
+              '') fieldOptions
+            )}
+          } >&2
+          exit 1
+        fi
+        cat errors >&2
       '';
 in
 {

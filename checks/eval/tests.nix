@@ -1216,6 +1216,11 @@ in
         r.env.nativeBuildInputs
         [ pkgs.ospw-matrix ]
       ]
+      [
+        "errors are translated to option names"
+        (contains "echo \"  matrix_host: services.ospw-matrix.matrixHost\"" r.script)
+        true
+      ]
     ];
 
   admin-cli-wrapper =
