@@ -1352,6 +1352,26 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         .await,
     );
 
+    report.check(
+        "Synapse is connected to PostgreSQL over the Unix socket as the service user",
+        async {
+            let mut c = st.pg("psql");
+            c.arg("-h")
+                .arg(&st.p.pg_sock)
+                .arg("-p")
+                .arg(st.ports.pg.to_string())
+                .args(["-d", "synapse", "-At", "-c"])
+                .arg("SELECT usename || '|' || coalesce(host(client_addr), 'socket') FROM pg_stat_activity WHERE datname = 'synapse' AND pid <> pg_backend_pid()");
+            let out = proc::run_ok(c, CMD_TIMEOUT).await?;
+            let rows: Vec<&str> = out.stdout.lines().filter(|l| !l.is_empty()).collect();
+            ensure!(!rows.is_empty(), "no connection to the database synapse");
+            let expected = format!("{}|socket", st.user.name);
+            ensure!(rows.iter().all(|r| *r == expected), "connections: {rows:?}");
+            Ok(format!("{} connections as {}", rows.len(), st.user.name))
+        }
+        .await,
+    );
+
     // ---------------------------------------------------------------- 3.
     report.section("3. federation closed");
     for (name, url, client) in [
