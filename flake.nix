@@ -149,6 +149,7 @@
                     ./modules
                     ./checks
                     ./schema
+                    ./docs/nixos-options.md
                   ];
                 };
               }

@@ -252,6 +252,21 @@ in
       ]
     ];
 
+  # docs/nixos-options.md lists exactly the module's options (regenerate
+  # it with nix/options-doc.sh). Only the headings are compared, so that
+  # another nixpkgs lib's rendering of types and defaults does not matter.
+  options-doc-current =
+    let
+      headings = text: lib.filter (lib.hasPrefix "## ") (lib.splitString "\n" text);
+    in
+    expect [
+      [
+        "option headings"
+        (headings (builtins.readFile ../../docs/nixos-options.md))
+        (headings (import ../../nix/options-doc.nix { inherit lib; }))
+      ]
+    ];
+
   units-exist = expect [
     [
       "ospw-matrix units"
