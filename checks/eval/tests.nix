@@ -170,13 +170,24 @@ in
       ]
     ]
     [
-      "checks"
+      "checks: every checks/<name>.nix as vm-<name>, plus the crate's"
       (lib.attrNames flake.checks.x86_64-linux)
+      (lib.sort lib.lessThan (
+        [
+          "clippy"
+          "module-eval"
+          "package"
+          "rustfmt"
+        ]
+        ++ lib.mapAttrsToList (file: _: "vm-${lib.removeSuffix ".nix" file}") (
+          lib.filterAttrs (file: type: type == "regular" && lib.hasSuffix ".nix" file) (builtins.readDir ../.)
+        )
+      ))
+    ]
+    [
+      "the scenarios"
+      vmTestNames
       [
-        "clippy"
-        "module-eval"
-        "package"
-        "rustfmt"
         "vm-basic"
         "vm-calls"
         "vm-restart"
