@@ -15,7 +15,8 @@ in
   config = lib.mkIf cfg.enable {
     services.caddy = {
       enable = true;
-      email = lib.mkIf (cfg.proxy.acmeEmail != null) cfg.proxy.acmeEmail;
+      # A default, so that a host whose Caddy already has an e-mail keeps it.
+      email = lib.mkIf (cfg.proxy.acmeEmail != null) (lib.mkDefault cfg.proxy.acmeEmail);
       extraConfig = ''
         import ${cfg.renderedConfig}/caddy/sites.caddy
       '';
