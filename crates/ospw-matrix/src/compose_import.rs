@@ -470,6 +470,8 @@ fn host_from_url(url: &str) -> Option<String> {
 
 /// `.env` keys read for the Element host name, in order.
 const ELEMENT_ENV: [&str; 3] = ["ELEMENT_HOST", "ELEMENT_DOMAIN", "ELEMENT_SERVER_NAME"];
+/// `.env` keys that name the server (checked against `server_name`).
+const SERVER_NAME_ENV: [&str; 3] = ["SYNAPSE_SERVER_NAME", "SERVER_NAME", "MATRIX_SERVER_NAME"];
 /// `.env` keys read for the ACME e-mail address, in order.
 const ACME_ENV: [&str; 3] = ["ACME_EMAIL", "LETSENCRYPT_EMAIL", "EMAIL"];
 
@@ -671,7 +673,9 @@ pub fn plan_import(
             continue;
         }
         if key == "listeners" {
-            let federation = describe(value).contains("federation");
+            let federation = serde_yaml::to_string(value)
+                .map(|text| text.contains("federation"))
+                .unwrap_or(false);
             if federation {
                 note(
                     NoteKind::PrivacyRefused,
@@ -698,6 +702,14 @@ pub fn plan_import(
             return Err(field_err(
                 "the old server uses SQLite: port it to PostgreSQL first (synapse_port_db), then import".into(),
             ));
+        }
+        if key == "database" && base.is_some() {
+            note(
+                NoteKind::Replaced,
+                setting,
+                "PostgreSQL over its Unix socket with peer authentication, as the base host description says (synapse.database); the old host/password are dropped".into(),
+            );
+            continue;
         }
         if let Some((_, why)) = REPLACED.iter().find(|(k, _)| *k == key) {
             note(NoteKind::Replaced, setting, (*why).to_owned());
@@ -795,7 +807,21 @@ pub fn plan_import(
     // The .env.
     for (key, value) in &layout.env {
         let setting = format!(".env: {key}");
-        if ELEMENT_ENV.contains(&key.as_str()) {
+        if SERVER_NAME_ENV.contains(&key.as_str()) {
+            if value.eq_ignore_ascii_case(&server_name) {
+                note(
+                    NoteKind::Carried,
+                    setting,
+                    format!("server_name: {server_name} (the same)"),
+                );
+            } else {
+                note(
+                    NoteKind::NotCarried,
+                    setting,
+                    format!("{value:?} differs from homeserver.yaml's server_name {server_name:?}, which is kept"),
+                );
+            }
+        } else if ELEMENT_ENV.contains(&key.as_str()) {
             note(
                 NoteKind::Carried,
                 setting,
@@ -920,8 +946,12 @@ listeners:
     tls: false
     type: http
     x_forwarded: true
+    bind_addresses: ['::', '0.0.0.0']
     resources:
-      - names: [client, federation]
+      - names: [client]
+        compress: false
+      - names: [federation]
+        compress: false
 database:
   name: psycopg2
   args:
@@ -981,7 +1011,7 @@ report_stats: false
     #[test]
     fn imports_names_secrets_and_settings_and_lists_everything_else() {
         let dir = tmp("full");
-        let l = layout(&dir, YAML, "ELEMENT_HOST=chat.example.org\nPOSTGRES_PASSWORD=hunter2\nACME_EMAIL=ops@example.org\nTZ=Europe/Berlin\n");
+        let l = layout(&dir, YAML, "ELEMENT_HOST=chat.example.org\nPOSTGRES_PASSWORD=hunter2\nACME_EMAIL=ops@example.org\nTZ=Europe/Berlin\nSYNAPSE_SERVER_NAME=matrix.example.org\n");
         let plan = plan_import(&l, Path::new("/var/lib/ospw-matrix/secrets"), None).unwrap();
         let h = &plan.host;
         assert_eq!(h.server_name, "matrix.example.org");
@@ -1054,6 +1084,21 @@ report_stats: false
             .filter(|n| n.message.contains("generates"))
             .count();
         assert_eq!(generated, 3);
+        // With a base host description: its listener, database and paths
+        // are kept; the names and the secrets directory are the old ones.
+        let mut base = crate::example_host().unwrap();
+        base.synapse.database.name = "new_db".into();
+        base.synapse.listen = crate::host::SynapseListen::Tcp {
+            address: "127.0.0.1".into(),
+            port: 18008,
+        };
+        let plan = plan_import(&l, Path::new("/s2"), Some(&base)).unwrap();
+        assert_eq!(plan.host.synapse.database.name, "new_db");
+        assert_eq!(plan.host.synapse.listen, base.synapse.listen);
+        assert_eq!(plan.host.server_name, "example.org");
+        assert_eq!(plan.host.matrix_host, "matrix.example.org");
+        assert_eq!(plan.host.secrets.dir, PathBuf::from("/s2"));
+        assert_eq!(plan.host.element.brand, base.element.brand);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

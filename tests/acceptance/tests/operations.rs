@@ -1012,6 +1012,12 @@ async fn run(slot: &mut Option<Run>) -> Result<()> {
         "{}",
         out.both()
     );
+    ensure!(
+        out.stdout
+            .contains("homeserver.yaml: listeners: the old listeners served federation"),
+        "the federation listener is not reported: {}",
+        out.both()
+    );
     let host_m_text = std::fs::read_to_string(&host_m)?;
     ensure!(
         !host_m_text.contains(&reg_secret),
