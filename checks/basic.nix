@@ -83,13 +83,15 @@ in
       with subtest("a client logs in; a new room is encrypted by default; messages flow"):
           out = json.loads(client.succeed("${client} conversation alice '${passwords.alice}' bob '${passwords.bob}'"))
           assert out["encryption"].get("algorithm") == "m.megolm.v1.aes-sha2", out
+          assert out["device_keys_found"] and out["one_time_key_claimed"], out
           assert sorted(out["received"]) == sorted(out["sent"]), out
 
       with subtest("registration is closed"):
           out = json.loads(client.succeed("${client} register mallory"))
           assert out["status"] == 403, out
-          client.fail("${client} login mallory a-password-nobody-should-get-0")
-          client.fail("${client} login alice wrong-password")
+          for user, password in [("mallory", "a-password-nobody-should-get-0"), ("alice", "wrong-password")]:
+              out = json.loads(client.succeed(f"${client} try-login {user} {password}"))
+              assert out == {"status": 403, "errcode": "M_FORBIDDEN"}, out
 
       with subtest("federation is not served"):
           for url in [

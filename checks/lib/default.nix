@@ -66,6 +66,12 @@ rec {
         turn.host = names.turn;
         proxy.tls = "internal";
         element.brand = "OSPW Test Chat";
+        # The tests log in more often, from one address, than Synapse's
+        # default login rate limits allow.
+        synapse.settings.rc_login = lib.genAttrs [ "address" "account" "failed_attempts" ] (_: {
+          per_second = 100;
+          burst_count = 100;
+        });
       };
 
       services.caddy.globalConfig = ''

@@ -6,6 +6,10 @@ as real clients do (or takes --homeserver), logs in with a password, and
 prints JSON results for the test script to check. Every unexpected HTTP
 status ends the program with a message naming the request.
 
+Access tokens are kept in /tmp/matrix-test-client-tokens.json and reused
+while the server accepts them (as clients keep their session), which also
+shows that sessions survive a server restart.
+
 Messages are sent as m.room.encrypted events (what an E2E client puts on
 the wire): the server never sees plaintext, and the test checks that it
 stores and relays them.
@@ -13,6 +17,7 @@ stores and relays them.
 
 import argparse
 import json
+import os
 import ssl
 import sys
 import time
@@ -22,6 +27,7 @@ import urllib.request
 import uuid
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+TOKENS = "/tmp/matrix-test-client-tokens.json"
 
 
 def fail(message):
@@ -56,6 +62,18 @@ class Client:
         return status, parsed
 
     def login(self, user, password):
+        """Resumes the saved session of `user` if the server still accepts
+        it, otherwise logs in with the password and saves the session."""
+        key = f"{self.base} {user}"
+        saved = load_tokens().get(key)
+        if saved:
+            self.token = saved["access_token"]
+            status, who = self.request("GET", "/_matrix/client/v3/account/whoami", expect=None)
+            if status == 200 and who.get("device_id") == saved["device_id"]:
+                self.user_id = saved["user_id"]
+                self.device_id = saved["device_id"]
+                return self
+            self.token = None
         _, body = self.request(
             "POST",
             "/_matrix/client/v3/login",
@@ -68,7 +86,40 @@ class Client:
         )
         self.token = body["access_token"]
         self.user_id = body["user_id"]
+        self.device_id = body["device_id"]
+        tokens = load_tokens()
+        tokens[key] = {k: body[k] for k in ("access_token", "user_id", "device_id")}
+        with open(TOKENS + ".new", "w") as f:
+            json.dump(tokens, f)
+        os.replace(TOKENS + ".new", TOKENS)
         return self
+
+    def upload_keys(self):
+        """Publishes this device's identity keys and one one-time key, as an
+        E2E client does after logging in (the values are placeholders: the
+        server stores and serves them without decrypting anything)."""
+        device_keys = {
+            "user_id": self.user_id,
+            "device_id": self.device_id,
+            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+            "keys": {
+                f"curve25519:{self.device_id}": "vmtest-identity-curve25519",
+                f"ed25519:{self.device_id}": "vmtest-identity-ed25519",
+            },
+            "signatures": {self.user_id: {f"ed25519:{self.device_id}": "vmtest-signature"}},
+        }
+        one_time_keys = {
+            "signed_curve25519:AAAAAQ": {
+                "key": "vmtest-one-time-key",
+                "signatures": {self.user_id: {f"ed25519:{self.device_id}": "vmtest-signature"}},
+            }
+        }
+        _, body = self.request(
+            "POST",
+            "/_matrix/client/v3/keys/upload",
+            {"device_keys": device_keys, "one_time_keys": one_time_keys},
+        )
+        return body.get("one_time_key_counts", {})
 
     def send_encrypted(self, room_id, text):
         txn = uuid.uuid4().hex
@@ -93,6 +144,14 @@ class Client:
         ]
 
 
+def load_tokens():
+    try:
+        with open(TOKENS) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
+
+
 def q(value):
     return urllib.parse.quote(value, safe="")
 
@@ -112,6 +171,23 @@ def make_client(args):
 def cmd_login(args):
     c = make_client(args).login(args.user, args.password)
     print(json.dumps({"user_id": c.user_id}))
+
+
+def cmd_try_login(args):
+    """Attempts a password login without keeping the session; prints the
+    HTTP status (for wrong passwords and unknown users)."""
+    c = make_client(args)
+    status, body = c.request(
+        "POST",
+        "/_matrix/client/v3/login",
+        {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": args.user},
+            "password": args.password,
+        },
+        expect=None,
+    )
+    print(json.dumps({"status": status, "errcode": body.get("errcode")}))
 
 
 def cmd_register(args):
@@ -135,6 +211,20 @@ def cmd_conversation(args):
     receives through /sync."""
     alice = make_client(args).login(args.alice, args.alice_password)
     bob = make_client(args).login(args.bob, args.bob_password)
+
+    # Key exchange, as E2E clients do it: Alice publishes her device's
+    # keys; Bob finds her device and claims a one-time key for a session.
+    counts = alice.upload_keys()
+    _, queried = bob.request(
+        "POST", "/_matrix/client/v3/keys/query", {"device_keys": {alice.user_id: []}}
+    )
+    alice_devices = queried.get("device_keys", {}).get(alice.user_id, {})
+    _, claimed = bob.request(
+        "POST",
+        "/_matrix/client/v3/keys/claim",
+        {"one_time_keys": {alice.user_id: {alice.device_id: "signed_curve25519"}}},
+    )
+    claimed_keys = claimed.get("one_time_keys", {}).get(alice.user_id, {}).get(alice.device_id, {})
 
     _, created = alice.request(
         "POST",
@@ -174,6 +264,9 @@ def cmd_conversation(args):
             {
                 "room_id": room_id,
                 "encryption": encryption,
+                "one_time_key_counts": counts,
+                "device_keys_found": alice.device_id in alice_devices,
+                "one_time_key_claimed": "signed_curve25519:AAAAAQ" in claimed_keys,
                 "sent": sent,
                 "received": received,
             }
@@ -219,6 +312,11 @@ def main():
     p.add_argument("user")
     p.add_argument("password")
     p.set_defaults(func=cmd_login)
+
+    p = sub.add_parser("try-login")
+    p.add_argument("user")
+    p.add_argument("password")
+    p.set_defaults(func=cmd_try_login)
 
     p = sub.add_parser("register")
     p.add_argument("user")
