@@ -6,6 +6,7 @@
 {
   config,
   lib,
+  pkgs,
   ...
 }:
 
@@ -32,7 +33,12 @@ in
         # every start); secrets init creates the files 0600.
         StateDirectory = "ospw-matrix/secrets";
         StateDirectoryMode = "0700";
-        ExecStart = "${lib.getExe' cfg.package "ospw-matrix"} secrets init --dir ${ospwLib.secretsDir cfg}";
+        # Nothing to generate when every secret comes from a file.
+        ExecStart =
+          if ospwLib.allProvided cfg (lib.attrNames ospwLib.secretOptions) then
+            "${lib.getExe' pkgs.coreutils "true"}"
+          else
+            "${lib.getExe' cfg.package "ospw-matrix"} secrets init --dir ${ospwLib.secretsDir cfg}";
         PrivateNetwork = true;
         RestrictAddressFamilies = [ "AF_UNIX" ];
       };

@@ -587,6 +587,32 @@ in
       ]
     ];
 
+  secrets-unit-all-provided =
+    let
+      cfg = configWith {
+        services.ospw-matrix.secrets = lib.genAttrs [
+          "signingKeyFile"
+          "registrationSharedSecretFile"
+          "macaroonSecretKeyFile"
+          "formSecretFile"
+          "turnSharedSecretFile"
+        ] (name: "/run/secrets/${name}");
+      };
+      s = unit cfg "ospw-matrix-secrets";
+    in
+    expect [
+      [
+        "nothing generated"
+        s.serviceConfig.ExecStart
+        "${pkgs.coreutils}/bin/true"
+      ]
+      [
+        "synapse still ordered after it"
+        (lib.elem "ospw-matrix-secrets.service" (synapse cfg).requires)
+        true
+      ]
+    ];
+
   db-init-unit =
     let
       d = unit config "ospw-matrix-db-init";
