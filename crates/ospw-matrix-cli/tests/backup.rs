@@ -178,6 +178,9 @@ fn backup_wipe_restore_and_refusals_with_a_real_postgresql() {
     assert!(before.contains("carol=tab"), "{before}");
     write_secrets(&h);
     write_media(&h);
+    // The CLI's admin service account state goes along.
+    let admin_state = r#"{"user_id":"@ospw-admin:example.test","localpart":"ospw-admin","password":"p","access_token":"t"}"#;
+    std::fs::write(h.secrets.join("admin-account.json"), admin_state).unwrap();
     let check = run(&["check", "--config", h.config.to_str().unwrap()]);
     assert!(check.status.success(), "check: {}", both(&check));
 
@@ -211,6 +214,7 @@ fn backup_wipe_restore_and_refusals_with_a_real_postgresql() {
         .starts_with("15"));
     assert_eq!(manifest.synapse_version, None, "no Synapse is running");
     assert_eq!(manifest.secrets().len(), 5);
+    assert!(manifest.members.contains_key("state/admin-account.json"));
     assert_eq!(manifest.media_totals().0, 2);
     assert_eq!(
         manifest.members["secrets/signing_key"].sha256,
@@ -299,6 +303,9 @@ fn backup_wipe_restore_and_refusals_with_a_real_postgresql() {
         assert_eq!(mode(&p), 0o600, "{name}");
     }
     assert_eq!(mode(&h.secrets), 0o700);
+    let state = h.secrets.join("admin-account.json");
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), admin_state);
+    assert_eq!(mode(&state), 0o600);
     for (rel, content) in MEDIA {
         assert_eq!(std::fs::read(h.media.join(rel)).unwrap(), content, "{rel}");
     }

@@ -36,6 +36,10 @@ pub const HOST_MEMBER: &str = "host/host-description";
 pub const DATABASE_MEMBER: &str = "database/synapse.pgdump";
 /// The prefix of secret members (`secrets/signing_key`, …).
 pub const SECRETS_PREFIX: &str = "secrets/";
+/// The member holding the CLI's admin service account (its state file
+/// `admin-account.json`, 0600), so that admin commands keep working with the
+/// same account after a restore.
+pub const ADMIN_STATE_MEMBER: &str = "state/admin-account.json";
 /// The prefix of media store members (`media/local_content/…`).
 pub const MEDIA_PREFIX: &str = "media/";
 
@@ -231,6 +235,8 @@ pub enum MemberKind {
     Database,
     /// One secret.
     Secret(SecretKind),
+    /// The CLI's admin service account ([`ADMIN_STATE_MEMBER`]).
+    AdminState,
     /// One media store file, by its path relative to the media store.
     Media(PathBuf),
 }
@@ -243,6 +249,7 @@ pub fn classify_member(name: &str) -> Result<MemberKind, BackupError> {
         MANIFEST_NAME => return Ok(MemberKind::Manifest),
         HOST_MEMBER => return Ok(MemberKind::HostDescription),
         DATABASE_MEMBER => return Ok(MemberKind::Database),
+        ADMIN_STATE_MEMBER => return Ok(MemberKind::AdminState),
         _ => {}
     }
     if let Some(secret) = name.strip_prefix(SECRETS_PREFIX) {
@@ -263,7 +270,7 @@ pub fn classify_member(name: &str) -> Result<MemberKind, BackupError> {
         return Ok(MemberKind::Media(path.to_path_buf()));
     }
     Err(bad(
-        "expected manifest.json, host/, database/, secrets/ or media/",
+        "expected manifest.json, host/, database/, secrets/, state/ or media/",
     ))
 }
 
@@ -830,6 +837,11 @@ mod tests {
         ] {
             assert!(classify_member(bad).is_err(), "{bad}");
         }
+        assert!(classify_member("state/other.json").is_err());
+        assert_eq!(
+            classify_member(ADMIN_STATE_MEMBER).unwrap(),
+            MemberKind::AdminState
+        );
         assert_eq!(
             classify_member("media/local_content/a").unwrap(),
             MemberKind::Media(PathBuf::from("local_content/a"))

@@ -859,6 +859,21 @@ async fn run(slot: &mut Option<Run>) -> Result<()> {
     let body = read_decrypted(&bob, &room_id, &ev).await?;
     ensure!(body == after_text, "bob's old session read {body:?}");
 
+    step("accounts: the service account came back with the restore");
+    let out = r
+        .cli_ok(r.cli(), &["user", "list", "--config", &cfg])
+        .await?;
+    ensure!(
+        !out.stderr.contains("registered"),
+        "a new service account was registered after the restore: {}",
+        out.both()
+    );
+    ensure!(
+        !out.stdout.contains("@carol:") && out.stdout.contains("@alice:"),
+        "{}",
+        out.stdout
+    );
+
     step("accounts: a stopped server is reported clearly");
     r.stop(syn_a);
     let mut c = r.cli();

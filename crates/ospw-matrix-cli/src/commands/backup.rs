@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ospw_matrix::backup::{
-    ArchiveWriter, DatabaseRecord, Manifest, DATABASE_MEMBER, FORMAT, FORMAT_VERSION, HOST_MEMBER,
-    MEDIA_PREFIX, SECRETS_PREFIX,
+    ArchiveWriter, DatabaseRecord, Manifest, ADMIN_STATE_MEMBER, DATABASE_MEMBER, FORMAT,
+    FORMAT_VERSION, HOST_MEMBER, MEDIA_PREFIX, SECRETS_PREFIX,
 };
 use ospw_matrix::host::{DatabaseSettings, SecretKind};
 use ospw_matrix::{Error, HostDescription};
@@ -39,6 +39,10 @@ pub struct BackupArgs {
     /// The archive to write (atomically, mode 0600: it holds secrets).
     #[arg(long, short)]
     pub out: PathBuf,
+    /// Where the CLI keeps its admin service account (see `user list`);
+    /// its state file goes into the archive too. Default: secrets.dir.
+    #[arg(long, env = "OSPW_MATRIX_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     #[command(flatten)]
     pub pg: PgArgs,
 }
@@ -142,12 +146,29 @@ impl Pg {
         })?;
         if !out.status.success() {
             return Err(Error::Other(format!(
-                "{what} failed on {}: {}",
+                "{what} failed on {}: {}{}",
                 self.where_(),
-                String::from_utf8_lossy(&out.stderr).trim()
+                String::from_utf8_lossy(&out.stderr).trim(),
+                self.hint(&out.stderr)
             )));
         }
         Ok(out.stdout)
+    }
+
+    /// Advice for PostgreSQL's common refusals.
+    fn hint(&self, stderr: &[u8]) -> String {
+        let text = String::from_utf8_lossy(stderr);
+        if text.contains("Peer authentication failed") {
+            format!(
+                "\nhint: with peer authentication the system user must be the role: run this as {:?} or pass --db-os-user {:?}",
+                self.db.user, self.db.user
+            )
+        } else if text.contains("No such file or directory") && text.contains(".s.PGSQL.") {
+            "\nhint: is PostgreSQL running, and are synapse.database.socket_dir and port right?"
+                .into()
+        } else {
+            String::new()
+        }
     }
 
     /// Runs one SQL query with psql, returning its unaligned output.
@@ -188,9 +209,10 @@ impl Pg {
             })?;
         if !out.status.success() {
             return Err(Error::Other(format!(
-                "pg_dump failed on {}: {}",
+                "pg_dump failed on {}: {}{}",
                 self.where_(),
-                String::from_utf8_lossy(&out.stderr).trim()
+                String::from_utf8_lossy(&out.stderr).trim(),
+                self.hint(&out.stderr)
             )));
         }
         Ok(())
@@ -391,6 +413,15 @@ pub fn backup(args: BackupArgs) -> Result<(), Error> {
                 }
                 Err(e) => return Err(Error::io(&path, "read", e)),
             }
+        }
+        let state_file = args
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| host.secrets.dir.clone())
+            .join(crate::admin_api::STATE_FILE);
+        if state_file.is_file() {
+            writer.add_file(ADMIN_STATE_MEMBER, &state_file, 0o600)?;
+            secrets.push("admin service account");
         }
         let media = host.synapse.media_store_path();
         let (files, skipped) = if media.exists() {

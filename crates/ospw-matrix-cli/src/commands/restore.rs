@@ -39,6 +39,10 @@ pub struct RestoreArgs {
     /// system's temporary directory).
     #[arg(long, env = "OSPW_MATRIX_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
+    /// Where the CLI keeps its admin service account; the archive's state
+    /// file is restored there. Default: secrets.dir.
+    #[arg(long, env = "OSPW_MATRIX_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     #[command(flatten)]
     pub pg: PgArgs,
 }
@@ -92,6 +96,7 @@ fn target_state(
     host: &HostDescription,
     manifest: &Manifest,
     pg: &Pg,
+    state_file: &Path,
 ) -> Result<TargetState, Error> {
     let database_tables = pg.table_count().map_err(|e| {
         Error::Other(format!(
@@ -110,12 +115,13 @@ fn target_state(
     for (name, record) in &manifest.members {
         let target = match ospw_matrix::backup::classify_member(name)? {
             MemberKind::Secret(kind) => host.secrets.path(kind),
+            MemberKind::AdminState => state_file.to_path_buf(),
             MemberKind::Media(rel) => media.join(rel),
             _ => continue,
         };
         if let Some(existing) = file_sha256(&target)? {
             if existing != record.sha256 {
-                if name.starts_with(ospw_matrix::backup::SECRETS_PREFIX) {
+                if !name.starts_with(ospw_matrix::backup::MEDIA_PREFIX) {
                     state.differing_secrets.push(target);
                 } else {
                     state.differing_media.push(target);
@@ -157,7 +163,12 @@ pub fn restore(args: RestoreArgs) -> Result<(), Error> {
             crate::admin_api::listener_description(&host)
         )));
     }
-    let state = target_state(&host, &manifest, &pg)?;
+    let state_file = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| host.secrets.dir.clone())
+        .join(crate::admin_api::STATE_FILE);
+    let state = target_state(&host, &manifest, &pg, &state_file)?;
     let refused = refusals(&state, args.force);
     if !refused.is_empty() {
         return Err(Error::Other(format!(
@@ -196,8 +207,11 @@ pub fn restore(args: RestoreArgs) -> Result<(), Error> {
                         .map_err(|e| Error::io(&dump_path, "write", e))?;
                     Ok(MemberVisit::Done)
                 }
-                MemberKind::Secret(kind) => {
-                    let target = host.secrets.path(*kind);
+                MemberKind::Secret(_) | MemberKind::AdminState => {
+                    let target = match kind {
+                        MemberKind::Secret(kind) => host.secrets.path(*kind),
+                        _ => state_file.clone(),
+                    };
                     if file_sha256(&target)?.as_deref() == Some(record.sha256.as_str()) {
                         secrets_same.push(target);
                         return Ok(MemberVisit::Done);
