@@ -368,9 +368,6 @@ fn privacy_issue(key: &str, value: &Value) -> Option<String> {
             "open registration: accounts are created by the admin with `ospw-matrix user add`"
                 .into(),
         ),
-        "enable_registration" | "enable_registration_without_verification" => {
-            Some("registration stays closed (ospw-matrix enforces it)".into())
-        }
         "federation_domain_whitelist" => {
             Some("federation: ospw-matrix never federates (an empty whitelist is enforced)".into())
         }
@@ -663,6 +660,21 @@ pub fn plan_import(
             .any(|(_, k)| key == *k || key == format!("{k}_path"))
         {
             continue; // noted with the secrets
+        }
+        if matches!(
+            key,
+            "enable_registration" | "enable_registration_without_verification"
+        ) && !matches!(value, Value::Bool(true))
+        {
+            note(
+                NoteKind::Replaced,
+                setting,
+                format!(
+                    "{}: registration stays closed (ospw-matrix enforces it)",
+                    describe(value)
+                ),
+            );
+            continue;
         }
         if let Some(why) = privacy_issue(key, value) {
             note(
@@ -966,6 +978,7 @@ macaroon_secret_key: "macaroon-value"
 form_secret: "form-value"
 signing_key_path: "/data/matrix.example.org.signing.key"
 enable_registration: true
+enable_registration_without_verification: false
 max_upload_size: 100M
 turn_uris: ["turn:turn.example.org:3478?transport=udp", "turn:turn.example.org:3478?transport=tcp"]
 turn_shared_secret: "turn-value"
@@ -1038,6 +1051,9 @@ report_stats: false
         );
         assert!(privacy.contains(&"homeserver.yaml: trusted_key_servers".to_owned()));
         assert!(privacy.contains(&"homeserver.yaml: listeners".to_owned()));
+        assert!(plan.notes_of(NoteKind::Replaced).any(|n| n.setting
+            == "homeserver.yaml: enable_registration_without_verification"
+            && n.message.contains("stays closed")));
         let not: Vec<_> = plan
             .notes_of(NoteKind::NotCarried)
             .map(|n| n.setting.clone())
