@@ -580,6 +580,49 @@ mod tests {
     }
 
     #[test]
+    fn user_ids_are_checked_against_the_server_name() {
+        let client = AdminClient {
+            endpoint: Endpoint::Unix(PathBuf::from("/nonexistent")),
+            timeout: Duration::from_secs(1),
+            state_path: PathBuf::from("/nonexistent/admin-account.json"),
+            secret_file: PathBuf::from("/nonexistent/secret"),
+            server_name: "example.org".into(),
+            state: None,
+        };
+        assert_eq!(client.user_id("alice").unwrap(), "@alice:example.org");
+        assert_eq!(
+            client.user_id("@alice:example.org").unwrap(),
+            "@alice:example.org"
+        );
+        assert!(client.user_id("@alice:other.org").is_err());
+        assert!(client.user_id("alice:x").is_err());
+        assert!(client.user_id("").is_err());
+    }
+
+    #[test]
+    fn an_unreachable_server_says_to_start_synapse() {
+        let mut client = AdminClient {
+            endpoint: Endpoint::Unix(PathBuf::from("/nonexistent/synapse.sock")),
+            timeout: Duration::from_secs(1),
+            state_path: PathBuf::from("/nonexistent/admin-account.json"),
+            secret_file: PathBuf::from("/nonexistent/secret"),
+            server_name: "example.org".into(),
+            state: Some(AdminState {
+                user_id: "@ospw-admin:example.org".into(),
+                localpart: "ospw-admin".into(),
+                password: "p".into(),
+                access_token: Some("t".into()),
+            }),
+        };
+        let err = client
+            .call("GET", "/_synapse/admin/v2/users", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not running"), "{err}");
+        assert!(err.contains("/nonexistent/synapse.sock"), "{err}");
+    }
+
+    #[test]
     fn matrix_errors_are_read() {
         let r = Response {
             status: 404,
