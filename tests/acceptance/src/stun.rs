@@ -88,7 +88,7 @@ fn request(extra: &[(u16, Vec<u8>)], key: Option<&[u8]>) -> Vec<u8> {
         body.extend_from_slice(&t.to_be_bytes());
         body.extend_from_slice(&(v.len() as u16).to_be_bytes());
         body.extend_from_slice(v);
-        while body.len() % 4 != 0 {
+        while !body.len().is_multiple_of(4) {
             body.push(0);
         }
     };
