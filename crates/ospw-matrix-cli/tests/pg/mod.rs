@@ -32,12 +32,12 @@ fn is_root() -> bool {
 }
 
 /// The unprivileged user PostgreSQL runs as when the tests run as root
-/// (`OSPW_TEST_USER`, default `ospw-test`), created when missing.
+/// (`OSPW_TEST_USER`, default `ospw_test`, as for the acceptance suite), created when missing.
 fn pg_user() -> Option<(u32, u32)> {
     if !is_root() {
         return None;
     }
-    let name = std::env::var("OSPW_TEST_USER").unwrap_or_else(|_| "ospw-test".into());
+    let name = std::env::var("OSPW_TEST_USER").unwrap_or_else(|_| "ospw_test".into());
     let lookup = || {
         let out = Command::new("getent")
             .args(["passwd", &name])
