@@ -10,7 +10,6 @@
 //! when that fails too (the account is gone), it registers a new service
 //! account.
 
-use std::io::{BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
@@ -24,7 +23,7 @@ use ospw_matrix::registration::{
 use ospw_matrix::{Error, HostDescription, RenderContext};
 use serde::{Deserialize, Serialize};
 
-use crate::http::{read_response, Endpoint, HttpError, ReadError, Response};
+use crate::http::{self, Endpoint, HttpError, Response};
 
 /// The service account's localpart (a random suffix is added when taken).
 pub const SERVICE_LOCALPART: &str = "ospw-admin";
@@ -105,9 +104,7 @@ pub fn synapse_version(host: &HostDescription) -> Option<String> {
     v.get("server_version")?.as_str().map(str::to_owned)
 }
 
-/// Sends one request with an optional bearer token (the shared client in
-/// `http.rs` has no header parameter) and reads the response with its
-/// parser.
+/// Sends one request with an optional bearer token and reads the response.
 pub fn send(
     endpoint: &Endpoint,
     method: &str,
@@ -116,80 +113,13 @@ pub fn send(
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<Response, HttpError> {
-    let name = endpoint.to_string();
-    let unreachable = |reason: String| HttpError::Unreachable {
-        endpoint: name.clone(),
-        reason,
-    };
-    let io = |e: std::io::Error| HttpError::Io {
-        endpoint: name.clone(),
-        reason: if matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        ) {
-            format!("no answer within {timeout:?}")
-        } else {
-            e.to_string()
-        },
-    };
-    let mut head = format!("{method} {path} HTTP/1.1\r\n");
-    match endpoint {
-        Endpoint::Tcp { host, port } if host.contains(':') => {
-            head.push_str(&format!("Host: [{host}]:{port}\r\n"))
-        }
-        Endpoint::Tcp { host, port } => head.push_str(&format!("Host: {host}:{port}\r\n")),
-        Endpoint::Unix(_) => head.push_str("Host: localhost\r\n"),
-    }
-    head.push_str("User-Agent: ospw-matrix\r\nAccept: application/json\r\nConnection: close\r\n");
-    if let Some(token) = token {
-        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    if let Some(body) = body {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    head.push_str("\r\n");
-    let mut message = head.into_bytes();
-    message.extend_from_slice(body.unwrap_or_default());
-    let parse = |e: ReadError| match e {
-        ReadError::Io(e) => io(e),
-        ReadError::Protocol(reason) => HttpError::Protocol {
-            endpoint: name.clone(),
-            reason,
-        },
-    };
-    match endpoint {
-        Endpoint::Unix(path) => {
-            let mut s = UnixStream::connect(path).map_err(|e| unreachable(e.to_string()))?;
-            s.set_read_timeout(Some(timeout)).map_err(io)?;
-            s.set_write_timeout(Some(timeout)).map_err(io)?;
-            s.write_all(&message).map_err(io)?;
-            read_response(BufReader::new(s), method == "HEAD").map_err(parse)
-        }
-        Endpoint::Tcp { host, port } => {
-            let addrs = (host.as_str(), *port)
-                .to_socket_addrs()
-                .map_err(|e| unreachable(format!("cannot resolve {host}: {e}")))?;
-            let mut last = format!("{host} has no address");
-            let mut stream = None;
-            for a in addrs {
-                match TcpStream::connect_timeout(&a, timeout) {
-                    Ok(s) => {
-                        stream = Some(s);
-                        break;
-                    }
-                    Err(e) => last = e.to_string(),
-                }
-            }
-            let mut s = stream.ok_or_else(|| unreachable(last))?;
-            s.set_read_timeout(Some(timeout)).map_err(io)?;
-            s.set_write_timeout(Some(timeout)).map_err(io)?;
-            s.write_all(&message).map_err(io)?;
-            read_response(BufReader::new(s), method == "HEAD").map_err(parse)
-        }
-    }
+    let authorization = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = authorization
+        .as_deref()
+        .map(|value| ("Authorization", value))
+        .into_iter()
+        .collect();
+    http::request(endpoint, method, path, &headers, body, timeout)
 }
 
 /// Percent-encodes a path segment (everything but RFC 3986 unreserved).

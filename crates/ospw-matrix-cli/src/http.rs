@@ -217,12 +217,13 @@ fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Stream, HttpError> 
     Ok(stream)
 }
 
-/// Sends one request and reads the whole response. `body`, when given, is
-/// sent as `application/json`.
+/// Sends one request with the extra `headers` (name, value) and reads the
+/// whole response. `body`, when given, is sent as `application/json`.
 pub fn request(
     endpoint: &Endpoint,
     method: &str,
     path: &str,
+    headers: &[(&str, &str)],
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<Response, HttpError> {
@@ -245,6 +246,9 @@ pub fn request(
         "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ospw-matrix\r\nAccept: application/json\r\nConnection: close\r\n",
         endpoint.host_header()
     );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     if let Some(body) = body {
         head.push_str(&format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
@@ -523,12 +527,23 @@ mod tests {
         let port = listener.local_addr().expect("addr").port();
         let server = std::thread::spawn(move || serve(listener.accept().expect("accept").0));
         let endpoint = Endpoint::parse(&format!("127.0.0.1:{port}")).expect("endpoint");
-        let r =
-            request(&endpoint, "POST", "/x", Some(b"{}"), Duration::from_secs(5)).expect("request");
+        let r = request(
+            &endpoint,
+            "POST",
+            "/x",
+            &[("Authorization", "Bearer t0ken")],
+            Some(b"{}"),
+            Duration::from_secs(5),
+        )
+        .expect("request");
         assert_eq!(r.body, b"ok");
         let seen = server.join().expect("server");
         assert!(seen.starts_with("POST /x HTTP/1.1\r\n"), "{seen}");
         assert!(seen.contains(&format!("Host: 127.0.0.1:{port}")), "{seen}");
+        assert!(
+            seen.contains("\r\nAuthorization: Bearer t0ken\r\n"),
+            "{seen}"
+        );
         assert!(seen.ends_with("{}"), "{seen}");
 
         let dir = std::env::temp_dir().join(format!("ospw-http-{}", std::process::id()));
@@ -541,6 +556,7 @@ mod tests {
             &Endpoint::Unix(sock.clone()),
             "GET",
             "/y",
+            &[],
             None,
             Duration::from_secs(5),
         )
@@ -560,7 +576,8 @@ mod tests {
             .expect("port")
             .port();
         let endpoint = Endpoint::parse(&format!("127.0.0.1:{port}")).expect("endpoint");
-        let err = request(&endpoint, "GET", "/", None, Duration::from_secs(2)).expect_err("closed");
+        let err =
+            request(&endpoint, "GET", "/", &[], None, Duration::from_secs(2)).expect_err("closed");
         assert!(matches!(err, HttpError::Unreachable { .. }), "{err}");
         assert!(
             err.to_string().contains(&format!("127.0.0.1:{port}")),
@@ -573,8 +590,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let endpoint = Endpoint::parse(&format!("127.0.0.1:{port}")).expect("endpoint");
-        let err =
-            request(&endpoint, "GET", "/", None, Duration::from_millis(300)).expect_err("silent");
+        let err = request(&endpoint, "GET", "/", &[], None, Duration::from_millis(300))
+            .expect_err("silent");
         assert!(err.to_string().contains("no answer"), "{err}");
         drop(listener);
     }

@@ -2,11 +2,12 @@
 //! through Synapse's admin API on its own loopback listener, authenticated
 //! as the CLI's admin service account (see `admin_api.rs`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ospw_matrix::Error;
 
 use crate::admin_api::{encode_segment, expect_ok, AdminArgs, AdminClient};
+use crate::commands::user::read_password;
 
 /// Arguments of `user list`.
 #[derive(clap::Args)]
@@ -67,28 +68,6 @@ pub struct AdminFlagArgs {
     pub state: OnOff,
     #[command(flatten)]
     pub admin: AdminArgs,
-}
-
-/// Reads a password file: one line, the line ending removed.
-fn read_password(path: &Path) -> Result<String, Error> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Error::io(path, "read the password file", e))?;
-    let line = text.strip_suffix('\n').unwrap_or(&text);
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    let bad = |why: &str| Error::BadSecret {
-        path: path.to_path_buf(),
-        message: format!("{why}: expected the password on one line"),
-    };
-    if line.is_empty() {
-        return Err(bad("is empty"));
-    }
-    if line.contains(['\n', '\r', '\0']) {
-        return Err(bad("holds more than one line or a NUL character"));
-    }
-    if line.chars().count() > 512 {
-        return Err(bad("holds more than 512 characters, which Synapse refuses"));
-    }
-    Ok(line.to_owned())
 }
 
 fn ts(ms: Option<i64>) -> String {

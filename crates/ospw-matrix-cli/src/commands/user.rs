@@ -74,17 +74,7 @@ fn target_from_host(config: &Path) -> Result<Target, Error> {
             config.display()
         ))
     })?;
-    let endpoint = derived.listeners.iter().flatten().find_map(|l| {
-        if let Some(path) = &l.path {
-            return Some(Endpoint::Unix(PathBuf::from(path)));
-        }
-        let port = l.port?;
-        let host = l
-            .all_bind_addresses()
-            .first()
-            .map_or_else(|| "127.0.0.1".to_owned(), |a| (*a).to_owned());
-        Some(Endpoint::Tcp { host, port })
-    });
+    let endpoint = crate::admin_api::endpoint_of(&host).ok();
     let secret_file = derived
         .registration_shared_secret_path
         .map(PathBuf::from)
@@ -97,7 +87,7 @@ fn target_from_host(config: &Path) -> Result<Target, Error> {
 }
 
 /// Reads the password file: one line, the line ending removed.
-fn read_password(path: &Path) -> Result<String, Error> {
+pub(crate) fn read_password(path: &Path) -> Result<String, Error> {
     let text =
         std::fs::read_to_string(path).map_err(|e| Error::io(path, "read the password file", e))?;
     let line = text.strip_suffix('\n').unwrap_or(&text);
@@ -181,7 +171,7 @@ pub fn add(args: AddArgs) -> Result<(), Error> {
 
     let timeout = Duration::from_secs(args.timeout.max(1));
     let http = |e: crate::http::HttpError| Error::Other(e.to_string());
-    let answer = request(&endpoint, "GET", REGISTER_PATH, None, timeout).map_err(http)?;
+    let answer = request(&endpoint, "GET", REGISTER_PATH, &[], None, timeout).map_err(http)?;
     if answer.status != 200 {
         return Err(Error::Other(format!(
             "Synapse at {endpoint} did not hand out a registration nonce (HTTP {}): {}",
@@ -196,7 +186,8 @@ pub fn add(args: AddArgs) -> Result<(), Error> {
         .map_err(|m| Error::Other(format!("Synapse at {endpoint}: {m}")))?;
     let body = registration_body(&secret, &nonce, &args.name, &password, args.admin)?;
     let body = serde_json::to_vec(&body).map_err(|e| Error::Other(e.to_string()))?;
-    let answer = request(&endpoint, "POST", REGISTER_PATH, Some(&body), timeout).map_err(http)?;
+    let answer =
+        request(&endpoint, "POST", REGISTER_PATH, &[], Some(&body), timeout).map_err(http)?;
     let user_id = interpret_register_response(answer.status, &answer.body)
         .map_err(|failure| Error::Other(format!("cannot create {:?}: {failure}", args.name)))?;
     let role = if args.admin { " (administrator)" } else { "" };
