@@ -18,7 +18,9 @@
 //!
 //! Layout: [`host`] (the model), [`validate`] (field checks), [`components`]
 //! (each program's own configuration model), [`render`] (derivation and
-//! atomic writing), [`secrets`] and [`registration`].
+//! atomic writing), [`secrets`], [`registration`], [`backup`] (archive
+//! manifest and verification) and [`compose_import`] (migration from the
+//! Docker Compose setup).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
