@@ -548,7 +548,7 @@ pub fn compare_members(
 /// each member (except the manifest) and a reader of its contents. Each
 /// member's hash is checked against `manifest` once `visit` has consumed
 /// it; a mismatch (the file changed since it was verified) is an error, and
-/// `visit` is told through [`MemberVisit::commit`] only when the hash matched,
+/// `visit` is told through [`StagedFile::commit`] (for a [`MemberVisit::Staged`] result) only when the hash matched,
 /// so it can stage a member and put it in place only then.
 pub fn for_each_member<R: Read>(
     reader: R,

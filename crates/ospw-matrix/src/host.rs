@@ -4,7 +4,7 @@
 //! The same schema is read from YAML or JSON. Every struct denies unknown
 //! fields, so a misspelt key is an error naming the key rather than a silently
 //! ignored setting. Values are kept close to what the user wrote (strings for
-//! host names, sizes and durations) so that [`crate::validate`] can report
+//! host names, sizes and durations) so that [`mod@crate::validate`] can report
 //! *every* problem in one pass with the field path and the expected form.
 
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// A free-form map of extra settings for one component, merged last into the
 /// emitted configuration (RFC 42 style). It may not break the invariants that
-/// keep the server private; see [`crate::invariants`].
+/// keep the server private: each component model's `privacy_violations()`.
 pub type FreeformSettings = BTreeMap<String, serde_json::Value>;
 
 /// The whole private Matrix host.

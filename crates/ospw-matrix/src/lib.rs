@@ -16,8 +16,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Layout: [`host`] (the model), [`validate`] (field checks), [`components`]
-//! (each program's own configuration model), [`render`] (derivation and
+//! Layout: [`host`] (the model), [`mod@validate`] (field checks), [`components`]
+//! (each program's own configuration model), [`mod@render`] (derivation and
 //! atomic writing), [`secrets`], [`registration`], [`backup`] (archive
 //! manifest and verification) and [`compose_import`] (migration from the
 //! Docker Compose setup).

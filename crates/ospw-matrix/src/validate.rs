@@ -2,7 +2,7 @@
 //! each naming its field path and the expected form.
 //!
 //! This module checks the host description's own fields. The component
-//! builders in [`crate::render`] check, in addition, that the free-form
+//! builders in [`mod@crate::render`] check, in addition, that the free-form
 //! `settings` of each component do not break the privacy invariants.
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! Deriving every component's configuration from one host description, and
 //! writing the result atomically.
 //!
-//! [`render`] validates the host description first; then each component
+//! [`render()`] validates the host description first; then each component
 //! builder derives its typed model, merges the component's free-form
 //! `settings` last and checks that the result still keeps the privacy
 //! invariants. Nothing is written unless everything succeeded.
