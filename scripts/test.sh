@@ -35,6 +35,7 @@ fi
 
 stage "cargo fmt" cargo fmt --all -- --check
 stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+stage "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -q
 stage "cargo test" cargo test --workspace --locked
 stage "nix parse" scripts/nix-parse.sh
 if [ -x checks/eval/run.sh ]; then
