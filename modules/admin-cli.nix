@@ -7,6 +7,13 @@
 #
 # works whether the secret was generated or comes from a secrets manager,
 # and the wrapper names no secret file.
+#
+# The CLI's admin service account (`user list`, ...) is kept in the
+# generated-secrets directory (root, 0700), which `backup` reads and
+# `restore` writes; the PostgreSQL programs run as Synapse's database user
+# from services.postgresql.package. `restore` gets a host description whose
+# `secrets.dir` is the generated-secrets directory (the source of Synapse's
+# credentials), not Synapse's read-only credentials directory.
 {
   config,
   lib,
@@ -16,11 +23,23 @@
 
 let
   cfg = config.services.ospw-matrix;
+  ospwLib = import ./lib.nix { inherit lib; };
   secret = "/run/credentials/ospw-matrix-synapse.service/registration_shared_secret";
 
+  restoreHostFile = pkgs.writeText "ospw-matrix-restore-host.json" (
+    builtins.toJSON (cfg.hostDescription // { secrets.dir = ospwLib.secretsDir cfg; })
+  );
+
   wrapper = pkgs.writeShellScriptBin "ospw-matrix" ''
-    export OSPW_MATRIX_CONFIG="''${OSPW_MATRIX_CONFIG:-${cfg.renderedConfig}/host.json}"
+    if [ "''${1:-}" = restore ]; then
+      export OSPW_MATRIX_CONFIG="''${OSPW_MATRIX_CONFIG:-${restoreHostFile}}"
+    else
+      export OSPW_MATRIX_CONFIG="''${OSPW_MATRIX_CONFIG:-${cfg.renderedConfig}/host.json}"
+    fi
     export OSPW_MATRIX_REGISTRATION_SECRET_FILE="''${OSPW_MATRIX_REGISTRATION_SECRET_FILE:-${secret}}"
+    export OSPW_MATRIX_STATE_DIR="''${OSPW_MATRIX_STATE_DIR:-${ospwLib.secretsDir cfg}}"
+    export OSPW_MATRIX_DB_OS_USER="''${OSPW_MATRIX_DB_OS_USER:-${cfg.synapse.database.user}}"
+    export OSPW_MATRIX_PG_BIN_DIR="''${OSPW_MATRIX_PG_BIN_DIR:-${config.services.postgresql.package}/bin}"
     if [ "''${1:-}" = user ] && [ ! -r "$OSPW_MATRIX_REGISTRATION_SECRET_FILE" ]; then
       echo "ospw-matrix: cannot read $OSPW_MATRIX_REGISTRATION_SECRET_FILE: run this as root (sudo ospw-matrix ...) while ospw-matrix-synapse.service is running" >&2
       exit 1

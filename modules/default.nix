@@ -18,5 +18,6 @@
     ./element.nix
     ./firewall.nix
     ./admin-cli.nix
+    ./backup.nix
   ];
 }

@@ -59,6 +59,7 @@ let
     element-web = package "element-web";
     postgresql = package "postgresql";
     coreutils = package "coreutils";
+    getent = package "getent";
     caddy = package "caddy";
     python3 = package "python3";
     openssl = package "openssl";

@@ -103,6 +103,40 @@ let
     };
   };
 
+  # nixos/lib/systemd-unit-options.nix: the common unit options and
+  # timerConfig.
+  timerOptions = {
+    options = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+      };
+      description = mkOption {
+        type = types.singleLineStr;
+        default = "";
+      };
+      documentation = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+      };
+      wantedBy = units;
+      requiredBy = units;
+      after = units;
+      before = units;
+      requires = units;
+      wants = units;
+      partOf = units;
+      conflicts = units;
+      unitConfig = mkOption {
+        type = types.attrsOf unitOption;
+        default = { };
+      };
+      timerConfig = mkOption {
+        type = types.attrsOf unitOption;
+      };
+    };
+  };
+
   userOptions = {
     options = {
       isSystemUser = mkOption {
@@ -194,6 +228,10 @@ in
 
     systemd.services = mkOption {
       type = types.attrsOf (types.submodule serviceOptions);
+      default = { };
+    };
+    systemd.timers = mkOption {
+      type = types.attrsOf (types.submodule timerOptions);
       default = { };
     };
     systemd.tmpfiles.rules = mkOption {
