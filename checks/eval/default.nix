@@ -5,6 +5,7 @@
 #   nix-instantiate --eval --strict --json checks/eval -A names
 #   nix-instantiate --eval --strict --json checks/eval -A tests.<name>
 #   nix-instantiate --eval --strict --json checks/eval -A vmTestScripts
+#   nix-instantiate --eval --strict --json checks/eval -A backupScript
 #
 # Each test evaluates to { ok = bool; msg = string; }.
 {
@@ -18,11 +19,16 @@ let
     else
       import libPath;
   all = import ./tests.nix { inherit lib; };
-  tests = removeAttrs all [ "_vmTestScripts" ];
+  tests = removeAttrs all [
+    "_vmTestScripts"
+    "_backupScript"
+  ];
 in
 {
   inherit tests;
   names = builtins.attrNames tests;
   # The Python test scripts of the VM tests, which run.sh compiles.
   vmTestScripts = all._vmTestScripts;
+  # The backup unit's script (keep = 3), which run.sh runs with a fake CLI.
+  backupScript = all._backupScript;
 }

@@ -7,14 +7,19 @@
 let
   fakeHash = name: builtins.substring 0 32 (builtins.hashString "sha256" name);
 
+  # A file's path depends on its text too, as in the store, so that a test
+  # can tell two files of the same name apart by their paths.
   drv =
     name: attrs:
+    let
+      hash = fakeHash (name + (attrs.text or ""));
+    in
     attrs
     // {
       type = "derivation";
       inherit name;
-      outPath = "${builtins.storeDir}/${fakeHash name}-${name}";
-      drvPath = "${builtins.storeDir}/${fakeHash name}-${name}.drv";
+      outPath = "${builtins.storeDir}/${hash}-${name}";
+      drvPath = "${builtins.storeDir}/${hash}-${name}.drv";
       outputs = [ "out" ];
       meta = attrs.meta or { };
     };

@@ -80,5 +80,21 @@ sys.exit(1 if failed else 0)
   fi
 fi
 
+# The backup unit's pruning, run against a fake CLI.
+if command -v python3 >/dev/null 2>&1; then
+  script_file=$(mktemp)
+  if out=$(nix-instantiate --eval --strict --json "$here" -A backupScript 2>&1) \
+    && printf '%s' "$out" | python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin))' >"$script_file"; then
+    if out=$(bash "$here/backup-prune.sh" "$script_file" 2>&1); then
+      pass "backup script prunes only after a successful backup, keeping keep archives"
+    else
+      fail "backup script prunes only after a successful backup, keeping keep archives" "$out"
+    fi
+  else
+    fail "backup script generates" "$(printf '%s' "$out" | tail -n 15)"
+  fi
+  rm -f "$script_file"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -33,6 +33,31 @@ let
   unit = cfg: name: cfg.systemd.services.${name};
   synapse = cfg: unit cfg "ospw-matrix-synapse";
   coturn = cfg: unit cfg "ospw-matrix-coturn";
+  backup = cfg: unit cfg "ospw-matrix-backup";
+
+  withBackup = {
+    services.ospw-matrix.backup.enable = true;
+  };
+  backupConfig = configWith withBackup;
+
+  # The host description files the module derives for `backup` and
+  # `restore`, as their store paths (which depend on their text, see
+  # fake-pkgs.nix): the rendered description with another secrets.dir.
+  hostFileWith =
+    cfg: name: secretsDir:
+    "${pkgs.writeText name (
+      builtins.toJSON (cfg.services.ospw-matrix.hostDescription // { secrets.dir = secretsDir; })
+    )}";
+  backupHostFile =
+    cfg: hostFileWith cfg "ospw-matrix-backup-host.json" "/run/credentials/ospw-matrix-backup.service";
+
+  # The position of `needle` in `text` (the first), or -1.
+  indexOf =
+    needle: text:
+    let
+      parts = lib.splitString needle text;
+    in
+    if builtins.length parts < 2 then -1 else builtins.stringLength (lib.head parts);
 
   failedAssertions = cfg: map (a: a.message) (lib.filter (a: !a.assertion) cfg.assertions);
 
@@ -90,6 +115,7 @@ let
   marker = "LEAKCHECK";
   leakConfig = configWith [
     withTurnTls
+    withBackup
     {
       services.ospw-matrix.secrets = lib.genAttrs [
         "signingKeyFile"
@@ -159,6 +185,13 @@ in
 {
   # Not a test: the VM tests' Python scripts, for run.sh to compile.
   _vmTestScripts = vmTestScripts;
+
+  # Not a test: the backup unit's script with keep = 3, which run.sh runs
+  # against a fake CLI to check what the pruning deletes.
+  _backupScript = (backup (configWith [
+    withBackup
+    { services.ospw-matrix.backup.keep = 3; }
+  ])).script;
 
   flake-outputs = expect [
     [
@@ -1320,6 +1353,16 @@ in
         "host description" = cfg.services.ospw-matrix.hostDescriptionFile.text;
         "render build" = cfg.services.ospw-matrix.renderedConfig.script;
         "systemd units" = builtins.toJSON servicesWithoutCredentials;
+        "systemd timers" = builtins.toJSON cfg.systemd.timers;
+        # The backup's host description: the rendered one (checked above)
+        # with another secrets.dir, its path showing its text.
+        "backup host description" =
+          if contains "--config ${backupHostFile cfg} " (backup cfg).script then
+            (pkgs.writeText "x" (
+              builtins.toJSON (cfg.services.ospw-matrix.hostDescription // { secrets.dir = "/run/credentials/ospw-matrix-backup.service"; })
+            )).text
+          else
+            "${marker}: the backup's --config is not the expected file";
         "caddy" = cfg.services.caddy.extraConfig + cfg.services.caddy.globalConfig;
         "packages" = lib.concatMapStrings (p: p.text or "") cfg.environment.systemPackages;
         "tmpfiles" = lib.concatStrings cfg.systemd.tmpfiles.rules;
@@ -1328,6 +1371,7 @@ in
       credentials = lib.concatStrings (
         (synapse cfg).serviceConfig.LoadCredential ++ (coturn cfg).serviceConfig.LoadCredential
       );
+      backupCredentials = lib.concatStrings (backup cfg).serviceConfig.LoadCredential;
     in
     expect [
       [
@@ -1344,6 +1388,17 @@ in
           "formSecretFile"
           "turnSharedSecretFile"
           "turn-key.pem"
+        ])
+        true
+      ]
+      [
+        "the backup's credentials name the *File secrets too"
+        (lib.all (name: contains "${marker}-${name}" backupCredentials) [
+          "signingKeyFile"
+          "registrationSharedSecretFile"
+          "macaroonSecretKeyFile"
+          "formSecretFile"
+          "turnSharedSecretFile"
         ])
         true
       ]
@@ -1388,6 +1443,504 @@ in
         "media store in the host description"
         cfg.services.ospw-matrix.hostDescription.synapse.media_store_path
         "/srv/media"
+      ]
+    ];
+  backup-off-by-default = expect [
+    [
+      "no backup unit"
+      (config.systemd.services ? ospw-matrix-backup)
+      false
+    ]
+    [
+      "no timer"
+      (lib.attrNames config.systemd.timers)
+      [ ]
+    ]
+    [
+      "no backup directory"
+      (anyContains "/var/backup" config.systemd.tmpfiles.rules)
+      false
+    ]
+  ];
+
+  backup-units =
+    let
+      cfg = backupConfig;
+      s = backup cfg;
+      t = cfg.systemd.timers.ospw-matrix-backup;
+    in
+    expect [
+      [
+        "ospw-matrix units"
+        (lib.filter (lib.hasPrefix "ospw-matrix-") (lib.attrNames cfg.systemd.services))
+        [
+          "ospw-matrix-backup"
+          "ospw-matrix-coturn"
+          "ospw-matrix-db-init"
+          "ospw-matrix-secrets"
+          "ospw-matrix-synapse"
+        ]
+      ]
+      [
+        "timers"
+        (lib.attrNames cfg.systemd.timers)
+        [ "ospw-matrix-backup" ]
+      ]
+      [
+        "timer enabled with timers.target"
+        t.wantedBy
+        [ "timers.target" ]
+      ]
+      [
+        "timer defaults"
+        t.timerConfig
+        {
+          OnCalendar = "daily";
+          Persistent = true;
+          RandomizedDelaySec = "0";
+        }
+      ]
+      [
+        "the service is started by the timer only"
+        s.wantedBy
+        [ ]
+      ]
+      [
+        "oneshot"
+        s.serviceConfig.Type
+        "oneshot"
+      ]
+      [
+        "after synapse, postgresql, db-init and secrets"
+        (lib.sort lib.lessThan s.after)
+        [
+          "ospw-matrix-db-init.service"
+          "ospw-matrix-secrets.service"
+          "ospw-matrix-synapse.service"
+          "postgresql.target"
+        ]
+      ]
+      [
+        "requires postgresql and the secrets, not synapse (a stopped server is backed up without being started)"
+        (lib.sort lib.lessThan s.requires)
+        [
+          "ospw-matrix-secrets.service"
+          "postgresql.target"
+        ]
+      ]
+      [
+        "backup directory created 0700 root"
+        cfg.systemd.tmpfiles.rules
+        [ "d /var/backup/ospw-matrix 0700 root root - -" ]
+      ]
+      [
+        "assertions"
+        (failedAssertions cfg)
+        [ ]
+      ]
+    ];
+
+  backup-timer-options =
+    let
+      cfg = configWith [
+        withBackup
+        {
+          services.ospw-matrix.backup = {
+            schedule = "*-*-* 03:15:00";
+            persistent = false;
+            randomizedDelaySec = "30min";
+          };
+        }
+      ];
+    in
+    expect [
+      [
+        "timerConfig"
+        cfg.systemd.timers.ospw-matrix-backup.timerConfig
+        {
+          OnCalendar = "*-*-* 03:15:00";
+          Persistent = false;
+          RandomizedDelaySec = "30min";
+        }
+      ]
+    ];
+
+  backup-remote-database =
+    let
+      s = backup (configWith [
+        withBackup
+        { services.ospw-matrix.synapse.database.createLocally = false; }
+      ]);
+    in
+    expect [
+      [
+        "no postgresql.target or db-init without a local database"
+        (lib.filter (u: lib.elem u [
+          "postgresql.target"
+          "ospw-matrix-db-init.service"
+        ]) (s.after ++ s.requires))
+        [ ]
+      ]
+    ];
+
+  backup-command =
+    let
+      cfg = backupConfig;
+      script = (backup cfg).script;
+      lines = map lib.trim (lib.splitString "\n" script);
+      date = "${pkgs.coreutils}/bin/date";
+    in
+    expect [
+      [
+        "the archive: the directory, a UTC timestamp"
+        (lib.elem "archive=/var/backup/ospw-matrix/ospw-matrix-$(${date} -u +%Y%m%dT%H%M%SZ).tar" lines)
+        true
+      ]
+      [
+        "runs the CLI's backup with these arguments, in this order"
+        (lib.elem ''${pkgs.ospw-matrix}/bin/ospw-matrix backup \'' lines)
+        true
+      ]
+      [
+        "arguments"
+        (lib.filter (lib.hasPrefix "--") lines)
+        [
+          "--config ${backupHostFile cfg} \\"
+          ''--out "$archive" \''
+          "--db-os-user synapse \\"
+          "--pg-bin-dir ${pkgs.postgresql}/bin \\"
+          "--state-dir /var/lib/ospw-matrix/secrets"
+        ]
+      ]
+      [
+        "strict shell"
+        (lib.head lines)
+        "set -euo pipefail"
+      ]
+      [
+        "getent on PATH (--db-os-user looks the user up)"
+        (backup cfg).path
+        [ pkgs.getent ]
+      ]
+    ];
+
+  backup-command-custom =
+    let
+      cfg = configWith [
+        withBackup
+        {
+          services.ospw-matrix.backup.directory = "/srv/backups/matrix";
+          services.ospw-matrix.synapse.database.user = "matrix";
+          services.postgresql.package = pkgs.postgresql // {
+            outPath = "${builtins.storeDir}/00000000000000000000000000000000-postgresql-17";
+          };
+        }
+      ];
+      s = backup cfg;
+    in
+    expect [
+      [
+        "archive in the directory"
+        (contains "archive=/srv/backups/matrix/ospw-matrix-$(" s.script)
+        true
+      ]
+      [
+        "database user"
+        (contains "--db-os-user matrix \\" s.script)
+        true
+      ]
+      [
+        "the server's PostgreSQL programs"
+        (contains "--pg-bin-dir ${builtins.storeDir}/00000000000000000000000000000000-postgresql-17/bin \\" s.script)
+        true
+      ]
+      [
+        "pruning looks in the directory"
+        (contains "for file in /srv/backups/matrix/ospw-matrix-[0-9]" s.script)
+        true
+      ]
+      [
+        "writable"
+        s.serviceConfig.ReadWritePaths
+        [ "/srv/backups/matrix" ]
+      ]
+      [
+        "created"
+        cfg.systemd.tmpfiles.rules
+        [ "d /srv/backups/matrix 0700 root root - -" ]
+      ]
+    ];
+
+  # The pruning's behaviour is checked by run.sh (it runs the script); here
+  # its place: after the backup and the check that the archive exists.
+  backup-prunes-after-the-backup =
+    let
+      script = (backup (configWith [
+        withBackup
+        { services.ospw-matrix.backup.keep = 3; }
+      ])).script;
+      at = needle: indexOf needle script;
+      backupAt = at "/bin/ospw-matrix backup";
+      checkAt = at ''if [ ! -s "$archive" ]; then'';
+      rmAt = at "/bin/rm -f -- ";
+    in
+    expect [
+      [
+        "backup, then the check that the archive exists, then rm"
+        (
+          backupAt >= 0 && checkAt > backupAt && rmAt > checkAt
+        )
+        true
+      ]
+      [
+        "one rm"
+        (builtins.length (lib.splitString "/bin/rm " script))
+        2
+      ]
+      [
+        "keeps the new archive and keep - 1 others"
+        (contains "excess=$(( \${#others[@]} - 2 ))" script)
+        true
+      ]
+      [
+        "only the archives' names"
+        (contains "/var/backup/ospw-matrix/ospw-matrix-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z.tar; do" script)
+        true
+      ]
+      [
+        "the new archive is never a candidate"
+        (contains ''if [ "$file" != "$archive" ] && [ -f "$file" ]; then'' script)
+        true
+      ]
+    ];
+
+  backup-credentials =
+    let
+      cfg = configWith [
+        withBackup
+        {
+          services.ospw-matrix.secrets.signingKeyFile = "/run/secrets/matrix/signing.key";
+        }
+      ];
+    in
+    expect [
+      [
+        "the same credentials as Synapse, *File options included"
+        (backup cfg).serviceConfig.LoadCredential
+        (synapse cfg).serviceConfig.LoadCredential
+      ]
+      [
+        "signing key from the file"
+        (lib.elem "signing_key:/run/secrets/matrix/signing.key" (backup cfg).serviceConfig.LoadCredential)
+        true
+      ]
+      [
+        "its host description is the rendered one with secrets.dir = its credentials directory"
+        (contains "--config ${backupHostFile cfg} " (backup cfg).script)
+        true
+      ]
+    ];
+
+  backup-hardening =
+    let
+      sc = (backup backupConfig).serviceConfig;
+    in
+    expect [
+      [
+        "root (media store, uid switch for pg_dump)"
+        [
+          sc.User
+          sc.Group
+        ]
+        [
+          "root"
+          "root"
+        ]
+      ]
+      [
+        "capabilities: read any file, switch user"
+        (lib.sort lib.lessThan sc.CapabilityBoundingSet)
+        [
+          "CAP_DAC_READ_SEARCH"
+          "CAP_SETGID"
+          "CAP_SETUID"
+        ]
+      ]
+      [
+        "system calls: @setuid allowed again after ~@privileged"
+        sc.SystemCallFilter
+        [
+          "@system-service"
+          "~@privileged"
+          "~@resources"
+          "@setuid"
+        ]
+      ]
+      [
+        "no private user namespace (it would break the uid switch)"
+        (sc.PrivateUsers or false)
+        false
+      ]
+      [
+        "writes only the backup directory"
+        [
+          sc.ProtectSystem
+          sc.ReadWritePaths
+        ]
+        [
+          "strict"
+          [ "/var/backup/ospw-matrix" ]
+        ]
+      ]
+      [
+        "the shared sandboxing"
+        {
+          inherit (sc)
+            NoNewPrivileges
+            PrivateTmp
+            PrivateDevices
+            ProtectHome
+            ProtectKernelTunables
+            RestrictNamespaces
+            UMask
+            ;
+        }
+        {
+          NoNewPrivileges = true;
+          PrivateTmp = true;
+          PrivateDevices = true;
+          ProtectHome = true;
+          ProtectKernelTunables = true;
+          RestrictNamespaces = true;
+          UMask = "0077";
+        }
+      ]
+      [
+        "loopback only"
+        [
+          sc.IPAddressDeny
+          sc.IPAddressAllow
+        ]
+        [
+          "any"
+          "localhost"
+        ]
+      ]
+    ];
+
+  assertion-backup-keep = expect [
+    [
+      "keep = 0"
+      (failedAssertions (configWith [
+        withBackup
+        { services.ospw-matrix.backup.keep = 0; }
+      ]))
+      [
+        "services.ospw-matrix.backup.keep = 0: it must be at least 1 (the number of newest archives kept; 7 keeps a week of daily backups)."
+      ]
+    ]
+    [
+      "keep = -2"
+      (anyContains "backup.keep = -2: it must be at least 1" (failedAssertions (configWith [
+        withBackup
+        { services.ospw-matrix.backup.keep = -2; }
+      ])))
+      true
+    ]
+    [
+      "keep = 1 is fine"
+      (failedAssertions (configWith [
+        withBackup
+        { services.ospw-matrix.backup.keep = 1; }
+      ]))
+      [ ]
+    ]
+  ];
+
+  assertion-backup-directory =
+    let
+      failedWith = dir: failedAssertions (configWith [
+        withBackup
+        { services.ospw-matrix.backup.directory = dir; }
+      ]);
+      fires = dir: anyContains "services.ospw-matrix.backup.directory = \"${dir}\" must be an absolute path" (failedWith dir);
+    in
+    expect [
+      [
+        "relative"
+        (fires "backups")
+        true
+      ]
+      [
+        "in the store"
+        (fires "${builtins.storeDir}/backups")
+        true
+      ]
+      [
+        "white space"
+        (fires "/var/my backups")
+        true
+      ]
+      [
+        "/"
+        (fires "/")
+        true
+      ]
+      [
+        "an absolute path is fine"
+        (failedWith "/mnt/backup/matrix")
+        [ ]
+      ]
+    ];
+
+  assertion-backup-without-server =
+    let
+      cfg = (eval [ withBackup ]).config;
+    in
+    expect [
+      [
+        "failed assertions"
+        (failedAssertions cfg)
+        [
+          "services.ospw-matrix.backup.enable is set but services.ospw-matrix.enable is not: backups need the server; enable it or remove services.ospw-matrix.backup.enable."
+        ]
+      ]
+      [
+        "no units"
+        [
+          (lib.attrNames cfg.systemd.services)
+          (lib.attrNames cfg.systemd.timers)
+        ]
+        [
+          [ ]
+          [ ]
+        ]
+      ]
+    ];
+
+  admin-cli-backup-and-restore =
+    let
+      text = (lib.head (lib.filter (p: p.name == "ospw-matrix") config.environment.systemPackages)).text;
+      restoreHost = hostFileWith config "ospw-matrix-restore-host.json" secretsDir;
+    in
+    expect [
+      [
+        "restore writes the secrets where Synapse's credentials come from"
+        (contains ''OSPW_MATRIX_CONFIG="''${OSPW_MATRIX_CONFIG:-${restoreHost}}"'' text)
+        true
+      ]
+      [
+        "the admin account's state in the generated-secrets directory"
+        (contains ''OSPW_MATRIX_STATE_DIR="''${OSPW_MATRIX_STATE_DIR:-${secretsDir}}"'' text)
+        true
+      ]
+      [
+        "pg programs as the database user"
+        (
+          contains ''OSPW_MATRIX_DB_OS_USER="''${OSPW_MATRIX_DB_OS_USER:-synapse}"'' text
+          && contains ''OSPW_MATRIX_PG_BIN_DIR="''${OSPW_MATRIX_PG_BIN_DIR:-${pkgs.postgresql}/bin}"'' text
+        )
+        true
       ]
     ];
 }
