@@ -1,6 +1,12 @@
-//! Helpers of the OSPW Matrix acceptance suite (`tests/acceptance.rs`).
+//! Helpers of the OSPW Matrix acceptance suite (`tests/acceptance.rs`,
+//! `tests/operations.rs`): the stack under test, running programs, HTTP and
+//! Matrix clients, the report of checks.
 
+pub mod client;
+pub mod http;
 pub mod proc;
 pub mod report;
+pub mod stack;
 pub mod stun;
+pub mod util;
 pub mod wait;

@@ -18,22 +18,19 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use matrix_sdk::config::SyncSettings;
 use matrix_sdk::ruma::api::client::room::create_room::v3::Request as CreateRoomRequest;
-use matrix_sdk::ruma::events::room::member::MembershipState;
-use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
-use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, UserId};
-use matrix_sdk::RoomState;
-use ospw_matrix_acceptance::proc::{self, RunAs, Service};
+use ospw_matrix_acceptance::client::{self, read_decrypted, send_text, sync};
+use ospw_matrix_acceptance::http::{event_url, expect_404, get_json, plain_client, seg};
+use ospw_matrix_acceptance::proc::{self, RunAs};
 use ospw_matrix_acceptance::report::Report;
+use ospw_matrix_acceptance::stack::{find_cli, Options, Stack, Tools};
 use ospw_matrix_acceptance::stun::{self, AllocateOutcome};
-use ospw_matrix_acceptance::wait;
+use ospw_matrix_acceptance::util::{collect_files, mode_of, now, random_hex, tail, write_private};
 use serde_json::{json, Value};
 
 const BASE_DOMAIN: &str = "example.test";
@@ -53,10 +50,6 @@ const ABORTED: &str = "acceptance: aborted after a failed setup step";
 const SUITE_TIMEOUT: Duration = Duration::from_secs(900);
 /// One CLI or helper command.
 const CMD_TIMEOUT: Duration = Duration::from_secs(60);
-/// Synapse's first start creates its schema.
-const SYNAPSE_START: Duration = Duration::from_secs(240);
-const SERVICE_START: Duration = Duration::from_secs(60);
-const MATRIX_WAIT: Duration = Duration::from_secs(90);
 
 fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -110,22 +103,8 @@ fn main() -> ExitCode {
     }
     // Stop every process before reading the logs, then decide what to keep.
     let failed = !report.failed().is_empty();
-    if let Some(mut stack) = stack.take() {
-        stack.stop_all();
-        if failed {
-            stack.print_logs();
-            println!(
-                "\nacceptance: the run's directory is kept: {}",
-                stack.p.root.display()
-            );
-        } else if std::env::var_os("OSPW_KEEP_TMP").is_some() {
-            println!(
-                "acceptance: OSPW_KEEP_TMP set, kept {}",
-                stack.p.root.display()
-            );
-        } else {
-            let _ = std::fs::remove_dir_all(&stack.p.root);
-        }
+    if let Some(stack) = stack.take() {
+        stack.finish(failed);
     }
     drop(runtime);
     report.summary();
@@ -134,285 +113,6 @@ fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-
-/// Every path of one run.
-struct Paths {
-    root: PathBuf,
-    /// Owned by the unprivileged user: everything the services write.
-    state: PathBuf,
-    out: PathBuf,
-    secrets: PathBuf,
-    synapse_data: PathBuf,
-    pg_data: PathBuf,
-    pg_sock: PathBuf,
-    webroot: PathBuf,
-    home: PathBuf,
-    caddy_home: PathBuf,
-    logs: PathBuf,
-    host_yaml: PathBuf,
-    host_wrong_secret_yaml: PathBuf,
-    turn_conf: PathBuf,
-}
-
-struct Ports {
-    synapse: u16,
-    pg: u16,
-    turn: u16,
-    relay_min: u16,
-    relay_max: u16,
-    http: u16,
-    https: u16,
-    peer: u16,
-}
-
-/// The running stack. Dropping it stops every process.
-struct Stack {
-    p: Paths,
-    ports: Ports,
-    user: RunAs,
-    cli: PathBuf,
-    python: PathBuf,
-    pg_bin: PathBuf,
-    postgres: Option<Service>,
-    synapse: Option<Service>,
-    coturn: Option<Service>,
-    caddy: Option<Service>,
-    peer: Option<Service>,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.stop_all();
-    }
-}
-
-impl Stack {
-    fn stop_all(&mut self) {
-        for svc in [
-            self.caddy.take(),
-            self.coturn.take(),
-            self.peer.take(),
-            self.synapse.take(),
-            self.postgres.take(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let mut svc = svc;
-            svc.stop(Duration::from_secs(20));
-        }
-    }
-
-    fn print_logs(&self) {
-        let mut files: Vec<PathBuf> = Vec::new();
-        collect_files(&self.p.logs, &mut files);
-        collect_files(&self.p.synapse_data, &mut files);
-        files.retain(|f| f.extension().is_some_and(|e| e == "log"));
-        for f in files {
-            let text = std::fs::read_to_string(&f).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let start = lines.len().saturating_sub(40);
-            println!(
-                "\n---- {} (last {} lines) ----",
-                f.display(),
-                lines.len() - start
-            );
-            for l in &lines[start..] {
-                println!("{l}");
-            }
-        }
-    }
-
-    /// `ospw-matrix ARGS`, run as root (the administrator).
-    fn cli(&self) -> Command {
-        Command::new(&self.cli)
-    }
-
-    /// `ospw-matrix ARGS`, run as the service user (files it creates belong to it).
-    fn cli_as_user(&self) -> Command {
-        self.user.command(&self.cli, &self.p.home)
-    }
-
-    fn pg(&self, program: &str) -> Command {
-        self.user.command(self.pg_bin.join(program), &self.p.home)
-    }
-
-    fn https(&self, host: &str, path: &str) -> String {
-        format!("https://{host}:{}{path}", self.ports.https)
-    }
-
-    fn synapse_direct(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.ports.synapse)
-    }
-
-    async fn start_postgres(&mut self) -> Result<()> {
-        let mut cmd = self.pg("postgres");
-        cmd.arg("-D")
-            .arg(&self.p.pg_data)
-            .arg("-k")
-            .arg(&self.p.pg_sock)
-            .arg("-p")
-            .arg(self.ports.pg.to_string())
-            // Unix socket only: no TCP at all.
-            .arg("-c")
-            .arg("listen_addresses=");
-        let svc = Service::spawn(
-            "postgres",
-            cmd,
-            &self.p.logs.join("postgres.log"),
-            libc::SIGINT,
-        )?;
-        self.postgres = Some(svc);
-        let (sock, port) = (self.p.pg_sock.clone(), self.ports.pg);
-        let me = &*self;
-        wait::until(
-            "PostgreSQL",
-            SERVICE_START,
-            Duration::from_millis(300),
-            || {
-                let sock = sock.clone();
-                async move {
-                    let mut c = me.pg("pg_isready");
-                    c.arg("-h")
-                        .arg(&sock)
-                        .arg("-p")
-                        .arg(port.to_string())
-                        .args(["-d", "postgres"]);
-                    Ok(proc::run(c, CMD_TIMEOUT)
-                        .await?
-                        .status
-                        .success()
-                        .then_some(()))
-                }
-            },
-        )
-        .await
-    }
-
-    async fn start_synapse(&mut self) -> Result<()> {
-        let mut cmd = self.user.command(&self.python, &self.p.home);
-        cmd.args(["-m", "synapse.app.homeserver", "-c"])
-            .arg(self.p.out.join("synapse/homeserver.yaml"))
-            .current_dir(&self.p.synapse_data);
-        let svc = Service::spawn(
-            "synapse",
-            cmd,
-            &self.p.logs.join("synapse.log"),
-            libc::SIGTERM,
-        )?;
-        self.synapse = Some(svc);
-        let url = self.synapse_direct("/health");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()?;
-        let synapse = self.synapse.as_mut().expect("just set");
-        let deadline = std::time::Instant::now() + SYNAPSE_START;
-        loop {
-            synapse.check_running()?;
-            if let Ok(r) = http.get(&url).send().await {
-                if r.status().is_success() {
-                    return Ok(());
-                }
-            }
-            if std::time::Instant::now() > deadline {
-                bail!("Synapse did not answer {url} within {SYNAPSE_START:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    async fn start_coturn(&mut self, name: &str, extra: &[&str]) -> Result<()> {
-        let mut cmd = self.user.command("turnserver", &self.p.home);
-        cmd.arg("-c").arg(&self.p.turn_conf).args(extra);
-        let svc = Service::spawn(
-            name,
-            cmd,
-            &self.p.logs.join(format!("{name}.log")),
-            libc::SIGTERM,
-        )?;
-        self.coturn = Some(svc);
-        wait::tcp_port("coturn's TCP listener", self.ports.turn, SERVICE_START).await?;
-        // coturn opens its UDP listener in the same start-up step; give it a moment.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        self.coturn.as_mut().expect("just set").check_running()
-    }
-}
-
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                collect_files(&p, out);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-}
-
-fn mkdir(path: &Path, mode: u32, user: Option<&RunAs>) -> Result<()> {
-    std::fs::create_dir_all(path).with_context(|| format!("create {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-    if let Some(u) = user {
-        u.chown(path)?;
-    }
-    Ok(())
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn random_hex(n: usize) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut s = String::new();
-    while s.len() < n {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        s.push_str(&format!("{:016x}", h.finish()));
-    }
-    s.truncate(n);
-    s
-}
-
-/// Percent-encodes a path segment (room and event IDs).
-fn seg(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn find_cli() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("OSPW_MATRIX_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
-    let mut found: Vec<(SystemTime, PathBuf)> = ["release", "debug"]
-        .iter()
-        .map(|p| target.join(p).join("ospw-matrix"))
-        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
-        .collect();
-    found.sort();
-    found
-        .pop()
-        .map(|(_, p)| p)
-        .ok_or_else(|| anyhow!("no ospw-matrix binary: build it (cargo build -p ospw-matrix-cli) or set OSPW_MATRIX_BIN"))
 }
 
 /// Records a setup step; a failure aborts the run.
@@ -430,95 +130,17 @@ fn must<T>(report: &mut Report, name: &str, r: Result<T>) -> Result<T> {
     }
 }
 
-async fn status_of(http: &reqwest::Client, url: &str) -> Result<u16> {
-    let r = http
-        .get(url)
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    Ok(r.status().as_u16())
-}
-
-async fn expect_404(http: &reqwest::Client, url: &str) -> Result<String> {
-    let s = status_of(http, url).await?;
-    ensure!(s == 404, "GET {url} answered {s}, expected 404");
-    Ok(format!("{url} → 404"))
-}
-
-async fn get_json(http: &reqwest::Client, url: &str, token: Option<&str>) -> Result<Value> {
-    let mut req = http.get(url);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let r = req.send().await.with_context(|| format!("GET {url}"))?;
-    let status = r.status();
-    let text = r.text().await?;
-    ensure!(status.is_success(), "GET {url} answered {status}: {text}");
-    serde_json::from_str(&text).with_context(|| format!("GET {url}: not JSON: {text}"))
-}
-
-/// Logs in with matrix-sdk through Caddy, with an in-memory store.
+/// Logs in with matrix-sdk through Caddy (`base_url`), with an in-memory store.
 async fn login(
     http: &reqwest::Client,
     base_url: &str,
     name: &str,
     password: &str,
 ) -> Result<matrix_sdk::Client> {
-    let client = matrix_sdk::Client::builder()
+    let builder = matrix_sdk::Client::builder()
         .homeserver_url(base_url)
-        .http_client(http.clone())
-        .build()
-        .await
-        .context("build the matrix-sdk client")?;
-    client
-        .matrix_auth()
-        .login_username(name, password)
-        .initial_device_display_name(&format!("acceptance {name}"))
-        .send()
-        .await
-        .with_context(|| format!("log in as {name}"))?;
-    Ok(client)
-}
-
-fn sync_settings() -> SyncSettings {
-    SyncSettings::default().timeout(Duration::from_secs(1))
-}
-
-async fn sync(client: &matrix_sdk::Client) -> Result<()> {
-    tokio::time::timeout(Duration::from_secs(30), client.sync_once(sync_settings()))
-        .await
-        .map_err(|_| anyhow!("sync timed out"))?
-        .context("sync")?;
-    Ok(())
-}
-
-/// Syncs `client` until `room`'s `event_id` is available decrypted, and returns its body.
-async fn read_decrypted(
-    client: &matrix_sdk::Client,
-    room_id: &OwnedRoomId,
-    event_id: &OwnedEventId,
-) -> Result<String> {
-    wait::until(
-        "the decrypted message",
-        MATRIX_WAIT,
-        Duration::from_millis(200),
-        || async move {
-            sync(client).await?;
-            let room = client
-                .get_room(room_id)
-                .context("room unknown to the client")?;
-            let ev = room
-                .event(event_id, None)
-                .await
-                .context("fetch the event")?;
-            if ev.encryption_info().is_none() {
-                bail!("not decrypted (yet)");
-            }
-            let v: Value = ev.raw().deserialize_as()?;
-            Ok(v["content"]["body"].as_str().map(str::to_owned))
-        },
-    )
-    .await
+        .http_client(http.clone());
+    client::login(builder, name, password, &format!("acceptance {name}")).await
 }
 
 /// The generated password `user add` printed: a lone token, or the token
@@ -584,205 +206,43 @@ fn secret_needles(secrets: &BTreeMap<String, Vec<u8>>) -> Vec<(String, String)> 
     }
     out
 }
-
 async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     report.section("setup");
+    let opts = Options::full("acceptance");
     let user = must(report, "unprivileged service user exists", RunAs::detect())?;
-    let cli = must(
-        report,
-        "ospw-matrix binary found",
-        find_cli().and_then(|p| {
-            ensure!(p.is_file(), "{} does not exist", p.display());
-            Ok(p)
-        }),
-    )?;
+    let cli = must(report, "ospw-matrix binary found", find_cli())?;
     println!("  CLI: {}; services run as {}", cli.display(), user.name);
-    let python = PathBuf::from(
-        std::env::var_os("OSPW_SYNAPSE_PYTHON")
-            .unwrap_or_else(|| "/opt/ospw-venv/bin/python".into()),
-    );
-    let pg_bin = PathBuf::from(
-        std::env::var_os("OSPW_PG_BIN").unwrap_or_else(|| "/usr/lib/postgresql/15/bin".into()),
-    );
+    let tools = Tools {
+        user,
+        cli,
+        python: Tools::python_from_env(),
+        pg_bin: Tools::pg_bin_from_env(),
+    };
     must(
         report,
         "Synapse, PostgreSQL, coturn and Caddy are installed",
-        (|| {
-            ensure!(
-                python.is_file(),
-                "no Synapse venv python at {}",
-                python.display()
-            );
-            ensure!(
-                pg_bin.join("initdb").is_file(),
-                "no PostgreSQL at {}",
-                pg_bin.display()
-            );
-            for prog in [
-                "turnserver",
-                "turnutils_uclient",
-                "turnutils_peer",
-                "caddy",
-                "setpriv",
-            ] {
-                ensure!(
-                    Command::new("sh")
-                        .arg("-c")
-                        .arg(format!("command -v {prog}"))
-                        .output()?
-                        .status
-                        .success(),
-                    "{prog} is not installed (scripts/install-test-deps.sh)"
-                );
-            }
-            Ok(())
-        })(),
+        tools.check_installed(&opts),
     )?;
 
     // Paths and ports.
-    let root =
-        std::env::temp_dir().join(format!("ospw-acceptance-{}-{}", std::process::id(), now()));
-    let p = Paths {
-        state: root.join("state"),
-        out: root.join("rendered"),
-        secrets: root.join("state/secrets"),
-        synapse_data: root.join("state/synapse"),
-        pg_data: root.join("state/pgdata"),
-        pg_sock: root.join("state/pgsock"),
-        webroot: root.join("webroot"),
-        home: root.join("state/home"),
-        caddy_home: root.join("state/caddy"),
-        logs: root.join("logs"),
-        host_yaml: root.join("host.yaml"),
-        host_wrong_secret_yaml: root.join("host-wrong-secret.yaml"),
-        turn_conf: root.join("state/turnserver.conf"),
-        root,
-    };
-    let relay_min = 40000 + (std::process::id() % 200) as u16 * 100;
-    let ports = Ports {
-        synapse: wait::free_port(),
-        pg: wait::free_port(),
-        turn: wait::free_tcp_udp_port(),
-        relay_min,
-        relay_max: relay_min + 99,
-        http: wait::free_port(),
-        https: wait::free_port(),
-        peer: wait::free_tcp_udp_port(),
-    };
-    *slot = Some(Stack {
-        p,
-        ports,
-        user,
-        cli,
-        python,
-        pg_bin,
-        postgres: None,
-        synapse: None,
-        coturn: None,
-        caddy: None,
-        peer: None,
-    });
+    *slot = Some(Stack::new(opts, tools)?);
     let st = slot.as_mut().expect("just set");
     println!("  run directory: {}", st.p.root.display());
+    must(report, "fresh run directory", st.make_dirs())?;
 
-    must(
-        report,
-        "fresh run directory",
-        (|| {
-            mkdir(&st.p.root, 0o755, None)?;
-            mkdir(&st.p.logs, 0o777, None)?;
-            mkdir(&st.p.webroot, 0o755, None)?;
-            std::fs::write(
-                st.p.webroot.join("index.html"),
-                "<!doctype html><title>Element (acceptance placeholder)</title>\n",
-            )?;
-            mkdir(&st.p.state, 0o755, Some(&st.user))?;
-            for d in [
-                &st.p.synapse_data,
-                &st.p.pg_sock,
-                &st.p.home,
-                &st.p.caddy_home,
-            ] {
-                mkdir(d, 0o700, Some(&st.user))?;
-            }
-            Ok(())
-        })(),
-    )?;
-
-    let host_yaml = |secret_override: Option<&Path>| -> String {
-        let q = |p: &Path| serde_json::to_string(&p.display().to_string()).expect("string");
-        let mut secrets = format!("secrets:\n  dir: {}\n", q(&st.p.secrets));
-        if let Some(f) = secret_override {
-            secrets.push_str(&format!("  registration_shared_secret_file: {}\n", q(f)));
-        }
-        format!(
-            "# Written by the acceptance suite.\n\
-             base_domain: {BASE_DOMAIN}\n\
-             server_name: {SERVER_NAME}\n\
-             matrix_host: {MATRIX_HOST}\n\
-             element_host: {ELEMENT_HOST}\n\
-             synapse:\n\
-             \x20 listen:\n\
-             \x20   tcp:\n\
-             \x20     address: 127.0.0.1\n\
-             \x20     port: {sp}\n\
-             \x20 database:\n\
-             \x20   name: synapse\n\
-             \x20   user: {user}\n\
-             \x20   socket_dir: {sock}\n\
-             \x20   port: {pgp}\n\
-             \x20 data_dir: {data}\n\
-             \x20 log_level: INFO\n\
-             turn:\n\
-             \x20 listening_ips: [127.0.0.1]\n\
-             \x20 port: {tp}\n\
-             \x20 relay_ports: \"{rmin}-{rmax}\"\n\
-             element:\n\
-             \x20 brand: Acceptance Chat\n\
-             \x20 webroot: {web}\n\
-             proxy:\n\
-             \x20 tls: internal\n\
-             \x20 http_port: {hp}\n\
-             \x20 https_port: {hsp}\n\
-             \x20 bind: [127.0.0.1]\n\
-             \x20 admin: \"off\"\n\
-             {secrets}",
-            sp = st.ports.synapse,
-            user = st.user.name,
-            sock = q(&st.p.pg_sock),
-            pgp = st.ports.pg,
-            data = q(&st.p.synapse_data),
-            tp = st.ports.turn,
-            rmin = st.ports.relay_min,
-            rmax = st.ports.relay_max,
-            web = q(&st.p.webroot),
-            hp = st.ports.http,
-            hsp = st.ports.https,
-        )
-    };
+    let host_wrong_secret_yaml = st.p.root.join("host-wrong-secret.yaml");
     let wrong_secret_file = st.p.root.join("wrong_registration_secret");
-    std::fs::write(&st.p.host_yaml, host_yaml(None))?;
-    std::fs::write(
-        &st.p.host_wrong_secret_yaml,
-        host_yaml(Some(&wrong_secret_file)),
-    )?;
-    std::fs::write(&wrong_secret_file, format!("{}\n", random_hex(40)))?;
-    std::fs::set_permissions(&wrong_secret_file, std::fs::Permissions::from_mode(0o600))?;
+    let mut host = st.main_host(SERVER_NAME);
+    std::fs::write(&st.p.host_yaml, st.host_yaml(&host))?;
+    host.registration_secret_file = Some(wrong_secret_file.clone());
+    std::fs::write(&host_wrong_secret_yaml, st.host_yaml(&host))?;
+    write_private(&wrong_secret_file, &format!("{}\n", random_hex(40)), None)?;
 
     // Secrets.
-    let secrets_init = |st: &Stack| {
-        let mut c = st.cli_as_user();
-        c.args(["secrets", "init", "--dir"]).arg(&st.p.secrets);
-        c
-    };
     must(
         report,
         "ospw-matrix secrets init",
-        async {
-            proc::run_ok(secrets_init(st), CMD_TIMEOUT).await?;
-            Ok(())
-        }
-        .await,
+        st.secrets_init(&st.p.secrets).await,
     )?;
     let secrets_before = must(
         report,
@@ -794,7 +254,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     report.check(
         "secrets directory is mode 0700, every secret file 0600",
         (|| {
-            let mode = std::fs::metadata(&st.p.secrets)?.permissions().mode() & 0o777;
+            let mode = mode_of(&st.p.secrets)?;
             ensure!(
                 mode == 0o700,
                 "{} has mode {mode:o}",
@@ -804,7 +264,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
             collect_files(&st.p.secrets, &mut files);
             ensure!(!files.is_empty(), "no secret files");
             for f in &files {
-                let m = std::fs::metadata(f)?.permissions().mode() & 0o777;
+                let m = mode_of(f)?;
                 ensure!(m == 0o600, "{} has mode {m:o}", f.display());
             }
             Ok(format!("{} files", files.len()))
@@ -817,12 +277,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         report,
         "ospw-matrix render",
         async {
-            let mut c = st.cli();
-            c.args(["render", "--config"])
-                .arg(&st.p.host_yaml)
-                .arg("--out")
-                .arg(&st.p.out);
-            proc::run_ok(c, CMD_TIMEOUT).await?;
+            st.render(&st.p.host_yaml, &st.p.out).await?;
             for f in [
                 "synapse/homeserver.yaml",
                 "synapse/log.yaml",
@@ -894,7 +349,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
                 "the TURN shared secret is not in {}",
                 st.p.turn_conf.display()
             );
-            let m = std::fs::metadata(&st.p.turn_conf)?.permissions().mode() & 0o777;
+            let m = mode_of(&st.p.turn_conf)?;
             ensure!(m == 0o600, "mode {m:o}");
             Ok("")
         })(),
@@ -904,37 +359,9 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         report,
         "PostgreSQL cluster: initdb, peer auth, database with C collation (template0)",
         async {
-            let mut c = st.pg("initdb");
-            c.arg("-D")
-                .arg(&st.p.pg_data)
-                .args([
-                    "--auth-local=peer",
-                    "--auth-host=reject",
-                    "--encoding=UTF8",
-                    "--locale=C",
-                    "-U",
-                ])
-                .arg(&st.user.name);
-            proc::run_ok(c, Duration::from_secs(120)).await?;
+            st.init_postgres().await?;
             st.start_postgres().await?;
-            let mut c = st.pg("createdb");
-            c.arg("-h")
-                .arg(&st.p.pg_sock)
-                .arg("-p")
-                .arg(st.ports.pg.to_string())
-                .args([
-                    "-T",
-                    "template0",
-                    "-E",
-                    "UTF8",
-                    "--lc-collate=C",
-                    "--lc-ctype=C",
-                    "-O",
-                ])
-                .arg(&st.user.name)
-                .arg("synapse");
-            proc::run_ok(c, CMD_TIMEOUT).await?;
-            Ok(())
+            st.createdb("synapse").await
         }
         .await,
     )?;
@@ -942,47 +369,17 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     must(
         report,
         "Synapse starts from the rendered homeserver.yaml and answers /health",
-        st.start_synapse().await,
+        st.start_main_synapse().await,
     )?;
     must(
         report,
         "coturn starts from the materialized turnserver.conf",
         st.start_coturn("coturn", &[]).await,
     )?;
-    let ca_path =
-        st.p.caddy_home
-            .join("data/caddy/pki/authorities/local/root.crt");
     must(
         report,
         "Caddy starts from the rendered standalone Caddyfile (tls internal)",
-        async {
-            let mut c = st.user.command("caddy", &st.p.caddy_home);
-            c.args(["run", "--adapter", "caddyfile", "--config"])
-                .arg(st.p.out.join("caddy/Caddyfile"))
-                .env("XDG_DATA_HOME", st.p.caddy_home.join("data"))
-                .env("XDG_CONFIG_HOME", st.p.caddy_home.join("config"))
-                .current_dir(&st.p.caddy_home);
-            st.caddy = Some(Service::spawn(
-                "caddy",
-                c,
-                &st.p.logs.join("caddy.log"),
-                libc::SIGTERM,
-            )?);
-            wait::tcp_port("Caddy's HTTPS port", st.ports.https, SERVICE_START).await?;
-            let ca = ca_path.clone();
-            wait::until(
-                "Caddy's local root CA",
-                SERVICE_START,
-                Duration::from_millis(200),
-                || {
-                    let ca = ca.clone();
-                    async move { Ok(ca.is_file().then_some(())) }
-                },
-            )
-            .await?;
-            st.caddy.as_mut().expect("set").check_running()
-        }
-        .await,
+        st.start_caddy().await,
     )?;
 
     // The client: trusts only Caddy's root CA, resolves the test names to 127.0.0.1.
@@ -990,34 +387,14 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     let (http, strict) = must(
         report,
         "HTTPS client trusting only Caddy's local root CA",
-        (|| {
-            let pem = std::fs::read(&ca_path)?;
-            let cert = reqwest::Certificate::from_pem(&pem)?;
-            let lo: SocketAddr = ([127, 0, 0, 1], st.ports.https).into();
-            let builder = || {
-                reqwest::Client::builder()
-                    .tls_certs_only([cert.clone()])
-                    .resolve(BASE_DOMAIN, lo)
-                    .resolve(MATRIX_HOST, lo)
-                    .resolve(ELEMENT_HOST, lo)
-                    .timeout(Duration::from_secs(30))
-            };
-            Ok((
-                builder().build()?,
-                builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()?,
-            ))
-        })(),
+        st.caddy_clients(&[BASE_DOMAIN, MATRIX_HOST, ELEMENT_HOST]),
     )?;
-    let plain = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let plain = plain_client(Duration::from_secs(10))?;
 
     report.check(
         "Caddy's local root CA is not in the system trust store",
         (|| {
-            let pem = std::fs::read_to_string(&ca_path)?;
+            let pem = std::fs::read_to_string(st.caddy_ca())?;
             let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
             let probe = &body[..body.len().min(64)];
             let mut files = Vec::new();
@@ -1043,8 +420,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     report.section("1. accounts");
     let alice_pw = format!("alice-{}", random_hex(24));
     let pw_file = st.p.root.join("alice.password");
-    std::fs::write(&pw_file, format!("{alice_pw}\n"))?;
-    std::fs::set_permissions(&pw_file, std::fs::Permissions::from_mode(0o600))?;
+    write_private(&pw_file, &format!("{alice_pw}\n"), None)?;
     let user_add = |st: &Stack, name: &str, extra: &[&str], config: &Path| {
         let mut c = st.cli();
         c.args(["user", "add", name])
@@ -1102,7 +478,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         "user add with a wrong registration secret fails clearly",
         async {
             let out = proc::run(
-                user_add(st, "carol", &[], &st.p.host_wrong_secret_yaml),
+                user_add(st, "carol", &[], &host_wrong_secret_yaml),
                 CMD_TIMEOUT,
             )
             .await?;
@@ -1166,7 +542,6 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     )?;
     let alice_token = alice.access_token().context("alice has no token")?;
     let bob_token = bob.access_token().context("bob has no token")?;
-    let bob_id = UserId::parse(format!("@bob:{SERVER_NAME}"))?;
     report.check(
         "user IDs are on the server name",
         async {
@@ -1237,72 +612,23 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     must(
         report,
         "alice invites bob; bob sees the invite and joins",
-        async {
-            room.invite_user_by_id(&bob_id).await?;
-            let bob_ref = &bob;
-            let rid = &room_id;
-            wait::until(
-                "bob's invite",
-                MATRIX_WAIT,
-                Duration::from_millis(200),
-                || async move {
-                    sync(bob_ref).await?;
-                    Ok(bob_ref
-                        .get_room(rid)
-                        .filter(|r| r.state() == RoomState::Invited)
-                        .map(|_| ()))
-                },
-            )
-            .await?;
-            bob.join_room_by_id(&room_id).await?;
-            let alice_ref = &alice;
-            wait::until(
-                "alice to see bob joined",
-                MATRIX_WAIT,
-                Duration::from_millis(200),
-                || async move {
-                    sync(alice_ref).await?;
-                    let r = alice_ref.get_room(rid).context("alice lost the room")?;
-                    let member = r
-                        .get_member_no_sync(bob_ref.user_id().context("bob")?)
-                        .await?;
-                    Ok(member
-                        .filter(|m| *m.membership() == MembershipState::Join)
-                        .map(|_| ()))
-                },
-            )
-            .await
-        }
-        .await,
+        async { client::invite_and_join(&alice, &room, &bob).await }.await,
     )?;
     let plaintext = format!("acceptance secret {}", random_hex(24));
     let event_id = must(
         report,
         "alice sends an encrypted message",
         async {
-            let room = alice.get_room(&room_id).context("room")?;
-            let sent = tokio::time::timeout(
-                MATRIX_WAIT,
-                room.send(RoomMessageEventContent::text_plain(&plaintext)),
-            )
-            .await
-            .map_err(|_| anyhow!("send timed out"))??;
-            ensure!(
-                sent.encryption_info.is_some(),
-                "the SDK sent it unencrypted"
-            );
-            Ok(sent.response.event_id)
+            let (event_id, encrypted) = send_text(&alice, &room_id, &plaintext).await?;
+            ensure!(encrypted, "the SDK sent it unencrypted");
+            Ok(event_id)
         }
         .await,
     )?;
     report.check(
         "the stored event is m.room.encrypted, without the plaintext",
         async {
-            let url = format!(
-                "{base_url}/_matrix/client/v3/rooms/{}/event/{}",
-                seg(room_id.as_str()),
-                seg(event_id.as_str())
-            );
+            let url = event_url(&base_url, &room_id, &event_id);
             let v = get_json(&http, &url, Some(&bob_token)).await?;
             ensure!(v["type"] == "m.room.encrypted", "type {}", v["type"]);
             ensure!(
@@ -1328,12 +654,8 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     report.check(
         "the plaintext appears nowhere in a pg_dump of the database",
         async {
-            let mut c = st.pg("pg_dump");
-            c.arg("-h")
-                .arg(&st.p.pg_sock)
-                .arg("-p")
-                .arg(st.ports.pg.to_string())
-                .arg("synapse");
+            let mut c = st.pg_client("pg_dump");
+            c.arg("synapse");
             let out = proc::run_ok(c, Duration::from_secs(120)).await?;
             ensure!(
                 out.stdout.contains(event_id.as_str()),
@@ -1355,12 +677,8 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     report.check(
         "Synapse is connected to PostgreSQL over the Unix socket as the service user",
         async {
-            let mut c = st.pg("psql");
-            c.arg("-h")
-                .arg(&st.p.pg_sock)
-                .arg("-p")
-                .arg(st.ports.pg.to_string())
-                .args(["-d", "synapse", "-At", "-c"])
+            let mut c = st.pg_client("psql");
+            c.args(["-d", "synapse", "-At", "-c"])
                 .arg("SELECT usename || '|' || coalesce(host(client_addr), 'socket') FROM pg_stat_activity WHERE datname = 'synapse' AND pid <> pg_backend_pid()");
             let out = proc::run_ok(c, CMD_TIMEOUT).await?;
             let rows: Vec<&str> = out.stdout.lines().filter(|l| !l.is_empty()).collect();
@@ -1491,17 +809,10 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     );
     let turn_addr: SocketAddr = ([127, 0, 0, 1], st.ports.turn).into();
     if let Some((turn_user, turn_pw)) = turn_creds {
-        st.peer = Some(Service::spawn(
-            "turnutils_peer",
-            {
-                let mut c = st.user.command("turnutils_peer", &st.p.home);
-                c.args(["-L", "127.0.0.1", "-p"])
-                    .arg(st.ports.peer.to_string());
-                c
-            },
-            &st.p.logs.join("turnutils_peer.log"),
-            libc::SIGTERM,
-        )?);
+        let mut peer = st.user.command("turnutils_peer", &st.p.home);
+        peer.args(["-L", "127.0.0.1", "-p"])
+            .arg(st.ports.peer.to_string());
+        st.spawn("turnutils_peer", peer, libc::SIGTERM)?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let uclient = |st: &Stack, user: &str, pw: &str, peer: &str| {
             let mut c = st.user.command("turnutils_uclient", &st.p.home);
@@ -1574,9 +885,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
             );
         }
         report.check("test-only coturn (same file, plus --allow-loopback-peers --allowed-peer-ip=127.0.0.1) relays to turnutils_peer with those credentials", async {
-            if let Some(mut c) = st.coturn.take() {
-                c.stop(Duration::from_secs(10));
-            }
+            st.stop_service("coturn", Duration::from_secs(10));
             st.start_coturn("coturn-test-loopback", &["--allow-loopback-peers", "--allowed-peer-ip=127.0.0.1"]).await?;
             let out = proc::run(uclient(st, &turn_user, &turn_pw, "127.0.0.1"), Duration::from_secs(60)).await?;
             let text = out.both();
@@ -1584,14 +893,10 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
             let (sent, recv) = uclient_totals(&text).context("no totals in uclient's output")?;
             ensure!(sent > 0 && recv == sent, "sent {sent}, received {recv}: {}", tail(&text, 8));
             ensure!(text.contains("Total lost packets 0"), "packets lost: {}", tail(&text, 8));
-            if let Some(mut c) = st.coturn.take() {
-                c.stop(Duration::from_secs(10));
-            }
+            st.stop_service("coturn-test-loopback", Duration::from_secs(10));
             Ok(format!("{sent} messages relayed and echoed"))
         }.await);
-        if let Some(mut p) = st.peer.take() {
-            p.stop(Duration::from_secs(5));
-        }
+        st.stop_service("turnutils_peer", Duration::from_secs(5));
     }
 
     // ---------------------------------------------------------------- 5.
@@ -1722,14 +1027,12 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         "Synapse and PostgreSQL stop cleanly",
         (|| {
             let s = st
-                .synapse
-                .take()
+                .take_service("synapse")
                 .context("Synapse is not running")?
                 .stop(Duration::from_secs(60));
             ensure!(s.is_some(), "Synapse had to be killed");
             let p = st
-                .postgres
-                .take()
+                .take_postgres()
                 .context("PostgreSQL is not running")?
                 .stop(Duration::from_secs(60));
             ensure!(p.is_some(), "PostgreSQL had to be killed");
@@ -1749,7 +1052,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     report.check(
         "secrets init run again changes nothing (byte for byte)",
         async {
-            proc::run_ok(secrets_init(st), CMD_TIMEOUT).await?;
+            st.secrets_init(&st.p.secrets).await?;
             let after = read_secrets(&st.p.secrets)?;
             for (k, v) in &secrets_before {
                 ensure!(after.get(k) == Some(v), "{k} changed");
@@ -1763,7 +1066,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         "PostgreSQL and Synapse start again",
         async {
             st.start_postgres().await?;
-            st.start_synapse().await
+            st.start_main_synapse().await
         }
         .await,
     )?;
@@ -1784,11 +1087,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
                     .is_some_and(|a| a.iter().any(|r| r == room_id.as_str())),
                 "room missing: {v}"
             );
-            let url = format!(
-                "{base_url}/_matrix/client/v3/rooms/{}/event/{}",
-                seg(room_id.as_str()),
-                seg(event_id.as_str())
-            );
+            let url = event_url(&base_url, &room_id, &event_id);
             let ev = get_json(&http, &url, Some(&token)).await?;
             ensure!(ev["type"] == "m.room.encrypted", "event {ev}");
             Ok("")
@@ -1844,9 +1143,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     // ---------------------------------------------------------------- 8.
     report.section("8. Synapse's log");
     // Let Synapse flush and stop so that its whole log is on disk.
-    if let Some(mut s) = st.synapse.take() {
-        s.stop(Duration::from_secs(60));
-    }
+    st.stop_service("synapse", Duration::from_secs(60));
     let mut logs = vec![st.p.logs.join("synapse.log")];
     let mut data_files = Vec::new();
     collect_files(&st.p.synapse_data, &mut data_files);
@@ -1922,9 +1219,4 @@ fn report_value<T>(report: &mut Report, name: &str, r: Result<(String, T)>) -> O
             None
         }
     }
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join(" | ")
 }
