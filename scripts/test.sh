@@ -8,15 +8,31 @@ cd "$(dirname "$0")/.."
 export CI=${CI:-true}   # tests needing a real program fail instead of skipping
 export CARGO_TERM_COLOR=never
 
-passed=0 failed=0 failed_stages=()
+# Each stage's output is kept so the test counts of every runner (cargo's
+# "test result" lines, the evaluation and acceptance runners' "N passed, N
+# failed") add up to the closing line; a stage that fails without a counted
+# failure (fmt, clippy, a build) counts as one failure.
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+tests_passed=0 tests_failed=0 failed_stages=()
 stage() {
   local name=$1; shift
+  local log="$logs/stage.log"
   echo "::: $name"
-  local start=$SECONDS
-  if "$@"; then
-    passed=$((passed + 1)); echo "::: $name: ok ($((SECONDS - start)) s)"
+  local start=$SECONDS status
+  "$@" 2>&1 | tee "$log"
+  status=${PIPESTATUS[0]}
+  local p f
+  read -r p f < <(sed -nE \
+    -e 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/p' \
+    -e 's/^([A-Za-z-]+: )?([0-9]+) passed, ([0-9]+) failed.*/\2 \3/p' "$log" |
+    awk '{p += $1; f += $2} END {print p + 0, f + 0}')
+  tests_passed=$((tests_passed + p)); tests_failed=$((tests_failed + f))
+  if ((status == 0)); then
+    echo "::: $name: ok ($((SECONDS - start)) s)"
   else
-    failed=$((failed + 1)); failed_stages+=("$name"); echo "::: $name: FAILED ($((SECONDS - start)) s)"
+    ((f == 0)) && tests_failed=$((tests_failed + 1))
+    failed_stages+=("$name"); echo "::: $name: FAILED ($((SECONDS - start)) s)"
   fi
 }
 
@@ -46,6 +62,6 @@ if [ -x scripts/acceptance.sh ]; then
 fi
 
 echo
-if ((failed)); then echo "failed stages: ${failed_stages[*]}"; fi
-echo "$passed passed, $failed failed"
-((failed == 0))
+if ((${#failed_stages[@]})); then echo "failed stages: ${failed_stages[*]}"; fi
+echo "$tests_passed passed, $tests_failed failed"
+((${#failed_stages[@]} == 0))
