@@ -221,6 +221,7 @@ in
       "the scenarios"
       vmTestNames
       [
+        "vm-backup"
         "vm-basic"
         "vm-calls"
         "vm-restart"
