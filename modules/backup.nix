@@ -51,10 +51,12 @@ in
 {
   options.services.ospw-matrix.backup = {
     enable = lib.mkEnableOption ''
-      scheduled backups: `ospw-matrix-backup.timer` runs `ospw-matrix backup`
-      (database, secrets, media, host description; restore with
-      `ospw-matrix restore`, see docs/nixos.md). Run one now with
-      `systemctl start ospw-matrix-backup`'';
+      scheduled backups: `ospw-matrix-backup.timer` starts
+      `ospw-matrix-backup.service`, which runs `ospw-matrix backup` (the
+      database, the secrets, the media store and the host description in
+      one archive) while the server runs. Start one now with
+      `systemctl start ospw-matrix-backup`; restore with
+      `ospw-matrix restore` (see the Backups section of docs/nixos.md)'';
 
     directory = mkOption {
       type = types.str;
@@ -67,6 +69,14 @@ in
         hold the signing key and the other secrets. The directory is created
         with mode 0700, owned by root. Copy the archives off the host (they
         do not protect against losing the disk).
+
+        The secrets are read as the service's own credentials from the same
+        files as Synapse's, so secrets given with the
+        `services.ospw-matrix.secrets.*File` options are in the archives
+        too. `ospw-matrix restore` writes every secret of an archive to
+        {file}`/var/lib/ospw-matrix/secrets`, which is only read for the
+        secrets without a `*File` option: put the others back into your
+        secrets manager yourself.
       '';
     };
 
