@@ -11,471 +11,152 @@
 //! `OSPW_MATRIX_BIN`, `OSPW_SYNAPSE_PYTHON`, `OSPW_PG_BIN`, `OSPW_TEST_USER`,
 //! `OSPW_KEEP_TMP`.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
-use matrix_sdk::config::SyncSettings;
-use matrix_sdk::ruma::api::client::room::create_room::v3::Request as CreateRoomRequest;
-use matrix_sdk::ruma::events::room::member::MembershipState;
-use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+use anyhow::{anyhow, ensure, Context, Result};
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId};
-use matrix_sdk::RoomState;
-use ospw_matrix_acceptance::proc::{self, RunAs, Service};
+use ospw_matrix_acceptance::client::{self, read_decrypted, room_with, send_text, sync};
+use ospw_matrix_acceptance::http::{
+    download, event_url, get_json, password_login, plain_client, upload,
+};
+use ospw_matrix_acceptance::proc::{self, RunAs};
+use ospw_matrix_acceptance::stack::{find_cli, Host, Options, Stack, Tools};
+use ospw_matrix_acceptance::util::{mkdir, mode_of, random_hex, utf8, write_private};
 use ospw_matrix_acceptance::wait;
 use serde_json::{json, Value};
 
 const SERVER_NAME: &str = "example.test";
 const OLD_SERVER_NAME: &str = "old.test";
-const CMD_TIMEOUT: Duration = Duration::from_secs(120);
-const SYNAPSE_START: Duration = Duration::from_secs(300);
-const MATRIX_WAIT: Duration = Duration::from_secs(90);
-
-/// The run: paths, the service user, PostgreSQL, and the Synapses started.
-struct Run {
-    root: PathBuf,
-    state: PathBuf,
-    home: PathBuf,
-    logs: PathBuf,
-    pg_sock: PathBuf,
-    pg_port: u16,
-    user: RunAs,
-    cli: PathBuf,
-    python: PathBuf,
-    pg_bin: PathBuf,
-    services: Vec<Service>,
-    http: reqwest::Client,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        // Synapses first, PostgreSQL (the first service) last.
-        while let Some(mut s) = self.services.pop() {
-            s.stop(Duration::from_secs(20));
-        }
-    }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn random_hex(n: usize) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut s = String::new();
-    while s.len() < n {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        s.push_str(&format!("{:016x}", h.finish()));
-    }
-    s.truncate(n);
-    s
-}
-
-fn seg(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn find_cli() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("OSPW_MATRIX_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
-    let mut found: Vec<(SystemTime, PathBuf)> = ["release", "debug"]
-        .iter()
-        .map(|p| target.join(p).join("ospw-matrix"))
-        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
-        .collect();
-    found.sort();
-    found
-        .pop()
-        .map(|(_, p)| p)
-        .ok_or_else(|| anyhow!("no ospw-matrix binary: build it or set OSPW_MATRIX_BIN"))
-}
-
-fn mkdir(path: &Path, mode: u32, user: Option<&RunAs>) -> Result<()> {
-    std::fs::create_dir_all(path).with_context(|| format!("create {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-    if let Some(u) = user {
-        u.chown(path)?;
-    }
-    Ok(())
-}
-
-fn write_private(path: &Path, text: &str, user: Option<&RunAs>) -> Result<()> {
-    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    if let Some(u) = user {
-        u.chown(path)?;
-    }
-    Ok(())
-}
+/// The whole test may not take longer than this.
+const TEST_TIMEOUT: Duration = Duration::from_secs(1500);
 
 fn step(name: &str) {
     println!("operations: {name}");
 }
 
-impl Run {
-    fn pg(&self, program: &str) -> Command {
-        let mut c = self.user.command(self.pg_bin.join(program), &self.home);
-        c.arg("-h")
-            .arg(&self.pg_sock)
-            .arg("-p")
-            .arg(self.pg_port.to_string());
-        c
-    }
+/// Synapse's own listener on 127.0.0.1:`port`.
+fn local(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
 
-    fn cli(&self) -> Command {
-        Command::new(&self.cli)
-    }
+/// Logs in with matrix-sdk on Synapse's own listener (no well-known).
+async fn sdk_login(port: u16, user: &str, password: &str) -> Result<matrix_sdk::Client> {
+    let builder = matrix_sdk::Client::builder()
+        .homeserver_url(local(port))
+        .respect_login_well_known(false);
+    client::login(builder, user, password, &format!("operations {user}")).await
+}
 
-    fn cli_as_user(&self) -> Command {
-        self.user.command(&self.cli, &self.home)
-    }
+/// The URL of an event on Synapse's own listener.
+fn local_event(port: u16, room: &OwnedRoomId, event: &OwnedEventId) -> String {
+    event_url(&local(port), room, event)
+}
 
-    async fn createdb(&self, name: &str) -> Result<()> {
-        let mut c = self.pg("createdb");
-        c.args([
-            "-T",
-            "template0",
-            "-E",
-            "UTF8",
-            "--lc-collate=C",
-            "--lc-ctype=C",
-            "-O",
-        ])
-        .arg(&self.user.name)
-        .arg(name);
-        proc::run_ok(c, CMD_TIMEOUT).await?;
-        Ok(())
-    }
+/// A new host on the run's PostgreSQL, named by `label`: its own port,
+/// database `synapse_LABEL`, data `state/synapse-LABEL`, secrets
+/// `state/secrets-LABEL`, rendered files `rendered-LABEL`.
+struct Server {
+    port: u16,
+    database: String,
+    data: PathBuf,
+    secrets: PathBuf,
+    rendered: PathBuf,
+}
 
-    async fn dropdb(&self, name: &str) -> Result<()> {
-        let mut c = self.pg("dropdb");
-        c.args(["--if-exists", "--force", name]);
-        proc::run_ok(c, CMD_TIMEOUT).await?;
-        Ok(())
-    }
-
-    async fn start_postgres(&mut self) -> Result<()> {
-        let data = self.state.join("pgdata");
-        let mut c = self.user.command(self.pg_bin.join("initdb"), &self.home);
-        c.arg("-D")
-            .arg(&data)
-            .args([
-                "--auth-local=peer",
-                "--auth-host=reject",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-                "-U",
-            ])
-            .arg(&self.user.name);
-        proc::run_ok(c, CMD_TIMEOUT).await?;
-        let mut c = self.user.command(self.pg_bin.join("postgres"), &self.home);
-        c.arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(&self.pg_sock)
-            .arg("-p")
-            .arg(self.pg_port.to_string())
-            .args(["-c", "listen_addresses=", "-c", "fsync=off"]);
-        self.services.push(Service::spawn(
-            "postgres",
-            c,
-            &self.logs.join("postgres.log"),
-            libc::SIGINT,
-        )?);
-        let me = &*self;
-        wait::until(
-            "PostgreSQL",
-            Duration::from_secs(60),
-            Duration::from_millis(300),
-            || async move {
-                let mut c = me.pg("pg_isready");
-                c.args(["-d", "postgres"]);
-                Ok(proc::run(c, CMD_TIMEOUT)
-                    .await?
-                    .status
-                    .success()
-                    .then_some(()))
-            },
-        )
-        .await
-    }
-
-    /// Starts Synapse with `config` (cwd `data`), waits for /health on `port`.
-    async fn start_synapse(
-        &mut self,
-        name: &str,
-        config: &Path,
-        data: &Path,
-        port: u16,
-    ) -> Result<usize> {
-        let mut cmd = self.user.command(&self.python, &self.home);
-        cmd.args(["-m", "synapse.app.homeserver", "-c"])
-            .arg(config)
-            .current_dir(data);
-        let mut svc = Service::spawn(
-            name,
-            cmd,
-            &self.logs.join(format!("{name}.log")),
-            libc::SIGTERM,
-        )?;
-        let url = format!("http://127.0.0.1:{port}/health");
-        let deadline = std::time::Instant::now() + SYNAPSE_START;
-        loop {
-            svc.check_running()?;
-            if let Ok(r) = self.http.get(&url).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            if std::time::Instant::now() > deadline {
-                bail!("{name} did not answer {url} within {SYNAPSE_START:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+impl Server {
+    fn new(st: &Stack, label: &str) -> Self {
+        Self {
+            port: wait::free_port(),
+            database: format!("synapse_{label}"),
+            data: st.p.state.join(format!("synapse-{label}")),
+            secrets: st.p.state.join(format!("secrets-{label}")),
+            rendered: st.p.root.join(format!("rendered-{label}")),
         }
-        self.services.push(svc);
-        Ok(self.services.len() - 1)
     }
 
-    fn stop(&mut self, index: usize) {
-        let mut svc = self.services.remove(index);
-        svc.stop(Duration::from_secs(30));
+    /// Creates the data directory and the database, and writes the host
+    /// description (login rate limits relaxed) to `description`.
+    async fn prepare(&self, st: &Stack, description: &Path) -> Result<()> {
+        mkdir(&self.data, 0o700, Some(&st.user))?;
+        let mut host = Host::synapse_only(
+            SERVER_NAME,
+            self.port,
+            &self.database,
+            &self.data,
+            &self.secrets,
+        );
+        host.relaxed_login_limits = true;
+        std::fs::write(description, st.host_yaml(&host))
+            .with_context(|| format!("write {}", description.display()))?;
+        st.createdb(&self.database).await
     }
 
-    /// A host description for a new host.
-    fn host_yaml(&self, db: &str, data: &Path, secrets: &Path, port: u16) -> String {
-        let q = |p: &Path| serde_json::to_string(&p.display().to_string()).expect("string");
-        format!(
-            "base_domain: {SERVER_NAME}\nserver_name: {SERVER_NAME}\nmatrix_host: matrix.{SERVER_NAME}\nelement_host: chat.{SERVER_NAME}\n\
-             synapse:\n  listen:\n    tcp:\n      address: 127.0.0.1\n      port: {port}\n  database:\n    name: {db}\n    user: {user}\n    socket_dir: {sock}\n    port: {pgp}\n  data_dir: {data}\n  log_level: INFO\n\
-             \x20 settings:\n    rc_login:\n      address: {{per_second: 100, burst_count: 100}}\n      account: {{per_second: 100, burst_count: 100}}\n      failed_attempts: {{per_second: 100, burst_count: 100}}\n\
-             proxy:\n  tls: internal\n\
-             secrets:\n  dir: {secrets}\n",
-            user = self.user.name,
-            sock = q(&self.pg_sock),
-            pgp = self.pg_port,
-            data = q(data),
-            secrets = q(secrets),
-        )
+    /// Renders `config` into `rendered-LABEL` and starts its Synapse as `name`.
+    async fn render_and_start(&self, st: &mut Stack, name: &str, config: &Path) -> Result<()> {
+        st.render(config, &self.rendered).await?;
+        self.start(st, name).await
     }
 
-    async fn cli_ok(&self, mut c: Command, args: &[&str]) -> Result<proc::Output> {
-        c.args(args);
-        proc::run_ok(c, CMD_TIMEOUT).await
-    }
-
-    fn print_logs(&self) {
-        if let Ok(rd) = std::fs::read_dir(&self.logs) {
-            for e in rd.flatten() {
-                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                let start = lines.len().saturating_sub(30);
-                println!("\n---- {} (last lines) ----", e.path().display());
-                for l in &lines[start..] {
-                    println!("{l}");
-                }
-            }
-        }
+    /// Starts the rendered Synapse as service `name`.
+    async fn start(&self, st: &mut Stack, name: &str) -> Result<()> {
+        let config = self.rendered.join("synapse/homeserver.yaml");
+        st.start_synapse(name, &config, &self.data, self.port).await
     }
 }
 
-async fn password_login(
+/// Stops the Synapse running as `name`.
+fn stop(st: &mut Stack, name: &str) {
+    st.stop_service(name, Duration::from_secs(30));
+}
+
+/// Writes `password` to `DIR/NAME.password` (0600); returns the path.
+fn password_file(dir: &Path, name: &str, password: &str) -> Result<PathBuf> {
+    let f = dir.join(format!("{name}.password"));
+    write_private(&f, &format!("{password}\n"), None)?;
+    Ok(f)
+}
+
+/// `user add NAME --password-file F TARGET...` for each of `users`.
+async fn add_users(st: &Stack, users: &[(&str, &str)], target: &[&str]) -> Result<()> {
+    for (name, pw) in users {
+        let f = password_file(&st.p.root, name, pw)?;
+        let mut args = vec!["user", "add", name, "--password-file", utf8(&f)?];
+        args.extend(target);
+        st.cli_ok(&args).await?;
+    }
+    Ok(())
+}
+
+/// `user list [--all] --config CFG`.
+async fn user_list(st: &Stack, cfg: &str, all: bool) -> Result<proc::Output> {
+    let mut args = vec!["user", "list"];
+    if all {
+        args.push("--all");
+    }
+    args.extend(["--config", cfg]);
+    st.cli_ok(&args).await
+}
+
+/// `ospw-matrix ARGS` must fail with a message containing `needle`.
+async fn cli_fails(st: &Stack, args: &[&str], needle: &str) -> Result<()> {
+    let out = st.cli_run(args).await?;
+    ensure!(
+        !out.status.success() && out.both().contains(needle),
+        "{}",
+        out.both()
+    );
+    Ok(())
+}
+
+/// The status of a password login on Synapse's own listener.
+async fn login_status(
     http: &reqwest::Client,
     port: u16,
     user: &str,
     password: &str,
-) -> Result<(u16, Value)> {
-    let r = http
-        .post(format!("http://127.0.0.1:{port}/_matrix/client/v3/login"))
-        .json(&json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password}))
-        .send()
-        .await?;
-    let status = r.status().as_u16();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    Ok((status, v))
-}
-
-async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Result<Value> {
-    let r = http
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    let status = r.status();
-    let text = r.text().await?;
-    ensure!(status.is_success(), "GET {url} answered {status}: {text}");
-    serde_json::from_str(&text).with_context(|| format!("GET {url}: not JSON"))
-}
-
-async fn upload(http: &reqwest::Client, port: u16, token: &str, bytes: &[u8]) -> Result<String> {
-    let r = http
-        .post(format!(
-            "http://127.0.0.1:{port}/_matrix/media/v3/upload?filename=notes.bin"
-        ))
-        .bearer_auth(token)
-        .header("Content-Type", "application/octet-stream")
-        .body(bytes.to_vec())
-        .send()
-        .await?;
-    let status = r.status();
-    let v: Value = r.json().await?;
-    ensure!(status.is_success(), "upload answered {status}: {v}");
-    v["content_uri"]
-        .as_str()
-        .map(str::to_owned)
-        .context("no content_uri")
-}
-
-async fn download(http: &reqwest::Client, port: u16, token: &str, mxc: &str) -> Result<Vec<u8>> {
-    let rest = mxc.strip_prefix("mxc://").context("not an mxc URI")?;
-    let url = format!("http://127.0.0.1:{port}/_matrix/client/v1/media/download/{rest}");
-    let r = http.get(&url).bearer_auth(token).send().await?;
-    ensure!(r.status().is_success(), "GET {url} answered {}", r.status());
-    Ok(r.bytes().await?.to_vec())
-}
-
-async fn sdk_login(port: u16, user: &str, password: &str) -> Result<matrix_sdk::Client> {
-    let client = matrix_sdk::Client::builder()
-        .homeserver_url(format!("http://127.0.0.1:{port}"))
-        .respect_login_well_known(false)
-        .build()
-        .await?;
-    client
-        .matrix_auth()
-        .login_username(user, password)
-        .initial_device_display_name(&format!("operations {user}"))
-        .send()
-        .await
-        .with_context(|| format!("log in as {user}"))?;
-    Ok(client)
-}
-
-async fn sync(client: &matrix_sdk::Client) -> Result<()> {
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        client.sync_once(SyncSettings::default().timeout(Duration::from_secs(1))),
-    )
-    .await
-    .map_err(|_| anyhow!("sync timed out"))?
-    .context("sync")?;
-    Ok(())
-}
-
-/// `inviter` creates a room (encrypted when the server says so by default),
-/// invites `invitee`, who joins.
-async fn room_with(
-    inviter: &matrix_sdk::Client,
-    invitee: &matrix_sdk::Client,
-) -> Result<OwnedRoomId> {
-    sync(inviter).await?;
-    sync(invitee).await?;
-    let room = inviter.create_room(CreateRoomRequest::new()).await?;
-    let room_id = room.room_id().to_owned();
-    let invitee_id = invitee.user_id().context("invitee")?.to_owned();
-    room.invite_user_by_id(&invitee_id).await?;
-    let rid = &room_id;
-    wait::until(
-        "the invite",
-        MATRIX_WAIT,
-        Duration::from_millis(200),
-        || async move {
-            sync(invitee).await?;
-            Ok(invitee
-                .get_room(rid)
-                .filter(|r| r.state() == RoomState::Invited)
-                .map(|_| ()))
-        },
-    )
-    .await?;
-    invitee.join_room_by_id(&room_id).await?;
-    let iid = &invitee_id;
-    wait::until(
-        "the join",
-        MATRIX_WAIT,
-        Duration::from_millis(200),
-        || async move {
-            sync(inviter).await?;
-            let r = inviter.get_room(rid).context("room")?;
-            let m = r.get_member_no_sync(iid).await?;
-            Ok(m.filter(|m| *m.membership() == MembershipState::Join)
-                .map(|_| ()))
-        },
-    )
-    .await?;
-    Ok(room_id)
-}
-
-async fn send_text(
-    client: &matrix_sdk::Client,
-    room_id: &OwnedRoomId,
-    text: &str,
-) -> Result<(OwnedEventId, bool)> {
-    let room = client.get_room(room_id).context("room")?;
-    let sent = tokio::time::timeout(
-        MATRIX_WAIT,
-        room.send(RoomMessageEventContent::text_plain(text)),
-    )
-    .await
-    .map_err(|_| anyhow!("send timed out"))??;
-    Ok((sent.response.event_id, sent.encryption_info.is_some()))
-}
-
-async fn read_decrypted(
-    client: &matrix_sdk::Client,
-    room_id: &OwnedRoomId,
-    event_id: &OwnedEventId,
-) -> Result<String> {
-    wait::until(
-        "the decrypted message",
-        MATRIX_WAIT,
-        Duration::from_millis(300),
-        || async move {
-            sync(client).await?;
-            let room = client
-                .get_room(room_id)
-                .context("room unknown to the client")?;
-            let ev = room
-                .event(event_id, None)
-                .await
-                .context("fetch the event")?;
-            if ev.encryption_info().is_none() {
-                bail!("not decrypted (yet)");
-            }
-            let v: Value = ev.raw().deserialize_as()?;
-            Ok(v["content"]["body"].as_str().map(str::to_owned))
-        },
-    )
-    .await
-}
-
-fn event_url(port: u16, room: &OwnedRoomId, event: &OwnedEventId) -> String {
-    format!(
-        "http://127.0.0.1:{port}/_matrix/client/v3/rooms/{}/event/{}",
-        seg(room.as_str()),
-        seg(event.as_str())
-    )
+) -> Result<u16> {
+    Ok(password_login(http, &local(port), user, password).await?.0)
 }
 
 #[test]
@@ -485,23 +166,14 @@ fn operations() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let mut slot: Option<Run> = None;
+    let mut slot: Option<Stack> = None;
     let result = runtime.block_on(async {
-        tokio::time::timeout(Duration::from_secs(1500), run(&mut slot))
+        tokio::time::timeout(TEST_TIMEOUT, run(&mut slot))
             .await
-            .map_err(|_| anyhow!("the operations test exceeded 1500 s"))?
+            .map_err(|_| anyhow!("the operations test exceeded {TEST_TIMEOUT:?}"))?
     });
-    if let Some(run) = slot.take() {
-        let root = run.root.clone();
-        if result.is_err() {
-            run.print_logs();
-        }
-        drop(run);
-        if result.is_err() || std::env::var_os("OSPW_KEEP_TMP").is_some() {
-            println!("operations: kept {}", root.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&root);
-        }
+    if let Some(stack) = slot.take() {
+        stack.finish(result.is_err());
     }
     drop(runtime);
     if let Err(e) = result {
@@ -509,123 +181,53 @@ fn operations() {
     }
 }
 
-async fn run(slot: &mut Option<Run>) -> Result<()> {
-    let user = RunAs::detect()?;
-    let python = PathBuf::from(
-        std::env::var_os("OSPW_SYNAPSE_PYTHON")
-            .unwrap_or_else(|| "/opt/ospw-venv/bin/python".into()),
-    );
-    let pg_bin = PathBuf::from(
-        std::env::var_os("OSPW_PG_BIN").unwrap_or_else(|| "/usr/lib/postgresql/15/bin".into()),
-    );
-    ensure!(
-        python.is_file(),
-        "no Synapse venv at {} (scripts/install-test-deps.sh)",
-        python.display()
-    );
-    ensure!(
-        pg_bin.join("initdb").is_file(),
-        "no PostgreSQL at {}",
-        pg_bin.display()
-    );
-    let root =
-        std::env::temp_dir().join(format!("ospw-operations-{}-{}", std::process::id(), now()));
-    let state = root.join("state");
-    *slot = Some(Run {
-        home: state.join("home"),
-        logs: root.join("logs"),
-        pg_sock: state.join("pgsock"),
-        pg_port: wait::free_port(),
-        state,
-        root,
-        user,
+async fn run(slot: &mut Option<Stack>) -> Result<()> {
+    let opts = Options::synapse_only("operations");
+    let tools = Tools {
+        user: RunAs::detect()?,
         cli: find_cli()?,
-        python,
-        pg_bin,
-        services: Vec::new(),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?,
-    });
-    let r = slot.as_mut().expect("just set");
+        python: Tools::python_from_env(),
+        pg_bin: Tools::pg_bin_from_env(),
+    };
+    tools.check_installed(&opts)?;
+    *slot = Some(Stack::new(opts, tools)?);
+    let st = slot.as_mut().expect("just set");
     println!(
         "operations: CLI {}, run directory {}",
-        r.cli.display(),
-        r.root.display()
+        st.cli.display(),
+        st.p.root.display()
     );
-    mkdir(&r.root, 0o755, None)?;
-    mkdir(&r.logs, 0o777, None)?;
-    mkdir(&r.state, 0o755, Some(&r.user))?;
-    for d in [&r.home, &r.pg_sock] {
-        mkdir(d, 0o700, Some(&r.user))?;
-    }
+    st.make_dirs()?;
+    let http = plain_client(Duration::from_secs(30))?;
     step("PostgreSQL");
-    r.start_postgres().await?;
-    let pg_bin_arg = r.pg_bin.display().to_string();
-    let as_user = r.user.name.clone();
+    st.init_postgres().await?;
+    st.start_postgres().await?;
+    let pg_bin_arg = st.pg_bin.display().to_string();
+    let as_user = st.user.name.clone();
 
     // ------------------------------------------------------------ server A
     step("server A: secrets init, render, start");
-    let port_a = wait::free_port();
-    let data_a = r.state.join("synapse-a");
-    let secrets_a = r.state.join("secrets-a");
-    mkdir(&data_a, 0o700, Some(&r.user))?;
-    let host_a = r.root.join("host-a.yaml");
-    std::fs::write(
-        &host_a,
-        r.host_yaml("synapse_a", &data_a, &secrets_a, port_a),
-    )?;
-    r.createdb("synapse_a").await?;
-    let mut c = r.cli_as_user();
-    c.args(["secrets", "init", "--dir"]).arg(&secrets_a);
-    proc::run_ok(c, CMD_TIMEOUT).await?;
-    let rendered_a = r.root.join("rendered-a");
-    let mut c = r.cli();
-    c.args(["render", "--config"])
-        .arg(&host_a)
-        .arg("--out")
-        .arg(&rendered_a);
-    proc::run_ok(c, CMD_TIMEOUT).await?;
-    let syn_a = r
-        .start_synapse(
-            "synapse-a",
-            &rendered_a.join("synapse/homeserver.yaml"),
-            &data_a,
-            port_a,
-        )
-        .await?;
+    let a = Server::new(st, "a");
+    let host_a = st.p.root.join("host-a.yaml");
+    a.prepare(st, &host_a).await?;
+    st.secrets_init(&a.secrets).await?;
+    a.render_and_start(st, "synapse-a", &host_a).await?;
+    let port_a = a.port;
 
-    let cfg = host_a.display().to_string();
-    let pw_dir = r.root.clone();
-    let add = move |name: &str, pw: &str| {
-        let f = pw_dir.join(format!("{name}.password"));
-        write_private(&f, &format!("{pw}\n"), None).map(|()| f)
-    };
+    let cfg = utf8(&host_a)?.to_owned();
     let alice_pw = format!("alice-{}", random_hex(20));
     let bob_pw = format!("bob-{}", random_hex(20));
     let carol_pw = format!("carol-{}", random_hex(20));
-    for (name, pw) in [("alice", &alice_pw), ("bob", &bob_pw), ("carol", &carol_pw)] {
-        let f = add(name, pw)?;
-        r.cli_ok(
-            r.cli(),
-            &[
-                "user",
-                "add",
-                name,
-                "--password-file",
-                f.to_str().context("path")?,
-                "--config",
-                &cfg,
-            ],
-        )
-        .await?;
-    }
+    add_users(
+        st,
+        &[("alice", &alice_pw), ("bob", &bob_pw), ("carol", &carol_pw)],
+        &["--config", &cfg],
+    )
+    .await?;
 
     // ------------------------------------------------------------ accounts
     step("accounts: user list");
-    let out = r
-        .cli_ok(r.cli(), &["user", "list", "--config", &cfg])
-        .await?;
+    let out = user_list(st, &cfg, false).await?;
     for who in ["alice", "bob", "carol"] {
         ensure!(
             out.stdout.contains(&format!("@{who}:{SERVER_NAME}")),
@@ -633,16 +235,13 @@ async fn run(slot: &mut Option<Run>) -> Result<()> {
             out.both()
         );
     }
-    let state_file = secrets_a.join("admin-account.json");
-    let mode = std::fs::metadata(&state_file)?.permissions().mode() & 0o777;
+    let state_file = a.secrets.join("admin-account.json");
+    let mode = mode_of(&state_file)?;
     ensure!(mode == 0o600, "{} has mode {mode:o}", state_file.display());
 
     step("accounts: reset-password prints a new password; it logs in, the old one does not");
-    let out = r
-        .cli_ok(
-            r.cli(),
-            &["user", "reset-password", "carol", "--config", &cfg],
-        )
+    let out = st
+        .cli_ok(&["user", "reset-password", "carol", "--config", &cfg])
         .await?;
     let new_pw = out.stdout.trim().to_owned();
     ensure!(
@@ -650,34 +249,30 @@ async fn run(slot: &mut Option<Run>) -> Result<()> {
         "no password printed: {}",
         out.both()
     );
-    let (s, v) = password_login(&r.http, port_a, "carol", &new_pw).await?;
+    let (s, v) = password_login(&http, &local(port_a), "carol", &new_pw).await?;
     ensure!(s == 200, "the new password does not log in: {s} {v}");
-    let (s, _) = password_login(&r.http, port_a, "carol", &carol_pw).await?;
+    let s = login_status(&http, port_a, "carol", &carol_pw).await?;
     ensure!(s == 403, "the old password still logs in ({s})");
     // From a file, too.
-    let pw_file = add("carol-next", "carol-from-a-file-0123456789")?;
-    r.cli_ok(
-        r.cli(),
-        &[
-            "user",
-            "reset-password",
-            "carol",
-            "--password-file",
-            pw_file.to_str().context("path")?,
-            "--config",
-            &cfg,
-        ],
-    )
+    let carol_file_pw = "carol-from-a-file-0123456789";
+    let pw_file = password_file(&st.p.root, "carol-next", carol_file_pw)?;
+    st.cli_ok(&[
+        "user",
+        "reset-password",
+        "carol",
+        "--password-file",
+        utf8(&pw_file)?,
+        "--config",
+        &cfg,
+    ])
     .await?;
-    let (s, _) = password_login(&r.http, port_a, "carol", "carol-from-a-file-0123456789").await?;
+    let s = login_status(&http, port_a, "carol", carol_file_pw).await?;
     ensure!(s == 200, "the password from the file does not log in ({s})");
 
     step("accounts: admin on/off");
-    r.cli_ok(r.cli(), &["user", "admin", "bob", "on", "--config", &cfg])
+    st.cli_ok(&["user", "admin", "bob", "on", "--config", &cfg])
         .await?;
-    let out = r
-        .cli_ok(r.cli(), &["user", "list", "--config", &cfg])
-        .await?;
+    let out = user_list(st, &cfg, false).await?;
     let bob_line = out
         .stdout
         .lines()
@@ -688,50 +283,40 @@ async fn run(slot: &mut Option<Run>) -> Result<()> {
         bob_line.contains(" yes "),
         "bob is not listed as admin: {bob_line}"
     );
-    r.cli_ok(r.cli(), &["user", "admin", "bob", "off", "--config", &cfg])
+    st.cli_ok(&["user", "admin", "bob", "off", "--config", &cfg])
         .await?;
 
     step("accounts: a rejected token is re-obtained without the admin noticing");
-    let mut st: Value = serde_json::from_slice(&std::fs::read(&state_file)?)?;
-    let old_token = st["access_token"].clone();
-    st["access_token"] = json!("syt_bogus_token");
-    std::fs::write(&state_file, serde_json::to_vec(&st)?)?;
-    r.cli_ok(r.cli(), &["user", "list", "--config", &cfg])
-        .await?;
-    let st: Value = serde_json::from_slice(&std::fs::read(&state_file)?)?;
+    let mut state: Value = serde_json::from_slice(&std::fs::read(&state_file)?)?;
+    let old_token = state["access_token"].clone();
+    state["access_token"] = json!("syt_bogus_token");
+    std::fs::write(&state_file, serde_json::to_vec(&state)?)?;
+    user_list(st, &cfg, false).await?;
+    let state: Value = serde_json::from_slice(&std::fs::read(&state_file)?)?;
     ensure!(
-        st["access_token"] != json!("syt_bogus_token") && st["access_token"] != old_token,
+        state["access_token"] != json!("syt_bogus_token") && state["access_token"] != old_token,
         "the token was not renewed"
     );
 
     step("accounts: a missing account is named");
-    let mut c = r.cli();
-    c.args(["user", "deactivate", "nobody", "--config", &cfg]);
-    let out = proc::run(c, CMD_TIMEOUT).await?;
-    ensure!(
-        !out.status.success() && out.both().contains("no such account"),
-        "{}",
-        out.both()
-    );
-
-    step("accounts: a deactivated account cannot log in");
-    r.cli_ok(
-        r.cli(),
-        &["user", "deactivate", "carol", "--erase", "--config", &cfg],
+    cli_fails(
+        st,
+        &["user", "deactivate", "nobody", "--config", &cfg],
+        "no such account",
     )
     .await?;
-    let (s, v) = password_login(&r.http, port_a, "carol", "carol-from-a-file-0123456789").await?;
-    ensure!(s == 403, "carol still logs in after deactivation: {s} {v}");
-    let out = r
-        .cli_ok(r.cli(), &["user", "list", "--config", &cfg])
+
+    step("accounts: a deactivated account cannot log in");
+    st.cli_ok(&["user", "deactivate", "carol", "--erase", "--config", &cfg])
         .await?;
+    let (s, v) = password_login(&http, &local(port_a), "carol", carol_file_pw).await?;
+    ensure!(s == 403, "carol still logs in after deactivation: {s} {v}");
+    let out = user_list(st, &cfg, false).await?;
     ensure!(
         !out.stdout.contains("@carol:"),
         "a deactivated account is listed without --all"
     );
-    let out = r
-        .cli_ok(r.cli(), &["user", "list", "--all", "--config", &cfg])
-        .await?;
+    let out = user_list(st, &cfg, true).await?;
     ensure!(
         out.stdout
             .lines()
@@ -756,33 +341,35 @@ async fn run(slot: &mut Option<Run>) -> Result<()> {
     ensure!(body == events[2].1, "bob read {body:?}");
     let alice_token = alice.access_token().context("token")?;
     let file_bytes: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let mxc = upload(&r.http, port_a, &alice_token, &file_bytes).await?;
+    let mxc = upload(&http, &local(port_a), &alice_token, &file_bytes).await?;
     let mut before = Vec::new();
     for (ev, _) in &events {
-        let v = get_json(&r.http, &event_url(port_a, &room_id, ev), &alice_token).await?;
+        let v = get_json(
+            &http,
+            &local_event(port_a, &room_id, ev),
+            Some(&alice_token),
+        )
+        .await?;
         ensure!(v["type"] == "m.room.encrypted", "{v}");
         before.push(v["content"].clone());
     }
-    let signing_key_before = std::fs::read(secrets_a.join("signing_key"))?;
+    let signing_key_before = std::fs::read(a.secrets.join("signing_key"))?;
 
     step("backup of the running server");
-    let archive = r.root.join("backups/a.tar");
+    let archive = st.p.root.join("backups/a.tar");
     mkdir(archive.parent().context("parent")?, 0o700, None)?;
-    let out = r
-        .cli_ok(
-            r.cli(),
-            &[
-                "backup",
-                "--config",
-                &cfg,
-                "--out",
-                archive.to_str().context("path")?,
-                "--db-os-user",
-                &as_user,
-                "--pg-bin-dir",
-                &pg_bin_arg,
-            ],
-        )
+    let out = st
+        .cli_ok(&[
+            "backup",
+            "--config",
+            &cfg,
+            "--out",
+            utf8(&archive)?,
+            "--db-os-user",
+            &as_user,
+            "--pg-bin-dir",
+            &pg_bin_arg,
+        ])
         .await?;
     println!("{}", out.stdout.trim());
     ensure!(
@@ -790,59 +377,49 @@ async fn run(slot: &mut Option<Run>) -> Result<()> {
         "no Synapse version recorded: {}",
         out.both()
     );
-    let mode = std::fs::metadata(&archive)?.permissions().mode() & 0o777;
+    let mode = mode_of(&archive)?;
     ensure!(mode == 0o600, "archive mode {mode:o}");
 
     step("wipe: Synapse stopped, database dropped, secrets and media removed");
-    r.stop(syn_a);
-    r.dropdb("synapse_a").await?;
-    r.createdb("synapse_a").await?;
-    std::fs::remove_dir_all(&secrets_a)?;
-    std::fs::remove_dir_all(data_a.join("media_store"))?;
+    stop(st, "synapse-a");
+    st.dropdb(&a.database).await?;
+    st.createdb(&a.database).await?;
+    std::fs::remove_dir_all(&a.secrets)?;
+    std::fs::remove_dir_all(a.data.join("media_store"))?;
 
     step("restore");
-    let out = r
-        .cli_ok(
-            r.cli(),
-            &[
-                "restore",
-                archive.to_str().context("path")?,
-                "--config",
-                &cfg,
-                "--db-os-user",
-                &as_user,
-                "--pg-bin-dir",
-                &pg_bin_arg,
-            ],
-        )
+    let out = st
+        .cli_ok(&[
+            "restore",
+            utf8(&archive)?,
+            "--config",
+            &cfg,
+            "--db-os-user",
+            &as_user,
+            "--pg-bin-dir",
+            &pg_bin_arg,
+        ])
         .await?;
     println!("{}", out.stdout.trim());
     ensure!(
-        std::fs::read(secrets_a.join("signing_key"))? == signing_key_before,
+        std::fs::read(a.secrets.join("signing_key"))? == signing_key_before,
         "the signing key changed"
     );
-    let syn_a = r
-        .start_synapse(
-            "synapse-a-restored",
-            &rendered_a.join("synapse/homeserver.yaml"),
-            &data_a,
-            port_a,
-        )
-        .await?;
+    a.start(st, "synapse-a-restored").await?;
 
     step("after the restore: both users log in, messages and file are there");
     let alice2 = sdk_login(port_a, "alice", &alice_pw).await?;
     let bob2 = sdk_login(port_a, "bob", &bob_pw).await?;
     let bob2_token = bob2.access_token().context("token")?;
     for ((ev, _), content) in events.iter().zip(&before) {
-        let v = get_json(&r.http, &event_url(port_a, &room_id, ev), &bob2_token).await?;
+        let v = get_json(&http, &local_event(port_a, &room_id, ev), Some(&bob2_token)).await?;
         ensure!(
             &v["content"] == content,
             "event {ev} differs after the restore"
         );
     }
     ensure!(
-        download(&r.http, port_a, &bob2_token, &mxc).await? == file_bytes,
+        download(&http, &local(port_a), &bob2_token, &mxc).await? == file_bytes,
         "the uploaded file differs"
     );
     // bob2's first sync uploads its device keys; alice2 learns of them on
@@ -860,9 +437,7 @@ async fn run(slot: &mut Option<Run>) -> Result<()> {
     ensure!(body == after_text, "bob's old session read {body:?}");
 
     step("accounts: the service account came back with the restore");
-    let out = r
-        .cli_ok(r.cli(), &["user", "list", "--config", &cfg])
-        .await?;
+    let out = user_list(st, &cfg, false).await?;
     ensure!(
         !out.stderr.contains("registered"),
         "a new service account was registered after the restore: {}",
@@ -875,24 +450,17 @@ async fn run(slot: &mut Option<Run>) -> Result<()> {
     );
 
     step("accounts: a stopped server is reported clearly");
-    r.stop(syn_a);
-    let mut c = r.cli();
-    c.args(["user", "list", "--config", &cfg]);
-    let out = proc::run(c, CMD_TIMEOUT).await?;
-    ensure!(
-        !out.status.success() && out.both().contains("not running"),
-        "{}",
-        out.both()
-    );
+    stop(st, "synapse-a-restored");
+    cli_fails(st, &["user", "list", "--config", &cfg], "not running").await?;
 
     // ------------------------------------------------------------ migration
     step("migration: a real Synapse in the Compose layout");
-    let compose = r.state.join("compose");
+    let compose = st.p.state.join("compose");
     let old_data = compose.join("synapse");
-    mkdir(&compose, 0o755, Some(&r.user))?;
-    mkdir(&old_data, 0o755, Some(&r.user))?;
+    mkdir(&compose, 0o755, Some(&st.user))?;
+    mkdir(&old_data, 0o755, Some(&st.user))?;
     let generated = old_data.join("homeserver.yaml");
-    let mut c = r.user.command(&r.python, &r.home);
+    let mut c = st.user.command(&st.python, &st.p.home);
     c.args([
         "-m",
         "synapse.app.homeserver",
@@ -905,7 +473,7 @@ async fn run(slot: &mut Option<Run>) -> Result<()> {
     .arg(&old_data)
     .args(["--generate-config", "--report-stats=no"])
     .current_dir(&old_data);
-    proc::run_ok(c, CMD_TIMEOUT).await?;
+    proc::run_ok(c, st.opts.cmd_timeout).await?;
     let gen_text = std::fs::read_to_string(&generated)?;
     let mut gen: serde_yaml::Mapping = serde_yaml::from_str(&gen_text)?;
     let reg_secret = gen
@@ -923,44 +491,36 @@ async fn run(slot: &mut Option<Run>) -> Result<()> {
     let mut runtime_cfg = gen.clone();
     runtime_cfg.insert(
         "database".into(),
-        serde_yaml::to_value(json!({"name": "psycopg2", "args": {"user": as_user, "database": "old_synapse", "host": r.pg_sock.display().to_string(), "port": r.pg_port}}))?,
+        serde_yaml::to_value(json!({"name": "psycopg2", "args": {"user": as_user, "database": "old_synapse", "host": st.p.pg_sock.display().to_string(), "port": st.ports.pg}}))?,
     );
     runtime_cfg.insert(
         "listeners".into(),
         serde_yaml::to_value(json!([{"port": old_port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": false, "x_forwarded": false, "resources": [{"names": ["client"], "compress": false}]}]))?,
     );
-    let runtime_path = r.state.join("old-runtime.yaml");
+    let runtime_path = st.p.state.join("old-runtime.yaml");
     std::fs::write(&runtime_path, serde_yaml::to_string(&runtime_cfg)?)?;
-    r.user.chown(&runtime_path)?;
+    st.user.chown(&runtime_path)?;
     // The fixture: the same configuration as the container sees it (/data).
     let fixture = serde_yaml::to_string(&gen)?.replace(&old_data.display().to_string(), "/data");
     std::fs::write(&generated, fixture)?;
-    r.createdb("old_synapse").await?;
-    let syn_old = r
-        .start_synapse("synapse-old", &runtime_path, &old_data, old_port)
+    st.createdb("old_synapse").await?;
+    st.start_synapse("synapse-old", &runtime_path, &old_data, old_port)
         .await?;
-    let reg_file = r.root.join("old-registration-secret");
+    let reg_file = st.p.root.join("old-registration-secret");
     write_private(&reg_file, &reg_secret, None)?;
     let dave_pw = format!("dave-{}", random_hex(20));
     let erin_pw = format!("erin-{}", random_hex(20));
-    for (name, pw) in [("dave", &dave_pw), ("erin", &erin_pw)] {
-        let f = add(name, pw)?;
-        r.cli_ok(
-            r.cli(),
-            &[
-                "user",
-                "add",
-                name,
-                "--password-file",
-                f.to_str().context("path")?,
-                "--synapse",
-                &format!("127.0.0.1:{old_port}"),
-                "--registration-secret-file",
-                reg_file.to_str().context("path")?,
-            ],
-        )
-        .await?;
-    }
+    add_users(
+        st,
+        &[("dave", &dave_pw), ("erin", &erin_pw)],
+        &[
+            "--synapse",
+            &format!("127.0.0.1:{old_port}"),
+            "--registration-secret-file",
+            utf8(&reg_file)?,
+        ],
+    )
+    .await?;
     let dave = sdk_login(old_port, "dave", &dave_pw).await?;
     let erin = sdk_login(old_port, "erin", &erin_pw).await?;
     let old_room = room_with(&dave, &erin).await?;
@@ -968,58 +528,48 @@ async fn run(slot: &mut Option<Run>) -> Result<()> {
     let (old_event, _) = send_text(&dave, &old_room, &old_text).await?;
     let dave_token = dave.access_token().context("token")?;
     let old_file: Vec<u8> = b"old media bytes ".repeat(500);
-    let old_mxc = upload(&r.http, old_port, &dave_token, &old_file).await?;
+    let old_mxc = upload(&http, &local(old_port), &dave_token, &old_file).await?;
     let old_event_json = get_json(
-        &r.http,
-        &event_url(old_port, &old_room, &old_event),
-        &dave_token,
+        &http,
+        &local_event(old_port, &old_room, &old_event),
+        Some(&dave_token),
     )
     .await?;
-    r.stop(syn_old);
+    stop(st, "synapse-old");
     drop((dave, erin));
     // The dump, as taken from the old container (plain SQL).
-    mkdir(&compose.join("backups"), 0o755, Some(&r.user))?;
-    let mut c = r.pg("pg_dump");
+    mkdir(&compose.join("backups"), 0o755, Some(&st.user))?;
+    let mut c = st.pg_client("pg_dump");
     c.arg("old_synapse");
-    let dump = proc::run_ok(c, CMD_TIMEOUT).await?;
+    let dump = proc::run_ok(c, st.opts.cmd_timeout).await?;
     let dump_path = compose.join("backups/synapse.sql");
     std::fs::write(&dump_path, dump.stdout)?;
-    r.user.chown(&dump_path)?;
+    st.user.chown(&dump_path)?;
     let env_path = compose.join(".env");
     std::fs::write(&env_path, format!("POSTGRES_PASSWORD=compose-db-password\nSYNAPSE_SERVER_NAME={OLD_SERVER_NAME}\nELEMENT_HOST=chat.{OLD_SERVER_NAME}\n"))?;
-    r.user.chown(&env_path)?;
+    st.user.chown(&env_path)?;
     let old_key = std::fs::read_to_string(old_data.join(format!("{OLD_SERVER_NAME}.signing.key")))?;
 
     step("migration: import-compose --restore-dump --copy-media, secrets init, render, start");
-    let port_m = wait::free_port();
-    let data_m = r.state.join("synapse-m");
-    let secrets_m = r.state.join("secrets-m");
-    mkdir(&data_m, 0o700, Some(&r.user))?;
-    let base_m = r.root.join("base-m.yaml");
-    std::fs::write(
-        &base_m,
-        r.host_yaml("synapse_m", &data_m, &secrets_m, port_m),
-    )?;
-    r.createdb("synapse_m").await?;
-    let host_m = r.state.join("host-m.yaml");
-    let out = r
-        .cli_ok(
-            r.cli_as_user(),
-            &[
-                "import-compose",
-                compose.to_str().context("path")?,
-                "--out-config",
-                host_m.to_str().context("path")?,
-                "--secrets-dir",
-                secrets_m.to_str().context("path")?,
-                "--base",
-                base_m.to_str().context("path")?,
-                "--restore-dump",
-                "--copy-media",
-                "--pg-bin-dir",
-                &pg_bin_arg,
-            ],
-        )
+    let m = Server::new(st, "m");
+    let base_m = st.p.root.join("base-m.yaml");
+    m.prepare(st, &base_m).await?;
+    let host_m = st.p.state.join("host-m.yaml");
+    let out = st
+        .cli_as_user_ok(&[
+            "import-compose",
+            utf8(&compose)?,
+            "--out-config",
+            utf8(&host_m)?,
+            "--secrets-dir",
+            utf8(&m.secrets)?,
+            "--base",
+            utf8(&base_m)?,
+            "--restore-dump",
+            "--copy-media",
+            "--pg-bin-dir",
+            &pg_bin_arg,
+        ])
         .await?;
     println!("{}", out.stdout.trim());
     ensure!(
@@ -1042,37 +592,23 @@ async fn run(slot: &mut Option<Run>) -> Result<()> {
         host_m_text.contains(&format!("server_name: {OLD_SERVER_NAME}")),
         "{host_m_text}"
     );
-    let mut c = r.cli_as_user();
-    c.args(["secrets", "init", "--dir"]).arg(&secrets_m);
-    proc::run_ok(c, CMD_TIMEOUT).await?;
+    st.secrets_init(&m.secrets).await?;
     ensure!(
-        std::fs::read_to_string(secrets_m.join("signing_key"))?.trim() == old_key.trim(),
+        std::fs::read_to_string(m.secrets.join("signing_key"))?.trim() == old_key.trim(),
         "the signing key changed"
     );
-    let rendered_m = r.root.join("rendered-m");
-    let mut c = r.cli();
-    c.args(["render", "--config"])
-        .arg(&host_m)
-        .arg("--out")
-        .arg(&rendered_m);
-    proc::run_ok(c, CMD_TIMEOUT).await?;
-    r.start_synapse(
-        "synapse-migrated",
-        &rendered_m.join("synapse/homeserver.yaml"),
-        &data_m,
-        port_m,
-    )
-    .await?;
+    m.render_and_start(st, "synapse-migrated", &host_m).await?;
+    let port_m = m.port;
 
     step("migration: the old accounts, room, message and file are there");
-    let (s, v) = password_login(&r.http, port_m, "dave", &dave_pw).await?;
+    let (s, v) = password_login(&http, &local(port_m), "dave", &dave_pw).await?;
     ensure!(s == 200, "dave cannot log in after the migration: {s} {v}");
     ensure!(v["user_id"] == format!("@dave:{OLD_SERVER_NAME}"), "{v}");
     let token = v["access_token"].as_str().context("token")?.to_owned();
     let joined = get_json(
-        &r.http,
-        &format!("http://127.0.0.1:{port_m}/_matrix/client/v3/joined_rooms"),
-        &token,
+        &http,
+        &format!("{}/_matrix/client/v3/joined_rooms", local(port_m)),
+        Some(&token),
     )
     .await?;
     ensure!(
@@ -1081,23 +617,23 @@ async fn run(slot: &mut Option<Run>) -> Result<()> {
             .is_some_and(|a| a.iter().any(|x| x == old_room.as_str())),
         "{joined}"
     );
-    let ev = get_json(&r.http, &event_url(port_m, &old_room, &old_event), &token).await?;
+    let ev = get_json(
+        &http,
+        &local_event(port_m, &old_room, &old_event),
+        Some(&token),
+    )
+    .await?;
     ensure!(
         ev["content"]["body"] == old_text && ev["content"] == old_event_json["content"],
         "{ev}"
     );
     ensure!(
-        download(&r.http, port_m, &token, &old_mxc).await? == old_file,
+        download(&http, &local(port_m), &token, &old_mxc).await? == old_file,
         "the old file differs"
     );
-    let (s, _) = password_login(&r.http, port_m, "erin", &erin_pw).await?;
+    let s = login_status(&http, port_m, "erin", &erin_pw).await?;
     ensure!(s == 200, "erin cannot log in after the migration ({s})");
-    let out = r
-        .cli_ok(
-            r.cli(),
-            &["user", "list", "--config", host_m.to_str().context("path")?],
-        )
-        .await?;
+    let out = user_list(st, utf8(&host_m)?, false).await?;
     ensure!(
         out.stdout.contains(&format!("@erin:{OLD_SERVER_NAME}")),
         "{}",
