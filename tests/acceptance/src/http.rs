@@ -64,6 +64,23 @@ pub async fn get_json(http: &reqwest::Client, url: &str, token: Option<&str>) ->
     serde_json::from_str(&text).with_context(|| format!("GET {url}: not JSON: {text}"))
 }
 
+/// The rooms `token`'s user has joined on `base`.
+pub async fn joined_rooms(http: &reqwest::Client, base: &str, token: &str) -> Result<Vec<String>> {
+    let v = get_json(
+        http,
+        &format!("{base}/_matrix/client/v3/joined_rooms"),
+        Some(token),
+    )
+    .await?;
+    let rooms = v["joined_rooms"]
+        .as_array()
+        .with_context(|| format!("no joined_rooms: {v}"))?;
+    Ok(rooms
+        .iter()
+        .filter_map(|r| r.as_str().map(str::to_owned))
+        .collect())
+}
+
 /// A password login at `base`: the status code and the JSON answer (Null when none).
 pub async fn password_login(
     http: &reqwest::Client,

@@ -25,7 +25,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use matrix_sdk::ruma::api::client::room::create_room::v3::Request as CreateRoomRequest;
 use ospw_matrix_acceptance::client::{self, read_decrypted, send_text, sync};
-use ospw_matrix_acceptance::http::{event_url, expect_404, get_json, plain_client, seg};
+use ospw_matrix_acceptance::http::{
+    event_url, expect_404, get_json, joined_rooms, plain_client, seg,
+};
 use ospw_matrix_acceptance::proc::{self, RunAs};
 use ospw_matrix_acceptance::report::Report;
 use ospw_matrix_acceptance::stack::{find_cli, Options, Stack, Tools};
@@ -1075,17 +1077,10 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         async {
             let alice2 = login(&http, &base_url, "alice", &alice_pw).await?;
             let token = alice2.access_token().context("no token")?;
-            let v = get_json(
-                &http,
-                &format!("{base_url}/_matrix/client/v3/joined_rooms"),
-                Some(&token),
-            )
-            .await?;
+            let joined = joined_rooms(&http, &base_url, &token).await?;
             ensure!(
-                v["joined_rooms"]
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|r| r == room_id.as_str())),
-                "room missing: {v}"
+                joined.iter().any(|r| r == room_id.as_str()),
+                "room missing: {joined:?}"
             );
             let url = event_url(&base_url, &room_id, &event_id);
             let ev = get_json(&http, &url, Some(&token)).await?;

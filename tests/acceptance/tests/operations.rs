@@ -18,7 +18,7 @@ use anyhow::{anyhow, ensure, Context, Result};
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId};
 use ospw_matrix_acceptance::client::{self, read_decrypted, room_with, send_text, sync};
 use ospw_matrix_acceptance::http::{
-    download, event_url, get_json, password_login, plain_client, upload,
+    download, event_url, get_json, joined_rooms, password_login, plain_client, upload,
 };
 use ospw_matrix_acceptance::proc::{self, RunAs};
 use ospw_matrix_acceptance::stack::{find_cli, Host, Options, Stack, Tools};
@@ -147,6 +147,21 @@ async fn cli_fails(st: &Stack, args: &[&str], needle: &str) -> Result<()> {
         out.both()
     );
     Ok(())
+}
+
+/// `ospw-matrix ARGS --db-os-user USER --pg-bin-dir DIR` as root (backup,
+/// restore), which must succeed; prints its report.
+async fn with_database(st: &Stack, args: &[&str]) -> Result<proc::Output> {
+    let mut all = args.to_vec();
+    all.extend([
+        "--db-os-user",
+        &st.user.name,
+        "--pg-bin-dir",
+        utf8(&st.pg_bin)?,
+    ]);
+    let out = st.cli_ok(&all).await?;
+    println!("{}", out.stdout.trim());
+    Ok(out)
 }
 
 /// The status of a password login on Synapse's own listener.
@@ -358,20 +373,7 @@ async fn run(slot: &mut Option<Stack>) -> Result<()> {
     step("backup of the running server");
     let archive = st.p.root.join("backups/a.tar");
     mkdir(archive.parent().context("parent")?, 0o700, None)?;
-    let out = st
-        .cli_ok(&[
-            "backup",
-            "--config",
-            &cfg,
-            "--out",
-            utf8(&archive)?,
-            "--db-os-user",
-            &as_user,
-            "--pg-bin-dir",
-            &pg_bin_arg,
-        ])
-        .await?;
-    println!("{}", out.stdout.trim());
+    let out = with_database(st, &["backup", "--config", &cfg, "--out", utf8(&archive)?]).await?;
     ensure!(
         out.stdout.contains("Synapse 1."),
         "no Synapse version recorded: {}",
@@ -388,19 +390,7 @@ async fn run(slot: &mut Option<Stack>) -> Result<()> {
     std::fs::remove_dir_all(a.data.join("media_store"))?;
 
     step("restore");
-    let out = st
-        .cli_ok(&[
-            "restore",
-            utf8(&archive)?,
-            "--config",
-            &cfg,
-            "--db-os-user",
-            &as_user,
-            "--pg-bin-dir",
-            &pg_bin_arg,
-        ])
-        .await?;
-    println!("{}", out.stdout.trim());
+    with_database(st, &["restore", utf8(&archive)?, "--config", &cfg]).await?;
     ensure!(
         std::fs::read(a.secrets.join("signing_key"))? == signing_key_before,
         "the signing key changed"
@@ -605,18 +595,8 @@ async fn run(slot: &mut Option<Stack>) -> Result<()> {
     ensure!(s == 200, "dave cannot log in after the migration: {s} {v}");
     ensure!(v["user_id"] == format!("@dave:{OLD_SERVER_NAME}"), "{v}");
     let token = v["access_token"].as_str().context("token")?.to_owned();
-    let joined = get_json(
-        &http,
-        &format!("{}/_matrix/client/v3/joined_rooms", local(port_m)),
-        Some(&token),
-    )
-    .await?;
-    ensure!(
-        joined["joined_rooms"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|x| x == old_room.as_str())),
-        "{joined}"
-    );
+    let joined = joined_rooms(&http, &local(port_m), &token).await?;
+    ensure!(joined.iter().any(|r| r == old_room.as_str()), "{joined:?}");
     let ev = get_json(
         &http,
         &local_event(port_m, &old_room, &old_event),
