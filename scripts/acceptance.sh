@@ -8,10 +8,15 @@
 # Prerequisite: scripts/install-test-deps.sh (run as root: packages, Synapse
 # venv, and the unprivileged user `ospw_test` the services run as).
 #
-# Usage: scripts/acceptance.sh [--release] [--test NAME]...
+# Before building, the suite's own code must be formatted (`cargo fmt
+# --check`) and clippy clean (`--all-targets -- -D warnings`).
+#
+# Usage: scripts/acceptance.sh [--release] [--test NAME]... [--no-lint]
 #   --release    build the CLI in release mode (default: debug, faster to build)
 #   --test NAME  run only this test target of tests/acceptance (repeatable):
-#                `acceptance` is the user-level suite; default: every target
+#                `acceptance` is the user-level suite, `operations` the
+#                admin/backup/migration test; default: every target
+#   --no-lint    skip the fmt and clippy check of the suite
 # Environment: OSPW_MATRIX_BIN (use this CLI binary, skip building it),
 #   OSPW_SYNAPSE_PYTHON, OSPW_PG_BIN, OSPW_TEST_USER, OSPW_KEEP_TMP (see
 #   tests/acceptance/tests/acceptance.rs).
@@ -21,11 +26,13 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 profile=debug
 cargo_profile=()
 targets=()
+lint=1
 while (($#)); do
   case "$1" in
     --release) profile=release; cargo_profile=(--release) ;;
     --test) shift; targets+=(--test "${1:?--test needs a name}") ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --no-lint) lint=0 ;;
+    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "acceptance.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -33,17 +40,23 @@ done
 ((${#targets[@]})) || targets=(--tests)
 
 start=$(date +%s)
+suite="$repo/tests/acceptance/Cargo.toml"
+if ((lint)); then
+  echo "acceptance.sh: checking the suite's format and clippy"
+  cargo fmt --manifest-path "$suite" -- --check
+  cargo clippy --manifest-path "$suite" --locked --all-targets -- -D warnings
+fi
 if [[ -z "${OSPW_MATRIX_BIN:-}" ]]; then
   echo "acceptance.sh: building the CLI ($profile)"
   cargo build --manifest-path "$repo/Cargo.toml" -p ospw-matrix-cli "${cargo_profile[@]}"
   export OSPW_MATRIX_BIN="$repo/target/$profile/ospw-matrix"
 fi
 echo "acceptance.sh: building the suite"
-cargo test --manifest-path "$repo/tests/acceptance/Cargo.toml" --locked --no-run "${targets[@]}"
+cargo test --manifest-path "$suite" --locked --no-run "${targets[@]}"
 built=$(date +%s)
-echo "acceptance.sh: build took $((built - start))s; running the suite with $OSPW_MATRIX_BIN"
+echo "acceptance.sh: lint and build took $((built - start))s; running the suite with $OSPW_MATRIX_BIN"
 status=0
-cargo test --manifest-path "$repo/tests/acceptance/Cargo.toml" --locked "${targets[@]}" || status=$?
+cargo test --manifest-path "$suite" --locked "${targets[@]}" || status=$?
 end=$(date +%s)
 echo "acceptance.sh: run took $((end - built))s (build $((built - start))s)"
 exit "$status"
