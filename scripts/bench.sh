@@ -23,8 +23,9 @@ printf 'binary size: %s bytes\n' "$(stat -c %s "$bin")"
 
 echo "## CLI as a whole process"
 out=$(mktemp -d)
-hyperfine -N --warmup 20 --runs 200 --export-markdown /dev/stdout \
-  "$bin render --out $out/r" "$bin check --config examples/host.yaml" 2>/dev/null | sed -n '/^|/p'
+hyperfine -N --warmup 20 --runs 200 --export-markdown "$out/hyperfine.md" \
+  "$bin render --out $out/r" "$bin check --config examples/host.yaml" >/dev/null 2>&1
+sed "s|$bin|ospw-matrix|g; s|$out/r|OUT|g" "$out/hyperfine.md"
 
 echo "## dependencies"
 printf 'crates in the CLI build (normal deps, incl. the two workspace crates): %s\n' \
