@@ -233,14 +233,18 @@ fn cli_rejects_each_case_and_writes_nothing() {
 #[test]
 fn all_errors_are_reported_in_one_pass() {
     let yaml = case_yaml(
-        "{base_domain: 'exa mple.org', turn: {relay_ports: 60000-50000, user_quota: 0}, synapse: {max_upload_size: lots}}",
+        "{base_domain: 'exa mple.org', turn: {relay_ports: 60000-50000, user_quota: 0}, \
+          element: {brand: '', settings: {posthog: {project_api_key: x}}}, \
+          synapse: {settings: {enable_registration: true}}}",
     );
     let errors = library_errors(&yaml).expect("rejected");
     for field in [
         "base_domain",
         "turn.relay_ports",
         "turn.user_quota",
-        "synapse.max_upload_size",
+        "element.brand",
+        "element.settings.posthog",
+        "synapse.settings.enable_registration",
     ] {
         assert!(
             errors.iter().any(|e| e.starts_with(field)),
@@ -252,4 +256,8 @@ fn all_errors_are_reported_in_one_pass() {
             == "turn.relay_ports: 60000-50000 is empty: the first port must be below the last"),
         "{errors:?}"
     );
+    let mut paths: Vec<&str> = errors.iter().filter_map(|e| e.split(": ").next()).collect();
+    let total = paths.len();
+    paths.dedup();
+    assert_eq!(paths.len(), total, "an error is reported twice: {errors:?}");
 }

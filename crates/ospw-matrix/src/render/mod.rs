@@ -81,7 +81,9 @@ pub const RENDER_MARKER: &str = ".ospw-matrix-render";
 
 /// Validates `host` and derives every file. Returns every problem found.
 pub fn render(host: &HostDescription, ctx: &RenderContext) -> Result<Rendered, ValidationErrors> {
-    validate(host)?;
+    // The component builders run even when a field is invalid, so that one
+    // pass also reports the free-form settings that break an invariant.
+    let field_errors = validate(host).err();
     let mut errs = ValidationErrors::new();
     let homeserver = synapse::homeserver(host, ctx)
         .map_err(|e| errs.extend(e))
@@ -89,6 +91,19 @@ pub fn render(host: &HostDescription, ctx: &RenderContext) -> Result<Rendered, V
     let turnserver = coturn::turnserver(host).map_err(|e| errs.extend(e)).ok();
     let element = element::config(host).map_err(|e| errs.extend(e)).ok();
     let sites = caddy::sites(host, ctx).map_err(|e| errs.extend(e)).ok();
+    if let Some(mut field_errors) = field_errors {
+        // With invalid fields, the builders' own findings about those fields
+        // would repeat the field errors: add only what concerns `settings`.
+        let settings_errors: Vec<_> = errs
+            .errors
+            .into_iter()
+            .filter(|e| {
+                is_settings_path(&e.path) && !field_errors.errors.iter().any(|f| f.path == e.path)
+            })
+            .collect();
+        field_errors.errors.extend(settings_errors);
+        return Err(field_errors);
+    }
     let (Some(homeserver), Some(turnserver), Some(element), Some(sites)) =
         (homeserver, turnserver, element, sites)
     else {
@@ -119,6 +134,23 @@ pub fn render(host: &HostDescription, ctx: &RenderContext) -> Result<Rendered, V
             file(paths::WELL_KNOWN_CLIENT, well_known::client(host)),
             file(paths::HOST_JSON, host_json + "\n"),
         ],
+    })
+}
+
+/// Whether `path` names a component's free-form settings (or Element's
+/// `setting_defaults`), which the component builders check.
+fn is_settings_path(path: &str) -> bool {
+    [
+        "synapse.settings",
+        "turn.settings",
+        "element.settings",
+        "element.setting_defaults",
+    ]
+    .iter()
+    .any(|prefix| {
+        path == *prefix
+            || path.starts_with(&format!("{prefix}."))
+            || path.starts_with(&format!("{prefix}["))
     })
 }
 
