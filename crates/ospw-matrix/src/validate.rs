@@ -346,11 +346,18 @@ fn check_ports(host: &HostDescription, errs: &mut ValidationErrors) {
             last: port,
         },
     };
+    // The standalone Caddyfile's admin endpoint (`host:port`) is a TCP
+    // listener too.
+    if let Some(port) = admin_port(&host.proxy.admin) {
+        tcp.push(single("proxy.admin", port));
+    }
     if let SynapseListen::Tcp { port, .. } = host.synapse.listen {
         tcp.push(single("synapse.listen.tcp.port", port));
     }
     tcp.push(single("proxy.http_port", host.proxy.http_port));
     tcp.push(single("proxy.https_port", host.proxy.https_port));
+    // Caddy serves HTTP/3 (QUIC) on the HTTPS port over UDP as well.
+    udp.push(single("proxy.https_port", host.proxy.https_port));
     tcp.push(single("turn.port", host.turn.port));
     udp.push(single("turn.port", host.turn.port));
     if let Some(tls) = &host.turn.tls {
@@ -383,6 +390,18 @@ fn check_ports(host: &HostDescription, errs: &mut ValidationErrors) {
             }
         }
     }
+}
+
+/// The port of Caddy's admin endpoint (`host:port`), unless it is `off` or
+/// not an address (reported by [`check_proxy`]).
+fn admin_port(admin: &str) -> Option<u16> {
+    if admin == "off" {
+        return None;
+    }
+    admin
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse::<u16>().ok())
+        .filter(|p| *p != 0)
 }
 
 fn check_placeholders(host: &HostDescription, errs: &mut ValidationErrors) {
@@ -470,6 +489,53 @@ mod tests {
             assert!(!is_dns_name(bad), "{bad}");
         }
         assert!(!is_dns_name(&"a".repeat(64)));
+    }
+
+    fn collision_paths(change: impl FnOnce(&mut HostDescription)) -> Vec<String> {
+        let mut host = crate::load::example_host().expect("example parses");
+        change(&mut host);
+        validate(&host)
+            .err()
+            .map(|e| e.errors.into_iter().map(|e| e.path).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn relay_range_over_the_https_port_collides_with_http3() {
+        // Caddy listens on UDP 443 for HTTP/3: relayed media cannot use it.
+        assert_eq!(
+            collision_paths(|h| h.turn.relay_ports = "400-500".into()),
+            vec!["turn.relay_ports"]
+        );
+        let mut host = crate::load::example_host().expect("example parses");
+        host.turn.relay_ports = "400-500".into();
+        let errs = validate(&host).expect_err("collision");
+        assert!(
+            errs.errors[0].message.contains("proxy.https_port")
+                && errs.errors[0].message.contains("UDP"),
+            "{errs}"
+        );
+        // Reported once when TCP and UDP both collide.
+        assert_eq!(collision_paths(|h| h.turn.port = 443), vec!["turn.port"]);
+    }
+
+    #[test]
+    fn synapse_port_on_the_caddy_admin_port_collides() {
+        assert_eq!(
+            collision_paths(|h| h.synapse.listen = SynapseListen::Tcp {
+                address: "127.0.0.1".into(),
+                port: 2019
+            }),
+            vec!["synapse.listen.tcp.port"]
+        );
+        assert!(collision_paths(|h| {
+            h.proxy.admin = "off".into();
+            h.synapse.listen = SynapseListen::Tcp {
+                address: "127.0.0.1".into(),
+                port: 2019,
+            };
+        })
+        .is_empty());
     }
 
     #[test]
