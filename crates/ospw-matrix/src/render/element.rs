@@ -151,7 +151,51 @@ pub fn config(host: &HostDescription) -> Result<ElementConfig, ValidationErrors>
             format!("breaks a privacy invariant: {}", v.message),
         );
     }
+    if errs.is_empty() {
+        check_own_server(host, &conf, &mut errs);
+    }
     errs.into_result(conf)
+}
+
+/// Element must point at this server only: its homeserver URL, its server
+/// name, and a room directory of this server alone. `privacy_violations()`
+/// can only compare the file with itself; here `element.settings` is
+/// compared with the host description.
+fn check_own_server(host: &HostDescription, conf: &ElementConfig, errs: &mut ValidationErrors) {
+    let url = host.homeserver_url();
+    if let Some(dsc) = &conf.default_server_config {
+        let base_url = dsc.homeserver.base_url.trim_end_matches('/');
+        if base_url != url {
+            errs.push(
+                "element.settings.default_server_config.m.homeserver.base_url",
+                format!(
+                    "{base_url:?} is not this server's client API: expected {url:?} (derived from matrix_host \
+                     and proxy.https_port), so Element talks to this homeserver only"
+                ),
+            );
+        }
+        if conf.server_name() != Some(host.server_name.as_str()) {
+            errs.push(
+                "element.settings.default_server_config.m.homeserver.server_name",
+                format!(
+                    "{:?} is not this server's name: expected {:?} (server_name)",
+                    conf.server_name().unwrap_or_default(),
+                    host.server_name
+                ),
+            );
+        }
+    }
+    if let Some(rd) = &conf.room_directory {
+        if rd.servers != [host.server_name.clone()] {
+            errs.push(
+                "element.settings.room_directory.servers",
+                format!(
+                    "{:?} offers other servers' room lists: expected only this server, [{:?}] (server_name)",
+                    rd.servers, host.server_name
+                ),
+            );
+        }
+    }
 }
 
 /// The host-description field a violation of `config.json` key `path`
@@ -198,6 +242,42 @@ mod tests {
         assert_eq!(v["setting_defaults"]["UIFeature.urlPreviews"], json!(false));
         assert!(v.get("jitsi").is_none() && v.get("map_style_url").is_none());
         assert_eq!(v["permalink_prefix"], "https://chat.example.org");
+    }
+
+    #[test]
+    fn settings_may_not_point_element_at_another_server() {
+        let mut h = host();
+        h.element.settings.insert(
+            "default_server_config".into(),
+            json!({"m.homeserver": {"base_url": "https://matrix-client.matrix.org",
+                                    "server_name": "matrix.org"}}),
+        );
+        h.element
+            .settings
+            .insert("room_directory".into(), json!({"servers": ["matrix.org"]}));
+        let errs = config(&h).unwrap_err();
+        let paths: Vec<&str> = errs.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "element.settings.default_server_config.m.homeserver.base_url",
+                "element.settings.default_server_config.m.homeserver.server_name",
+                "element.settings.room_directory.servers",
+            ]
+        );
+        assert!(errs.errors[0]
+            .message
+            .contains("https://matrix.example.org"));
+        // Restating this server's own values (or adding keys beside them) is fine.
+        let mut h = host();
+        h.element.settings.insert(
+            "default_server_config".into(),
+            json!({"m.homeserver": {"base_url": "https://matrix.example.org/", "x": 1}}),
+        );
+        h.element
+            .settings
+            .insert("room_directory".into(), json!({"servers": ["example.org"]}));
+        assert!(config(&h).is_ok());
     }
 
     #[test]
