@@ -140,7 +140,13 @@
           module-eval =
             pkgs.runCommand "ospw-matrix-module-eval"
               {
-                nativeBuildInputs = [ pkgs.nix ];
+                # python3: run.sh compiles the VM tests' scripts and runs the
+                # backup script's pruning test with it (both are skipped
+                # without it).
+                nativeBuildInputs = [
+                  pkgs.nix
+                  pkgs.python3
+                ];
                 src = lib.fileset.toSource {
                   root = ./.;
                   fileset = lib.fileset.unions [
@@ -177,13 +183,15 @@
             pkgs.clippy
             pkgs.rustfmt
             pkgs.rust-analyzer
-            pkgs.nixfmt-rfc-style
+            pkgs.nixfmt
             pkgs.jq
           ];
           NIXPKGS_LIB = "${nixpkgs}/lib";
         };
       });
 
-      formatter = forAllSystems (pkgs: pkgs.nixfmt-rfc-style);
+      # The RFC 166 formatter. In nixpkgs 25.11 `nixfmt` is that formatter;
+      # `nixfmt-rfc-style` is an alias that warns on every evaluation.
+      formatter = forAllSystems (pkgs: pkgs.nixfmt);
     };
 }

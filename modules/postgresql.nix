@@ -13,6 +13,7 @@
 
 let
   cfg = config.services.ospw-matrix;
+  ospwLib = import ./lib.nix { inherit lib; };
   db = cfg.synapse.database;
   psql = "${lib.getExe' config.services.postgresql.package "psql"} --no-psqlrc --set ON_ERROR_STOP=1 --host=${db.socketDir} --port=${toString db.port} --dbname=postgres";
 in
@@ -26,11 +27,15 @@ in
       after = [ "postgresql.target" ];
       before = [ "ospw-matrix-synapse.service" ];
       # Pulled in by ospw-matrix-synapse.service (Requires=).
-      serviceConfig = {
+      # The shared sandboxing; psql only needs PostgreSQL's Unix socket (a
+      # file-system socket, reachable from a private network namespace).
+      serviceConfig = lib.recursiveUpdate ospwLib.hardening {
         Type = "oneshot";
         RemainAfterExit = true;
         User = "postgres";
         Group = "postgres";
+        PrivateNetwork = true;
+        RestrictAddressFamilies = [ "AF_UNIX" ];
       };
       # The names are plain identifiers (checked by the option type), so
       # they can be quoted into SQL as they are.

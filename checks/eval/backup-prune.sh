@@ -13,8 +13,11 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/bin"
 
 # The fake CLI writes --out unless FAKE_MODE says otherwise.
-cat >"$tmp/bin/ospw-matrix" <<'FAKE'
-#!/usr/bin/env bash
+# (The shebang names this bash: there is no /usr/bin/env in the build
+# sandbox of the flake's module-eval check.)
+{
+  printf '#!%s\n' "$(command -v bash)"
+  cat <<'FAKE'
 out=
 while [ $# -gt 0 ]; do
   [ "$1" = --out ] && out=$2
@@ -26,6 +29,7 @@ case "${FAKE_MODE:-ok}" in
   *) echo archive >"$out" ;;
 esac
 FAKE
+} >"$tmp/bin/ospw-matrix"
 chmod +x "$tmp/bin/ospw-matrix"
 
 # Store paths of the fake packages -> the fake CLI and the host's coreutils.

@@ -71,6 +71,12 @@ let
     curl = package "curl";
     jq = package "jq";
     nmap = package "nmap";
+    nix = package "nix";
+    nixfmt = package "nixfmt";
+    clippy = package "clippy";
+    rustfmt = package "rustfmt";
+    rust-analyzer = package "rust-analyzer";
+    mkShell = attrs: drv "nix-shell" attrs;
   };
 in
 self

@@ -256,6 +256,43 @@ in
     ]
   ];
 
+  # nixpkgs 25.11: `nixfmt` is the RFC 166 formatter and
+  # `nixfmt-rfc-style` an alias that warns on every evaluation
+  # (pkgs/top-level/aliases.nix, "Added 2025-07-14"); the fake pkgs have
+  # no such alias, so using it fails here.
+  flake-formatter-is-nixfmt = expect [
+    [
+      "formatter"
+      (map (system: flake.formatter.${system}.name) [
+        "x86_64-linux"
+        "aarch64-linux"
+      ])
+      [
+        "nixfmt"
+        "nixfmt"
+      ]
+    ]
+    [
+      "dev shell has nixfmt"
+      (lib.elem pkgs.nixfmt flake.devShells.x86_64-linux.default.packages)
+      true
+    ]
+  ];
+
+  # The module-eval check runs run.sh in the build sandbox: python3 must be
+  # there, or the VM script compilation and the backup pruning test are
+  # skipped without a word.
+  flake-module-eval-check-has-python = expect [
+    [
+      "module-eval nativeBuildInputs"
+      (map (p: p.name) flake.checks.x86_64-linux.module-eval.env.nativeBuildInputs)
+      [
+        "nix"
+        "python3"
+      ]
+    ]
+  ];
+
   flake-vm-tests-well-formed = noErrors (
     lib.concatMap (
       name:
@@ -705,6 +742,35 @@ in
         "no password anywhere"
         (contains "PASSWORD" d.script)
         false
+      ]
+      [
+        "sandboxed: no network but PostgreSQL's Unix socket, read-only system, no capabilities"
+        {
+          inherit (d.serviceConfig)
+            PrivateNetwork
+            RestrictAddressFamilies
+            ProtectSystem
+            ProtectHome
+            PrivateTmp
+            NoNewPrivileges
+            CapabilityBoundingSet
+            SystemCallFilter
+            ;
+        }
+        {
+          PrivateNetwork = true;
+          RestrictAddressFamilies = [ "AF_UNIX" ];
+          ProtectSystem = "strict";
+          ProtectHome = true;
+          PrivateTmp = true;
+          NoNewPrivileges = true;
+          CapabilityBoundingSet = [ "" ];
+          SystemCallFilter = [
+            "@system-service"
+            "~@privileged"
+            "~@resources"
+          ];
+        }
       ]
     ];
 
