@@ -133,8 +133,10 @@ pub fn homeserver(
         extra: Extra::new(),
     };
 
+    let derived = config.clone();
     let config = merge_settings(config, &s.settings)?;
     let mut errs = ValidationErrors::new();
+    check_derived_keys(&derived, &config, &s.settings, &mut errs);
     for e in config.privacy_violations().errors {
         let top = e.path.split(['.', '[']).next().unwrap_or_default();
         let path = if s.settings.contains_key(top) {
@@ -145,6 +147,72 @@ pub fn homeserver(
         errs.push(path, e.message);
     }
     errs.into_result(config)
+}
+
+/// `homeserver.yaml` keys that other components or commands depend on,
+/// each with the host-description field that sets it. `synapse.settings`
+/// may restate them but not change them: the components would disagree.
+pub const DERIVED_KEYS: [(&str, &str); 11] = [
+    ("server_name", "server_name"),
+    (
+        "public_baseurl",
+        "matrix_host and proxy.https_port (Element and .well-known point there)",
+    ),
+    ("listeners", "synapse.listen (the proxy forwards there)"),
+    (
+        "database",
+        "synapse.database (backup and restore connect there)",
+    ),
+    (
+        "media_store_path",
+        "synapse.media_store_path (backup archives it)",
+    ),
+    ("signing_key_path", "secrets.signing_key_file"),
+    (
+        "registration_shared_secret_path",
+        "secrets.registration_shared_secret_file (ospw-matrix user add reads it)",
+    ),
+    (
+        "macaroon_secret_key_path",
+        "secrets.macaroon_secret_key_file",
+    ),
+    ("form_secret_path", "secrets.form_secret_file"),
+    (
+        "turn_shared_secret_path",
+        "secrets.turn_shared_secret_file (coturn reads the same secret)",
+    ),
+    (
+        "turn_uris",
+        "turn.host, turn.port and turn.tls (where coturn listens)",
+    ),
+];
+
+/// Reports each [`DERIVED_KEYS`] entry that `settings` changed.
+fn check_derived_keys(
+    derived: &HomeserverConfig,
+    merged: &HomeserverConfig,
+    settings: &crate::host::FreeformSettings,
+    errs: &mut ValidationErrors,
+) {
+    let (Ok(before), Ok(after)) = (derived.to_yaml_value(), merged.to_yaml_value()) else {
+        return;
+    };
+    let normal = |v: Option<&serde_yaml::Value>| match v {
+        Some(serde_yaml::Value::String(s)) => Some(serde_yaml::Value::String(
+            s.trim_end_matches('/').to_owned(),
+        )),
+        other => other.cloned(),
+    };
+    for (key, field) in DERIVED_KEYS {
+        if settings.contains_key(key) && normal(before.get(key)) != normal(after.get(key)) {
+            errs.push(
+                format!("synapse.settings.{key}"),
+                format!(
+                    "changes a key derived from {field}: set that field instead, so every component agrees"
+                ),
+            );
+        }
+    }
 }
 
 /// Replaces top-level keys of `config` with `settings`, re-reading the
@@ -383,12 +451,65 @@ mod tests {
         assert_eq!(
             paths,
             vec![
+                "synapse.settings.listeners",
                 "synapse.settings.federation_domain_whitelist",
                 "synapse.settings.listeners[0].resources[0].names[0]",
                 "synapse.settings.listeners[0].bind_addresses[0]",
                 "synapse.settings.enable_registration",
             ]
         );
+    }
+
+    #[test]
+    fn settings_may_not_change_keys_other_components_depend_on() {
+        let mut host = example();
+        for (key, value) in [
+            ("server_name", serde_json::json!("other.org")),
+            (
+                "public_baseurl",
+                serde_json::json!("https://elsewhere.org/"),
+            ),
+            (
+                "listeners",
+                serde_json::json!([{"port": 9000, "bind_addresses": ["127.0.0.1"], "type": "http",
+                    "resources": [{"names": ["client"]}]}]),
+            ),
+            (
+                "turn_shared_secret_path",
+                serde_json::json!("/run/other/turn"),
+            ),
+            ("turn_uris", serde_json::json!(["turn:other.org:3478"])),
+            (
+                "database",
+                serde_json::json!({"name": "psycopg2", "args": {"database": "x"}}),
+            ),
+        ] {
+            host.synapse.settings.insert(key.into(), value);
+        }
+        let errs = homeserver(&host, &ctx()).expect_err("refused");
+        let paths: Vec<&str> = errs.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "synapse.settings.server_name",
+                "synapse.settings.public_baseurl",
+                "synapse.settings.listeners",
+                "synapse.settings.database",
+                "synapse.settings.turn_shared_secret_path",
+                "synapse.settings.turn_uris",
+            ]
+        );
+        assert!(errs.errors[0].message.contains("server_name"), "{errs}");
+        // Restating a derived value (trailing slash aside) is accepted.
+        let mut host = example();
+        host.synapse.settings.insert(
+            "public_baseurl".into(),
+            serde_json::json!("https://matrix.example.org/"),
+        );
+        host.synapse
+            .settings
+            .insert("server_name".into(), serde_json::json!("example.org"));
+        assert!(homeserver(&host, &ctx()).is_ok());
     }
 
     #[test]
