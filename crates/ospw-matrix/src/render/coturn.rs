@@ -23,7 +23,9 @@ pub fn turnserver(host: &HostDescription) -> Result<TurnserverConf, ValidationEr
     let Some(mut conf) = conf else {
         return Err(errs);
     };
+    let derived = conf.clone();
     merge_settings(host, &mut conf, &mut errs);
+    check_derived_ports(&derived, &conf, &mut errs);
     if !errs.is_empty() {
         return Err(errs);
     }
@@ -94,6 +96,47 @@ fn derive(host: &HostDescription, errs: &mut ValidationErrors) -> Option<Turnser
     // as Synapse's TURN guide does with allowed-peer-ip.
     conf.allowed_peer_ips = own_exemptions(&conf);
     Some(conf)
+}
+
+/// coturn's ports, each with the host-description field that sets it:
+/// Synapse hands the listening ports to clients, the firewall opens them and
+/// validation checks them for collisions, so `turn.settings` may restate
+/// them but not change them.
+pub const DERIVED_PORTS: [(&str, &str); 4] = [
+    ("listening-port", "turn.port"),
+    ("tls-listening-port", "turn.tls.port"),
+    ("min-port", "turn.relay_ports"),
+    ("max-port", "turn.relay_ports"),
+];
+
+/// Reports each [`DERIVED_PORTS`] option that `turn.settings` changed.
+fn check_derived_ports(
+    derived: &TurnserverConf,
+    merged: &TurnserverConf,
+    errs: &mut ValidationErrors,
+) {
+    let ports = |c: &TurnserverConf| {
+        [
+            c.listening_port,
+            c.tls_listening_port,
+            c.min_port,
+            c.max_port,
+        ]
+    };
+    for ((key, field), (before, after)) in DERIVED_PORTS
+        .iter()
+        .zip(ports(derived).into_iter().zip(ports(merged)))
+    {
+        if before != after {
+            errs.push(
+                format!("turn.settings.{key}"),
+                format!(
+                    "changes a port derived from {field}: set {field} instead, so Synapse, the \
+                     firewall and the collision checks agree with coturn"
+                ),
+            );
+        }
+    }
 }
 
 /// The server's own addresses worth exempting from `denied-peer-ip`.
@@ -254,7 +297,8 @@ mod tests {
         s.insert("server-name".into(), serde_json::json!("turn.example.org"));
         s.insert("mobility".into(), serde_json::json!(true));
         s.insert("fingerprint".into(), serde_json::json!(false));
-        s.insert("listening-port".into(), serde_json::json!(3490));
+        // Restating a derived port is fine.
+        s.insert("listening-port".into(), serde_json::json!(3478));
         s.insert(
             "denied-peer-ip".into(),
             serde_json::json!([
@@ -268,7 +312,7 @@ mod tests {
             "stale-nonce=600",
             "server-name=turn.example.org",
             "mobility",
-            "listening-port=3490",
+            "listening-port=3478",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in {text}");
         }
@@ -282,6 +326,31 @@ mod tests {
             .insert("relay-ip".into(), serde_json::json!("10.9.8.7"));
         let conf = turnserver(&h).unwrap();
         assert_eq!(conf.allowed_peer_ips, vec!["10.9.8.7"]);
+    }
+
+    #[test]
+    fn settings_may_not_change_derived_ports() {
+        let mut h = host();
+        for (key, value) in [
+            ("listening-port", serde_json::json!(3490)),
+            ("tls-listening-port", serde_json::json!(5350)),
+            ("min-port", serde_json::json!(40000)),
+            ("max-port", false.into()),
+        ] {
+            h.turn.settings.insert(key.into(), value);
+        }
+        let errs = turnserver(&h).unwrap_err();
+        let paths: Vec<&str> = errs.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "turn.settings.listening-port",
+                "turn.settings.tls-listening-port",
+                "turn.settings.min-port",
+                "turn.settings.max-port",
+            ]
+        );
+        assert!(errs.errors[0].message.contains("turn.port"), "{errs}");
     }
 
     #[test]
