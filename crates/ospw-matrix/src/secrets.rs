@@ -263,8 +263,8 @@ pub fn init_dir(dir: &Path) -> Result<InitReport> {
             }
             let mode = meta.permissions().mode() & 0o7777;
             if mode & 0o077 != 0 {
-                fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                    .map_err(|e| Error::io(dir, "tighten the permissions (to 0700) of", e))?;
+                // Tightened once the existing files are known to be valid:
+                // on an error, nothing is changed.
                 report.dir_tightened_from = Some(mode);
             }
         }
@@ -302,6 +302,10 @@ pub fn init_dir(dir: &Path) -> Result<InitReport> {
             Err(e) => return Err(Error::io(&path, "read", e)),
         }
     }
+    if report.dir_tightened_from.is_some() {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(dir, "tighten the permissions (to 0700) of", e))?;
+    }
     for (kind, path) in missing {
         let contents = generate_secret_file(kind)?;
         crate::fsutil::create_file_exclusively(&path, contents.as_bytes(), 0o600)?;
@@ -329,6 +333,32 @@ mod tests {
         assert!(!parts[2].contains('='));
         assert_eq!(SigningKey::parse(&text), Ok(key.clone()));
         assert_ne!(SigningKey::generate().expect("key"), key);
+    }
+
+    #[test]
+    fn init_dir_changes_nothing_when_an_existing_secret_is_invalid() {
+        let dir = std::env::temp_dir().join(format!("ospw-secrets-bad-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).expect("mkdir");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        fs::write(dir.join("form_secret"), "short\n").expect("write");
+        let err = init_dir(&dir).expect_err("invalid secret");
+        assert!(err.to_string().contains("form_secret"), "{err}");
+        let mode = fs::metadata(&dir).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o755,
+            "the directory's mode is left alone on an error"
+        );
+        let names: Vec<_> = fs::read_dir(&dir).expect("list").collect();
+        assert_eq!(names.len(), 1, "no secret created");
+        // Once the file is fixed, the directory is tightened and filled.
+        fs::remove_file(dir.join("form_secret")).expect("rm");
+        let report = init_dir(&dir).expect("init");
+        assert_eq!(report.dir_tightened_from, Some(0o755));
+        assert_eq!(report.created.len(), SecretKind::ALL.len());
+        let mode = fs::metadata(&dir).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[test]
