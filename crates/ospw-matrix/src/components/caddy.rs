@@ -8,6 +8,8 @@
 
 use std::fmt::Write as _;
 
+use crate::error::ValidationErrors;
+
 /// One Caddyfile directive (or global option, or sub-directive): a name,
 /// its arguments and an optional block of nested directives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +164,229 @@ impl CaddySites {
     }
 }
 
+/// The paths of the Matrix host that may reach Synapse.
+pub const PROXIED_PATHS: [&str; 2] = ["/_matrix/*", "/_synapse/client/*"];
+
+/// The paths under [`PROXIED_PATHS`] that must answer 404 at the proxy:
+/// federation and server keys.
+pub const BLOCKED_PATHS: [&str; 2] = ["/_matrix/federation/*", "/_matrix/key/*"];
+
+impl CaddySites {
+    /// Lists every way these sites break the privacy invariants, each
+    /// naming the site and the directive at fault:
+    ///
+    /// - on `matrix_host`, only `handle` blocks for [`PROXIED_PATHS`]
+    ///   reach Synapse (`reverse_proxy` nowhere else), and
+    ///   [`BLOCKED_PATHS`] have their own `handle` answering 404, so
+    ///   neither federation nor `/_synapse/admin` is reachable from outside;
+    /// - no site serves `/.well-known/matrix/server` (a `handle` for it
+    ///   may only answer 404);
+    /// - on `element_host`, Element is served with `X-Frame-Options`,
+    ///   `X-Content-Type-Options: nosniff` and a `frame-ancestors` CSP, and
+    ///   `config.json` with `Cache-Control: no-cache` (or `no-store`).
+    pub fn privacy_violations(&self, matrix_host: &str, element_host: &str) -> ValidationErrors {
+        let mut errs = ValidationErrors::new();
+        match self.site(matrix_host) {
+            None => errs.push(
+                matrix_host,
+                "has no site block: expected one that proxies only the client API",
+            ),
+            Some(site) => check_matrix_site(matrix_host, site, &mut errs),
+        }
+        for site in &self.sites {
+            check_server_well_known(site, &mut errs);
+        }
+        match self.site(element_host) {
+            None => errs.push(
+                element_host,
+                "has no site block: expected one that serves Element Web with its security headers",
+            ),
+            Some(site) => check_element_site(element_host, site, &mut errs),
+        }
+        errs
+    }
+}
+
+/// Whether `d`'s block is exactly `respond 404`.
+fn responds_404_only(d: &Directive) -> bool {
+    d.block.len() == 1 && d.block[0].name == "respond" && d.block[0].args == ["404"]
+}
+
+/// Whether the `handle` path pattern `pattern` matches `path`.
+fn pattern_matches(pattern: &str, path: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix),
+        None => pattern == path,
+    }
+}
+
+/// `/.well-known/matrix/server` may only answer 404: a site's `handle` for
+/// a pattern matching it must answer 404 unless an exact `handle` for it
+/// does (the most specific `handle` wins), and a site serving
+/// `/.well-known/matrix/client` must answer 404 for it explicitly (an exact
+/// `handle`, or a catch-all `handle` answering 404).
+fn check_server_well_known(site: &SiteBlock, errs: &mut ValidationErrors) {
+    const SERVER: &str = "/.well-known/matrix/server";
+    let name = site.addresses.first().map_or("", String::as_str);
+    let handles: Vec<&Directive> = site
+        .directives
+        .iter()
+        .filter(|d| d.name == "handle")
+        .collect();
+    let exact: Vec<&&Directive> = handles
+        .iter()
+        .filter(|d| d.args.first().map(String::as_str) == Some(SERVER))
+        .collect();
+    for d in &exact {
+        if !responds_404_only(d) {
+            errs.push(
+                format!("{name}: handle {SERVER}"),
+                "serves federation discovery: expected only `respond 404` (this server does not federate)",
+            );
+        }
+    }
+    if exact.is_empty() {
+        for d in &handles {
+            if let Some(pattern) = d.args.first() {
+                if pattern_matches(pattern, SERVER) && !responds_404_only(d) {
+                    errs.push(
+                        format!("{name}: handle {pattern}"),
+                        format!(
+                            "would serve {SERVER}: expected a `handle {SERVER}` answering `respond 404` \
+                             (this server does not federate)"
+                        ),
+                    );
+                }
+            }
+        }
+        let serves_client = handles
+            .iter()
+            .any(|d| d.args.first().map(String::as_str) == Some("/.well-known/matrix/client"));
+        let catch_all_404 = handles
+            .iter()
+            .any(|d| d.args.is_empty() && responds_404_only(d));
+        if serves_client && !catch_all_404 {
+            errs.push(
+                format!("{name}: handle {SERVER}"),
+                "is missing beside /.well-known/matrix/client: expected it to answer `respond 404` \
+                 (this server does not federate)",
+            );
+        }
+    }
+}
+
+fn check_matrix_site(name: &str, site: &SiteBlock, errs: &mut ValidationErrors) {
+    for d in &site.directives {
+        let allowed =
+            d.name == "handle" && d.args.len() == 1 && PROXIED_PATHS.contains(&d.args[0].as_str());
+        for inner in d.walk() {
+            if inner.name == "reverse_proxy" && !(allowed && d.block.contains(inner)) {
+                errs.push(
+                    format!("{name}: {} {}", d.name, d.args.join(" ")),
+                    format!(
+                        "forwards to Synapse outside the client API: expected reverse_proxy only \
+                         directly in `handle {}` blocks",
+                        PROXIED_PATHS.join("` and `handle ")
+                    ),
+                );
+            }
+        }
+    }
+    let proxies_matrix = site.directives.iter().any(|d| {
+        d.name == "handle"
+            && d.args == ["/_matrix/*"]
+            && d.block.iter().any(|b| b.name == "reverse_proxy")
+    });
+    if proxies_matrix {
+        for path in BLOCKED_PATHS {
+            let blocked = site
+                .directives
+                .iter()
+                .any(|d| d.name == "handle" && d.args == [path] && responds_404_only(d));
+            if !blocked {
+                errs.push(
+                    format!("{name}: handle {path}"),
+                    "is missing: /_matrix/* would forward federation to Synapse; expected \
+                     `handle` for it answering `respond 404`",
+                );
+            }
+        }
+    }
+}
+
+fn check_element_site(name: &str, site: &SiteBlock, errs: &mut ValidationErrors) {
+    let all = site.walk();
+    let header = |key: &str| -> Option<String> {
+        all.iter().filter(|d| d.name == "header").find_map(|d| {
+            if d.args.first().map(String::as_str) == Some(key) {
+                return Some(d.args[1..].join(" "));
+            }
+            d.block
+                .iter()
+                .find(|b| b.name == key)
+                .map(|b| b.args.join(" "))
+        })
+    };
+    let checks: [(&str, fn(&str) -> bool, &str); 3] = [
+        (
+            "X-Frame-Options",
+            |v| {
+                let v = v.to_ascii_uppercase();
+                v == "SAMEORIGIN" || v == "DENY"
+            },
+            "SAMEORIGIN or DENY, so other sites cannot frame Element",
+        ),
+        (
+            "X-Content-Type-Options",
+            |v| v.eq_ignore_ascii_case("nosniff"),
+            "nosniff",
+        ),
+        (
+            "Content-Security-Policy",
+            |v| v.contains("frame-ancestors"),
+            "a policy with frame-ancestors",
+        ),
+    ];
+    for (key, ok, expected) in checks {
+        if !header(key).is_some_and(|v| ok(&v)) {
+            errs.push(
+                format!("{name}: header {key}"),
+                format!("is missing or wrong: expected {expected}"),
+            );
+        }
+    }
+    // The handle serving config.json (by path or by a matcher naming it)
+    // must keep browsers from caching it.
+    let matchers: Vec<&str> = site
+        .directives
+        .iter()
+        .filter(|d| d.name.starts_with('@') && d.args.iter().any(|a| a == "/config.json"))
+        .map(|d| d.name.as_str())
+        .collect();
+    let config_handle = site.directives.iter().find(|d| {
+        d.name == "handle"
+            && d.args
+                .first()
+                .is_some_and(|a| a == "/config.json" || matchers.contains(&a.as_str()))
+    });
+    let no_cache = config_handle.is_some_and(|h| {
+        h.walk().iter().any(|d| {
+            d.name == "header"
+                && d.args.len() >= 2
+                && d.args[d.args.len() - 2] == "Cache-Control"
+                && d.args[d.args.len() - 1]
+                    .split(',')
+                    .any(|v| matches!(v.trim(), "no-cache" | "no-store"))
+        })
+    });
+    if !no_cache {
+        errs.push(
+            format!("{name}: handle /config.json"),
+            "does not set Cache-Control: no-cache: browsers could keep a stale config.json",
+        );
+    }
+}
+
 /// A complete Caddyfile: the global options block, then the sites.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Caddyfile {
@@ -207,6 +432,134 @@ mod tests {
         assert_eq!(quote(""), "\"\"");
         assert_eq!(quote("{"), "\"{\"");
         assert_eq!(quote("/path with space"), "\"/path with space\"");
+    }
+
+    /// The derived sites of the example host.
+    fn example_sites() -> CaddySites {
+        let host = crate::load::example_host().expect("example");
+        let ctx = crate::render::RenderContext {
+            output_dir: "/etc/ospw-matrix".into(),
+        };
+        crate::render::caddy::sites(&host, &ctx).expect("derives")
+    }
+
+    fn violations(sites: &CaddySites) -> Vec<String> {
+        sites
+            .privacy_violations("matrix.example.org", "chat.example.org")
+            .errors
+            .into_iter()
+            .map(|e| e.path)
+            .collect()
+    }
+
+    fn site_mut<'a>(sites: &'a mut CaddySites, host: &str) -> &'a mut SiteBlock {
+        sites
+            .sites
+            .iter_mut()
+            .find(|s| s.addresses[0] == host)
+            .expect("site")
+    }
+
+    fn remove_handle(site: &mut SiteBlock, path: &str) {
+        site.directives
+            .retain(|d| !(d.name == "handle" && d.args.first().map(String::as_str) == Some(path)));
+    }
+
+    #[test]
+    fn derived_sites_keep_every_invariant() {
+        assert_eq!(violations(&example_sites()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_caddy_violation_is_detected() {
+        type Change = fn(&mut CaddySites);
+        let cases: [(Change, &str); 9] = [
+            (
+                |s| {
+                    site_mut(s, "matrix.example.org").directives.insert(
+                        0,
+                        Directive::with_block(
+                            "handle",
+                            ["/_synapse/admin/*"],
+                            vec![Directive::new("reverse_proxy", ["127.0.0.1:8008"])],
+                        ),
+                    )
+                },
+                "matrix.example.org: handle /_synapse/admin/*",
+            ),
+            (
+                |s| {
+                    site_mut(s, "matrix.example.org")
+                        .directives
+                        .push(Directive::new("reverse_proxy", ["127.0.0.1:8008"]))
+                },
+                "matrix.example.org: reverse_proxy 127.0.0.1:8008",
+            ),
+            (
+                |s| remove_handle(site_mut(s, "matrix.example.org"), "/_matrix/federation/*"),
+                "matrix.example.org: handle /_matrix/federation/*",
+            ),
+            (
+                |s| remove_handle(site_mut(s, "matrix.example.org"), "/_matrix/key/*"),
+                "matrix.example.org: handle /_matrix/key/*",
+            ),
+            (
+                |s| remove_handle(site_mut(s, "example.org"), "/.well-known/matrix/server"),
+                "example.org: handle /.well-known/matrix/server",
+            ),
+            (
+                |s| {
+                    let site = site_mut(s, "example.org");
+                    remove_handle(site, "/.well-known/matrix/server");
+                    site.directives.insert(
+                        0,
+                        Directive::with_block(
+                            "handle",
+                            ["/.well-known/matrix/server"],
+                            vec![Directive::new(
+                                "respond",
+                                [r#"{"m.server":"matrix.example.org:443"}"#, "200"],
+                            )],
+                        ),
+                    );
+                },
+                "example.org: handle /.well-known/matrix/server",
+            ),
+            (
+                |s| {
+                    for d in site_mut(s, "chat.example.org").directives.iter_mut() {
+                        d.block.retain(|b| b.name != "X-Frame-Options");
+                    }
+                },
+                "chat.example.org: header X-Frame-Options",
+            ),
+            (
+                |s| {
+                    for d in site_mut(s, "chat.example.org").directives.iter_mut() {
+                        d.block.retain(|b| b.name != "Content-Security-Policy");
+                    }
+                },
+                "chat.example.org: header Content-Security-Policy",
+            ),
+            (
+                |s| {
+                    for d in site_mut(s, "chat.example.org").directives.iter_mut() {
+                        if d.args == ["@config"] {
+                            d.block.retain(|b| b.name != "header");
+                        }
+                    }
+                },
+                "chat.example.org: handle /config.json",
+            ),
+        ];
+        for (change, path) in cases {
+            let mut sites = example_sites();
+            change(&mut sites);
+            assert_eq!(violations(&sites), vec![path.to_owned()], "{path}");
+        }
+        let mut sites = example_sites();
+        sites.sites.retain(|s| s.addresses[0] != "chat.example.org");
+        assert_eq!(violations(&sites), vec!["chat.example.org".to_owned()]);
     }
 
     #[test]

@@ -58,7 +58,14 @@ pub fn sites(host: &HostDescription, ctx: &RenderContext) -> Result<CaddySites, 
     if serve_base && host.base_domain != host.element_host {
         sites.push(base_domain_site(host));
     }
-    Ok(CaddySites { sites })
+    let sites = CaddySites { sites };
+    for e in sites
+        .privacy_violations(&host.matrix_host, &host.element_host)
+        .errors
+    {
+        errs.push(format!("proxy (Caddyfile {})", e.path), e.message);
+    }
+    errs.into_result(sites)
 }
 
 /// A complete Caddyfile: global options, then the sites. On a problem the
