@@ -4,6 +4,12 @@
 # flow; registration is closed, federation is not served, Element and its
 # configuration are, no secret is in the store and only the expected ports
 # are reachable.
+#
+# Two clients: matrix-test-client (checks/lib, Python standard library) for
+# the HTTP-level checks, and matrix-commander-rs, a real E2E client built on
+# matrix-rust-sdk (vodozemac, so no olm, which nixpkgs marks insecure): Alice
+# creates a room without asking for encryption, invites Bob, sends; Bob
+# decrypts what she sent, while the server only ever holds ciphertext.
 {
   pkgs,
   self,
@@ -13,6 +19,10 @@
 let
   inherit (testLib) names passwords;
   client = "matrix-test-client --server-name ${names.base}";
+  # matrix-commander-rs, one credentials file and store per user; stdin from
+  # /dev/null (it reads a message from stdin when asked with `-`). Its TLS
+  # (OpenSSL) is pointed at the system bundle, which holds the test CA.
+  mc = "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt matrix-commander-rs --timeout 30";
   # The system CA bundle, which holds the test CA.
   curl = "curl --cacert /etc/ssl/certs/ca-certificates.crt";
 in
@@ -26,7 +36,10 @@ in
         testLib.serverModule
       ];
     };
-    client = testLib.clientModule;
+    client = {
+      imports = [ testLib.clientModule ];
+      environment.systemPackages = [ pkgs.matrix-commander-rs ];
+    };
   };
 
   testScript =
@@ -85,6 +98,55 @@ in
           assert out["encryption"].get("algorithm") == "m.megolm.v1.aes-sha2", out
           assert out["device_keys_found"] and out["one_time_key_claimed"], out
           assert sorted(out["received"]) == sorted(out["sent"]), out
+
+      def mc(user, args):
+          return client.succeed(
+              f"${mc} --credentials /root/mc-{user}/credentials.json --store /root/mc-{user}/store {args} </dev/null"
+          )
+
+
+      def mc_json(user, args):
+          """The JSON objects matrix-commander-rs printed (one a line)."""
+          out = mc(user, f"--output json {args}")
+          return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+      with subtest("a real E2E client: Bob decrypts what Alice sent; the server holds only ciphertext"):
+          passwords = {"alice": "${passwords.alice}", "bob": "${passwords.bob}"}
+          for user in ["bob", "alice"]:
+              client.succeed(f"mkdir -p /root/mc-{user}")
+              # Logging in uploads the device's identity and one-time keys.
+              mc(user, " ".join([
+                  "--login password",
+                  "--homeserver https://${names.matrix}",
+                  f"--user-login @{user}:${names.base}",
+                  f"--password '{passwords[user]}'",
+                  f"--device vm-test-{user}",
+                  "--room-default '!unused:${names.base}'",
+              ]))
+          # --plain true: the client does not ask for encryption; the server
+          # turns it on (encryption by default).
+          created = mc_json("alice", "--room-create ospw-e2e --name 'E2E test' --topic 'VM test' --plain true")
+          room = created[0]["room_id"]
+          assert room.startswith("!"), created
+          mc("alice", f"--room-invite '{room}' --user '@bob:${names.base}'")
+          mc("bob", f"--room-join '{room}'")
+          texts = ["e2e-plaintext-one", "e2e-plaintext-two"]
+          mc("alice", f"--room '{room}' --message {texts[0]} {texts[1]}")
+          # Bob's sync brings Alice's Megolm session (to-device, Olm); --tail
+          # reads the room's last events and decrypts them.
+          events = mc_json("bob", f"--room '{room}' --tail 30")
+          decrypted = [
+              e["content"].get("body")
+              for e in events
+              if e.get("type") == "m.room.message" and e.get("sender") == "@alice:${names.base}"
+          ]
+          assert decrypted == texts, events
+          for text in texts:
+              held = json.loads(client.succeed(f"${client} room-events bob '${passwords.bob}' '{room}' {text}"))
+              assert held["encryption"] is not None and held["encryption"].get("algorithm") == "m.megolm.v1.aes-sha2", held
+              assert "m.room.message" not in held["message_types"] and "m.room.encrypted" in held["message_types"], held
+              assert held["needle_in_clear"] is False, held
 
       with subtest("registration is closed"):
           out = json.loads(client.succeed("${client} register mallory"))

@@ -72,6 +72,7 @@ let
     jq = package "jq";
     nmap = package "nmap";
     nix = package "nix";
+    matrix-commander-rs = package "matrix-commander-rs";
     nixfmt = package "nixfmt";
     clippy = package "clippy";
     rustfmt = package "rustfmt";

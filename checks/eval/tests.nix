@@ -309,6 +309,37 @@ in
     ) vmTestNames
   );
 
+  # The basic VM test drives a real E2E client (matrix-commander-rs, on
+  # matrix-rust-sdk) on the client machine: log in, a room created without
+  # asking for encryption, a message sent and decrypted by the other user,
+  # and the server's copy checked for ciphertext only.
+  flake-basic-uses-a-real-e2e-client =
+    let
+      test = flake.checks.x86_64-linux.vm-basic;
+      script = vmTestScripts.vm-basic;
+    in
+    expect [
+      [
+        "client machine has matrix-commander-rs"
+        (lib.elem pkgs.matrix-commander-rs (test.nodes.client.environment.systemPackages or [ ]))
+        true
+      ]
+      [
+        "script steps"
+        (map (step: contains step script) [
+          "matrix-commander-rs --timeout"
+          "--login password"
+          "--plain true"
+          "--room-invite"
+          "--room-join"
+          "--message"
+          "--tail"
+          "room-events"
+        ])
+        (lib.replicate 8 true)
+      ]
+    ];
+
   flake-module-sets-the-package =
     let
       cfg =

@@ -287,6 +287,34 @@ def cmd_history(args):
     )
 
 
+def cmd_room_events(args):
+    """What the server holds for a room, as one of its members sees it over
+    HTTP: the m.room.encryption state (or null), the types of the
+    message-like events, and whether `needle` (a message a real E2E client
+    sent) appears anywhere in them in clear."""
+    c = make_client(args).login(args.user, args.password)
+    status, encryption = c.request(
+        "GET",
+        f"/_matrix/client/v3/rooms/{q(args.room_id)}/state/m.room.encryption/",
+        expect=(200, 404),
+    )
+    _, body = c.request(
+        "GET", f"/_matrix/client/v3/rooms/{q(args.room_id)}/messages?dir=b&limit=100"
+    )
+    chunk = body.get("chunk", [])
+    print(
+        json.dumps(
+            {
+                "encryption": encryption if status == 200 else None,
+                "message_types": sorted(
+                    {e.get("type") for e in chunk if "state_key" not in e}
+                ),
+                "needle_in_clear": args.needle in json.dumps(chunk),
+            }
+        )
+    )
+
+
 def cmd_turn_credentials(args):
     c = make_client(args).login(args.user, args.password)
     _, body = c.request("GET", "/_matrix/client/v3/voip/turnServer")
@@ -334,6 +362,13 @@ def main():
     p.add_argument("password")
     p.add_argument("room_id")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("room-events")
+    p.add_argument("user")
+    p.add_argument("password")
+    p.add_argument("room_id")
+    p.add_argument("needle")
+    p.set_defaults(func=cmd_room_events)
 
     p = sub.add_parser("turn-credentials")
     p.add_argument("user")
