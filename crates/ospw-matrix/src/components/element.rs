@@ -163,6 +163,12 @@ pub struct ElementConfig {
     /// Every other key, kept as it is.
     #[serde(flatten)]
     pub extra: JsonMap,
+    /// Typed top-level keys that were read with an explicit `null` and whose
+    /// field cannot tell `null` from absent. Their fields stay `None`; each
+    /// is written back as `null` while its field is unset, so a round trip
+    /// keeps the key.
+    #[serde(skip)]
+    pub null_keys: Vec<String>,
 }
 
 /// `default_server_config`: the same shape as `/.well-known/matrix/client`,
@@ -255,26 +261,54 @@ impl ElementConfig {
     /// Parses `config.json` text. Errors name the key at fault.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let mut de = serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(&mut de).map_err(|e| Error::Parse {
-            source_name: "config.json".to_owned(),
-            path: e.path().to_string(),
-            message: e.into_inner().to_string(),
-        })
+        let mut conf: Self =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| Error::Parse {
+                source_name: "config.json".to_owned(),
+                path: e.path().to_string(),
+                message: e.into_inner().to_string(),
+            })?;
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
+            conf.null_keys = conf.typed_null_keys(&value);
+        }
+        Ok(conf)
     }
 
     /// Builds the model from a JSON value.
     pub fn from_value(value: serde_json::Value) -> Result<Self, serde_json::Error> {
-        serde_json::from_value(value)
+        let mut conf: Self = serde_json::from_value(value.clone())?;
+        conf.null_keys = conf.typed_null_keys(&value);
+        Ok(conf)
+    }
+
+    /// The top-level keys of `value` read as `null` that this model did
+    /// not keep (in `extra` or as an explicit `null`).
+    fn typed_null_keys(&self, value: &serde_json::Value) -> Vec<String> {
+        let Some(map) = value.as_object() else {
+            return Vec::new();
+        };
+        let kept = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        map.iter()
+            .filter(|(k, v)| v.is_null() && kept.get(k.as_str()).is_none())
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// The configuration as a JSON value.
     pub fn to_value(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let Some(map) = value.as_object_mut() {
+            for key in &self.null_keys {
+                if !map.contains_key(key) {
+                    map.insert(key.clone(), serde_json::Value::Null);
+                }
+            }
+        }
+        value
     }
 
     /// Emits pretty-printed JSON with a final line break.
     pub fn to_json_string(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+        let mut text = serde_json::to_string_pretty(&self.to_value()).unwrap_or_default();
         text.push('\n');
         text
     }
@@ -498,6 +532,23 @@ mod tests {
         let conf = ElementConfig::from_value(v).unwrap();
         assert_eq!(conf.integrations_ui_url, None);
         assert!(!conf.to_json_string().contains("integrations_ui_url"));
+    }
+
+    #[test]
+    fn round_trip_keeps_typed_keys_written_as_null() {
+        let mut v = good();
+        v["brand"] = json!(null);
+        v["show_labs_settings"] = json!(null);
+        let conf = ElementConfig::from_value(v.clone()).unwrap();
+        assert_eq!(conf.brand, None);
+        let back: serde_json::Value = serde_json::from_str(&conf.to_json_string()).unwrap();
+        assert_eq!(back, v);
+        let parsed = ElementConfig::parse(&conf.to_json_string()).unwrap();
+        assert_eq!(parsed, conf);
+        // A value set later wins over the recorded null.
+        let mut conf = conf;
+        conf.brand = Some("Chat".into());
+        assert_eq!(conf.to_value()["brand"], json!("Chat"));
     }
 
     #[test]

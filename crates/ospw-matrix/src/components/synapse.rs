@@ -151,6 +151,12 @@ pub struct HomeserverConfig {
     /// Every other key, kept as read.
     #[serde(flatten)]
     pub extra: Extra,
+    /// Typed top-level keys that were read with an explicit `null` (Synapse
+    /// then applies its default, as for an absent key). Their typed fields
+    /// stay `None`; each is written back as `null` while its field is
+    /// unset, so a round trip keeps the key.
+    #[serde(skip)]
+    pub null_keys: Vec<String>,
 }
 
 /// One listener (`listeners[]`): TCP (`port` + `bind_addresses`) or a Unix
@@ -768,7 +774,12 @@ impl HomeserverConfig {
     /// Like [`HomeserverConfig::from_yaml_str`], naming the input `source_name` in errors.
     pub fn from_yaml_str_named(text: &str, source_name: &str) -> Result<HomeserverConfig> {
         let deserializer = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(deserializer).map_err(|err| path_error(err, source_name))
+        let mut config: HomeserverConfig = serde_path_to_error::deserialize(deserializer)
+            .map_err(|err| path_error(err, source_name))?;
+        if let Ok(value) = serde_yaml::from_str::<serde_yaml::Value>(text) {
+            config.null_keys = typed_null_keys(&value, &config.extra);
+        }
+        Ok(config)
     }
 
     /// Reads and parses a `homeserver.yaml` file.
@@ -782,21 +793,45 @@ impl HomeserverConfig {
         value: serde_yaml::Value,
         source_name: &str,
     ) -> Result<HomeserverConfig> {
-        serde_path_to_error::deserialize(value).map_err(|err| path_error(err, source_name))
+        let nulls: Vec<String> = match &value {
+            serde_yaml::Value::Mapping(map) => map
+                .iter()
+                .filter(|(_, v)| v.is_null())
+                .filter_map(|(k, _)| k.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut config: HomeserverConfig =
+            serde_path_to_error::deserialize(value).map_err(|err| path_error(err, source_name))?;
+        config.null_keys = nulls
+            .into_iter()
+            .filter(|k| !config.extra.contains_key(k))
+            .collect();
+        Ok(config)
     }
 
     /// The model as a YAML value (a mapping).
     pub fn to_yaml_value(&self) -> Result<serde_yaml::Value> {
         self.check_extra_keys()?;
-        serde_yaml::to_value(self)
-            .map_err(|e| Error::Other(format!("cannot serialise homeserver.yaml: {e}")))
+        let mut value = serde_yaml::to_value(self)
+            .map_err(|e| Error::Other(format!("cannot serialise homeserver.yaml: {e}")))?;
+        if let serde_yaml::Value::Mapping(map) = &mut value {
+            for key in &self.null_keys {
+                if !map.contains_key(key.as_str()) {
+                    map.insert(
+                        serde_yaml::Value::String(key.clone()),
+                        serde_yaml::Value::Null,
+                    );
+                }
+            }
+        }
+        Ok(value)
     }
 
     /// Emits YAML. Fails only when an `extra` key duplicates a typed key that
     /// is also set (which would write the key twice).
     pub fn to_yaml_string(&self) -> Result<String> {
-        self.check_extra_keys()?;
-        serde_yaml::to_string(self)
+        serde_yaml::to_string(&self.to_yaml_value()?)
             .map_err(|e| Error::Other(format!("cannot serialise homeserver.yaml: {e}")))
     }
 
@@ -1055,6 +1090,20 @@ impl HomeserverConfig {
     }
 }
 
+/// The top-level keys of `value` read as `null` that are not in `extra`
+/// (so they belong to typed fields).
+fn typed_null_keys(value: &serde_yaml::Value, extra: &Extra) -> Vec<String> {
+    let serde_yaml::Value::Mapping(map) = value else {
+        return Vec::new();
+    };
+    map.iter()
+        .filter(|(_, v)| v.is_null())
+        .filter_map(|(k, _)| k.as_str())
+        .filter(|k| !extra.contains_key(*k))
+        .map(str::to_owned)
+        .collect()
+}
+
 fn is_set(value: &serde_yaml::Value) -> bool {
     match value {
         serde_yaml::Value::Null => false,
@@ -1199,6 +1248,36 @@ turn_user_lifetime: 86400000
             config.turn_user_lifetime,
             Some(Duration::Millis(86_400_000))
         );
+    }
+
+    #[test]
+    fn round_trip_keeps_typed_keys_written_as_null() {
+        let text = "server_name: example.org\nreport_stats: null\nfederation_domain_whitelist: null\nunknown: null\n";
+        let config = HomeserverConfig::from_yaml_str(text).expect("parses");
+        assert_eq!(config.report_stats, None);
+        let emitted = config.to_yaml_string().expect("emits");
+        let a: serde_yaml::Value = serde_yaml::from_str(text).expect("yaml");
+        let b: serde_yaml::Value = serde_yaml::from_str(&emitted).expect("yaml");
+        assert_eq!(a, b, "{emitted}");
+        assert_eq!(
+            HomeserverConfig::from_yaml_str(&emitted).expect("re-parses"),
+            config
+        );
+        // Null still counts as absent for the privacy check ...
+        assert!(config
+            .privacy_violations()
+            .mentions("federation_domain_whitelist"));
+        // ... and a value set later wins over the recorded null.
+        let mut config = config;
+        config.federation_domain_whitelist = Some(Vec::new());
+        let emitted = config.to_yaml_string().expect("emits");
+        assert!(
+            emitted.contains("federation_domain_whitelist: []"),
+            "{emitted}"
+        );
+        let value = serde_yaml::from_str::<serde_yaml::Value>(text).expect("yaml");
+        let from_value = HomeserverConfig::from_yaml_value(value, "test").expect("parses");
+        assert_eq!(from_value.null_keys.len(), 2);
     }
 
     #[test]

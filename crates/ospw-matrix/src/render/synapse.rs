@@ -131,6 +131,7 @@ pub fn homeserver(
         turn_user_lifetime: Some(Duration::Millis(lifetime)),
         turn_allow_guests: Some(false),
         extra: Extra::new(),
+        null_keys: Vec::new(),
     };
 
     let derived = config.clone();
