@@ -10,10 +10,11 @@
 #
 # The CLI's admin service account (`user list`, ...) is kept in the
 # generated-secrets directory (root, 0700), which `backup` reads and
-# `restore` writes; the PostgreSQL programs run as Synapse's database user
-# from services.postgresql.package. `restore` gets a host description whose
-# `secrets.dir` is the generated-secrets directory (the source of Synapse's
-# credentials), not Synapse's read-only credentials directory.
+# `restore` writes; the PostgreSQL programs (from
+# services.ospw-matrix.synapse.database.package) run as Synapse's database
+# user. `restore` gets a host description whose `secrets.dir` is the
+# generated-secrets directory (the source of Synapse's credentials), not
+# Synapse's read-only credentials directory.
 {
   config,
   lib,
@@ -39,7 +40,7 @@ let
     export OSPW_MATRIX_REGISTRATION_SECRET_FILE="''${OSPW_MATRIX_REGISTRATION_SECRET_FILE:-${secret}}"
     export OSPW_MATRIX_STATE_DIR="''${OSPW_MATRIX_STATE_DIR:-${ospwLib.secretsDir cfg}}"
     export OSPW_MATRIX_DB_OS_USER="''${OSPW_MATRIX_DB_OS_USER:-${cfg.synapse.database.user}}"
-    export OSPW_MATRIX_PG_BIN_DIR="''${OSPW_MATRIX_PG_BIN_DIR:-${config.services.postgresql.package}/bin}"
+    export OSPW_MATRIX_PG_BIN_DIR="''${OSPW_MATRIX_PG_BIN_DIR:-${cfg.synapse.database.package}/bin}"
     if [ "''${1:-}" = user ] && [ ! -r "$OSPW_MATRIX_REGISTRATION_SECRET_FILE" ]; then
       echo "ospw-matrix: cannot read $OSPW_MATRIX_REGISTRATION_SECRET_FILE: run this as root (sudo ospw-matrix ...) while ospw-matrix-synapse.service is running" >&2
       exit 1

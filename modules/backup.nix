@@ -181,7 +181,7 @@ in
             --config ${hostFile} \
             --out "$archive" \
             --db-os-user ${db.user} \
-            --pg-bin-dir ${config.services.postgresql.package}/bin \
+            --pg-bin-dir ${db.package}/bin \
             --state-dir ${ospwLib.secretsDir cfg}
 
           # Only now that the new archive is in place: keep it and the

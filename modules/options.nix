@@ -166,6 +166,21 @@ in
           default = "/run/postgresql";
           description = "The directory holding PostgreSQL's Unix socket.";
         };
+        package = mkOption {
+          type = types.package;
+          default =
+            if config.services.postgresql.enable then config.services.postgresql.package else pkgs.postgresql;
+          defaultText = lib.literalExpression "if config.services.postgresql.enable then config.services.postgresql.package else pkgs.postgresql";
+          example = lib.literalExpression "pkgs.postgresql_16";
+          description = ''
+            The PostgreSQL whose client programs (`psql`, `pg_dump`,
+            `pg_restore`) create the database, and take and restore
+            backups (the `ospw-matrix` command on the PATH and
+            {option}`services.ospw-matrix.backup`). Set it when the
+            database server is not {option}`services.postgresql`: its
+            major version must not be older than the server's.
+          '';
+        };
         port = mkOption {
           type = types.port;
           default = config.services.postgresql.settings.port or 5432;

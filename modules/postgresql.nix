@@ -15,7 +15,7 @@ let
   cfg = config.services.ospw-matrix;
   ospwLib = import ./lib.nix { inherit lib; };
   db = cfg.synapse.database;
-  psql = "${lib.getExe' config.services.postgresql.package "psql"} --no-psqlrc --set ON_ERROR_STOP=1 --host=${db.socketDir} --port=${toString db.port} --dbname=postgres";
+  psql = "${lib.getExe' db.package "psql"} --no-psqlrc --set ON_ERROR_STOP=1 --host=${db.socketDir} --port=${toString db.port} --dbname=postgres";
 in
 {
   config = lib.mkIf (cfg.enable && db.createLocally) {

@@ -4,7 +4,12 @@
 # services/web-servers/caddy, services/networking/firewall.nix,
 # misc/assertions.nix), so that `lib.evalModules` can evaluate modules/
 # without nixpkgs' NixOS modules.
-{ lib, pkgs, ... }:
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
 
 let
   inherit (lib) mkOption types;
@@ -262,10 +267,12 @@ in
       };
     };
 
+    # As in nixpkgs 25.11 (nixos/modules/services/databases/postgresql.nix):
+    # `package` has no default; the module sets one (by stateVersion) only
+    # when PostgreSQL is enabled (see `config` below).
     services.postgresql = enableOnly // {
       package = mkOption {
         type = types.package;
-        default = pkgs.postgresql;
       };
       settings = mkOption {
         type = types.submodule {
@@ -304,5 +311,9 @@ in
 
     services.matrix-synapse = enableOnly;
     services.coturn = enableOnly;
+  };
+
+  config = lib.mkIf config.services.postgresql.enable {
+    services.postgresql.package = lib.mkDefault pkgs.postgresql;
   };
 }

@@ -805,6 +805,75 @@ in
       ]
     ];
 
+  # nixpkgs' services.postgresql.package has no default unless PostgreSQL is
+  # enabled on the host, so the PostgreSQL client programs come from
+  # synapse.database.package: with a database not managed by this module,
+  # the admin wrapper and the backup unit still evaluate and use it.
+  database-package =
+    let
+      wrapperText =
+        cfg: (lib.head (lib.filter (p: p.name == "ospw-matrix") cfg.environment.systemPackages)).text;
+      pg17 = pkgs.postgresql // {
+        outPath = "${builtins.storeDir}/00000000000000000000000000000000-postgresql-17";
+      };
+      notLocal = configWith [
+        withBackup
+        { services.ospw-matrix.synapse.database.createLocally = false; }
+      ];
+      notLocalPinned = configWith [
+        withBackup
+        {
+          services.ospw-matrix.synapse.database = {
+            createLocally = false;
+            package = pg17;
+          };
+        }
+      ];
+      local = configWith [
+        withBackup
+        { services.postgresql.package = pg17; }
+      ];
+    in
+    expect [
+      [
+        "not local: default pkgs.postgresql, in the wrapper and the backup unit"
+        [
+          (contains "OSPW_MATRIX_PG_BIN_DIR:-${pkgs.postgresql}/bin}" (wrapperText notLocal))
+          (contains "--pg-bin-dir ${pkgs.postgresql}/bin \\" (backup notLocal).script)
+        ]
+        [
+          true
+          true
+        ]
+      ]
+      [
+        "not local, pinned: the option's package"
+        [
+          (contains "OSPW_MATRIX_PG_BIN_DIR:-${pg17}/bin}" (wrapperText notLocalPinned))
+          (contains "--pg-bin-dir ${pg17}/bin \\" (backup notLocalPinned).script)
+        ]
+        [
+          true
+          true
+        ]
+      ]
+      [
+        "local: services.postgresql.package, also for db-init's psql"
+        [
+          (local.services.ospw-matrix.synapse.database.package == pg17)
+          (contains "OSPW_MATRIX_PG_BIN_DIR:-${pg17}/bin}" (wrapperText local))
+          (contains "--pg-bin-dir ${pg17}/bin \\" (backup local).script)
+          (contains "${pg17}/bin/psql" (unit local "ospw-matrix-db-init").script)
+        ]
+        [
+          true
+          true
+          true
+          true
+        ]
+      ]
+    ];
+
   database-not-local =
     let
       cfg = configWith { services.ospw-matrix.synapse.database.createLocally = false; };
