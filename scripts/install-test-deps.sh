@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian 12 machine, as
 # root: PostgreSQL 15, coturn, Caddy, Nix (for parsing and evaluating the
-# modules), libpq-dev (to build psycopg2), and Synapse from PyPI into a
-# virtual environment at $OSPW_VENV (default /opt/ospw-venv). Idempotent.
+# modules), Python with venv and a C compiler with libpq-dev (to build
+# psycopg2), curl, and Synapse from PyPI into a virtual environment at
+# $OSPW_VENV (default /opt/ospw-venv); then checks that every program the
+# tests spawn is on PATH (PROGRAMS below; crates/ospw-matrix-cli/tests/
+# test_deps.rs fails when a test spawns a program missing from it). Idempotent.
 set -euo pipefail
 
 OSPW_VENV=${OSPW_VENV:-/opt/ospw-venv}
-APT_PACKAGES=(postgresql-15 postgresql-client-15 libpq-dev coturn caddy nix-bin jq)
+# A minimal Debian 12 (e.g. the debian:12 image) has none of python3, venv,
+# gcc, curl or procps (`kill`); util-linux (`setpriv`), passwd (`useradd`) and
+# libc-bin (`getent`) are listed for completeness.
+APT_PACKAGES=(postgresql-15 postgresql-client-15 libpq-dev coturn caddy nix-bin jq
+  python3 python3-venv python3-dev gcc libc6-dev curl ca-certificates procps
+  util-linux passwd libc-bin)
+# Every program a test spawns by name (PostgreSQL's own programs are run from
+# /usr/lib/postgresql/15/bin and checked there).
+PROGRAMS=(turnserver turnutils_uclient turnutils_peer caddy curl python3 setpriv
+  getent useradd id kill sh nix-instantiate jq)
+PG_PROGRAMS=(initdb postgres pg_ctl pg_isready psql createdb dropdb pg_dump pg_restore)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -43,3 +56,16 @@ if ! id -u "$OSPW_TEST_USER" >/dev/null 2>&1; then
   useradd --system --user-group --no-create-home --home-dir /nonexistent \
     --shell /usr/sbin/nologin "$OSPW_TEST_USER"
 fi
+
+missing=()
+for prog in "${PROGRAMS[@]}"; do
+  command -v "$prog" >/dev/null 2>&1 || missing+=("$prog")
+done
+for prog in "${PG_PROGRAMS[@]}"; do
+  [ -x "/usr/lib/postgresql/15/bin/$prog" ] || missing+=("/usr/lib/postgresql/15/bin/$prog")
+done
+if ((${#missing[@]})); then
+  echo "install-test-deps: still missing after installing: ${missing[*]}" >&2
+  exit 1
+fi
+echo "install-test-deps: every program the tests spawn is installed"
