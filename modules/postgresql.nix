@@ -36,6 +36,10 @@ in
         Group = "postgres";
         PrivateNetwork = true;
         RestrictAddressFamilies = [ "AF_UNIX" ];
+        # The unit runs as `postgres`: RemoveIPC= would remove every IPC
+        # object of that user when the unit stops (a restart, a switch),
+        # among them the running server's shared memory.
+        RemoveIPC = false;
       };
       # The names are plain identifiers (checked by the option type), so
       # they can be quoted into SQL as they are.

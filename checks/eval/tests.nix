@@ -778,6 +778,7 @@ in
         "sandboxed: no network but PostgreSQL's Unix socket, read-only system, no capabilities"
         {
           inherit (d.serviceConfig)
+            RemoveIPC
             PrivateNetwork
             RestrictAddressFamilies
             ProtectSystem
@@ -789,6 +790,9 @@ in
             ;
         }
         {
+          # As `postgres`, RemoveIPC would remove the server's shared memory
+          # whenever this unit stops.
+          RemoveIPC = false;
           PrivateNetwork = true;
           RestrictAddressFamilies = [ "AF_UNIX" ];
           ProtectSystem = "strict";
