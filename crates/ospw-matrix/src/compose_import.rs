@@ -389,8 +389,34 @@ fn privacy_issue(key: &str, value: &Value) -> Option<String> {
     }
 }
 
+/// `value` with every value under a secret-looking key
+/// ([`crate::components::synapse::is_secret_key`]) replaced, so that notes
+/// never repeat a secret.
+fn redacted(value: &Value) -> Value {
+    match value {
+        Value::Mapping(map) => Value::Mapping(
+            map.iter()
+                .map(|(k, v)| {
+                    let secret = k
+                        .as_str()
+                        .is_some_and(crate::components::synapse::is_secret_key)
+                        && matches!(v, Value::String(_) | Value::Number(_));
+                    let v = if secret {
+                        Value::String("(secret, not shown)".into())
+                    } else {
+                        redacted(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Sequence(items) => Value::Sequence(items.iter().map(redacted).collect()),
+        other => other.clone(),
+    }
+}
+
 fn describe(value: &Value) -> String {
-    match serde_yaml::to_string(value) {
+    match serde_yaml::to_string(&redacted(value)) {
         Ok(s) => {
             let s = s.trim_end().replace('\n', " ");
             if s.len() > 120 {
@@ -660,6 +686,18 @@ pub fn plan_import(
             .any(|(_, k)| key == *k || key == format!("{k}_path"))
         {
             continue; // noted with the secrets
+        }
+        if crate::components::synapse::is_secret_key(key)
+            && matches!(value, Value::String(_) | Value::Number(_))
+        {
+            note(
+                NoteKind::NotCarried,
+                setting,
+                "a secret value (not shown): put it in a file outside the host description and \
+                 use the option's *_path form in synapse.settings"
+                    .into(),
+            );
+            continue;
         }
         if matches!(
             key,
@@ -1019,6 +1057,25 @@ report_stats: false
             host_path(root, "k.key"),
             Some(PathBuf::from("/old/synapse/k.key"))
         );
+    }
+
+    #[test]
+    fn notes_never_repeat_a_secret() {
+        let dir = tmp("notes-secrets");
+        let yaml = format!(
+            "{YAML}email: {{smtp_host: mail.example.org, smtp_pass: hunter2-smtp}}\n\
+             redis: {{enabled: true, password: hunter2-redis}}\n\
+             worker_replication_secret: hunter2-worker\n"
+        );
+        let l = layout(&dir, &yaml, "");
+        let plan = plan_import(&l, Path::new("/var/lib/ospw-matrix/secrets"), None).unwrap();
+        let text = plan.host_yaml().unwrap();
+        for secret in ["hunter2-smtp", "hunter2-redis", "hunter2-worker"] {
+            assert!(!text.contains(secret), "{secret} in\n{text}");
+        }
+        assert!(text.contains("mail.example.org"), "{text}");
+        assert!(text.contains("worker_replication_secret"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

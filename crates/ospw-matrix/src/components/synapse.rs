@@ -640,6 +640,60 @@ pub const INLINE_SECRET_KEYS: [(&str, &str); 8] = [
     ),
 ];
 
+/// Whether `key` (at any depth of `homeserver.yaml`) names a secret value
+/// rather than a file holding one: `password`, `secret`, `client_secret`,
+/// `smtp_pass`, `pepper`, `access_token` and keys ending in `_secret`,
+/// `_password`, `_secret_key`, `_private_key` or `_token` (`*_path` keys
+/// name files and are fine). Such keys appear in nested sections such as
+/// `email.smtp_pass`, `redis.password`, `matrix_authentication_service.secret`,
+/// `password_config.pepper` and `oidc_providers[].client_secret`.
+pub fn is_secret_key(key: &str) -> bool {
+    const EXACT: [&str; 8] = [
+        "password",
+        "secret",
+        "client_secret",
+        "smtp_pass",
+        "pepper",
+        "access_token",
+        "token",
+        "private_key",
+    ];
+    const SUFFIXES: [&str; 5] = [
+        "_secret",
+        "_password",
+        "_secret_key",
+        "_private_key",
+        "_token",
+    ];
+    let key = key.to_ascii_lowercase();
+    EXACT.contains(&key.as_str()) || SUFFIXES.iter().any(|s| key.ends_with(s))
+}
+
+/// Calls `f(path, key)` for every mapping key below `value` that
+/// [`is_secret_key`] and holds a value that is set (not null or empty).
+fn walk_secret_keys(value: &serde_yaml::Value, path: &str, f: &mut dyn FnMut(String)) {
+    match value {
+        serde_yaml::Value::Mapping(map) => {
+            for (k, v) in map {
+                let Some(k) = k.as_str() else { continue };
+                let sub = format!("{path}.{k}");
+                if is_secret_key(k) && holds_secret_value(v) {
+                    f(sub);
+                } else {
+                    walk_secret_keys(v, &sub, f);
+                }
+            }
+        }
+        serde_yaml::Value::Sequence(items) => {
+            for (i, v) in items.iter().enumerate() {
+                walk_secret_keys(v, &format!("{path}[{i}]"), f);
+            }
+        }
+        serde_yaml::Value::Tagged(t) => walk_secret_keys(&t.value, path, f),
+        _ => {}
+    }
+}
+
 /// Address ranges Synapse must never fetch from on a user's behalf
 /// (`ip_range_blacklist`, `url_preview_ip_range_blacklist`): loopback,
 /// private, CGNAT, link-local, documentation, benchmarking, multicast and
@@ -903,6 +957,23 @@ impl HomeserverConfig {
                 );
             }
         }
+        for (key, value) in &self.extra {
+            if INLINE_SECRET_KEYS.iter().any(|(k, _)| k == key) {
+                continue;
+            }
+            let mut report = |path: String| {
+                errs.push(
+                    path,
+                    "holds a secret inline, readable by anyone who can read this file: expected \
+                     the option's *_path form (a file), or leave it out",
+                )
+            };
+            if is_secret_key(key) && holds_secret_value(value) {
+                report(key.clone());
+            } else {
+                walk_secret_keys(value, key, &mut report);
+            }
+        }
         if let Some(args) = self.database.as_ref().and_then(|d| d.args.as_ref()) {
             if args.extra.get("password").is_some_and(is_set) {
                 errs.push(
@@ -1102,6 +1173,15 @@ fn typed_null_keys(value: &serde_yaml::Value, extra: &Extra) -> Vec<String> {
         .filter(|k| !extra.contains_key(*k))
         .map(str::to_owned)
         .collect()
+}
+
+/// Whether `value` could be a secret: a non-empty string or a number.
+fn holds_secret_value(value: &serde_yaml::Value) -> bool {
+    match value {
+        serde_yaml::Value::String(s) => !s.is_empty(),
+        serde_yaml::Value::Number(_) => true,
+        _ => false,
+    }
 }
 
 fn is_set(value: &serde_yaml::Value) -> bool {
@@ -1402,6 +1482,48 @@ turn_user_lifetime: 86400000
             .map(|e| e.path)
             .collect();
         assert_eq!(paths, vec!["database.args.password".to_owned()]);
+    }
+
+    #[test]
+    fn nested_inline_secrets_are_detected() {
+        for (change, path) in [
+            (
+                "email: {smtp_host: mail.example.org, smtp_pass: hunter2}",
+                "email.smtp_pass",
+            ),
+            (
+                "redis: {enabled: true, password: hunter2}",
+                "redis.password",
+            ),
+            (
+                "matrix_authentication_service: {enabled: true, secret: hunter2}",
+                "matrix_authentication_service.secret",
+            ),
+            (
+                "password_config: {pepper: hunter2}",
+                "password_config.pepper",
+            ),
+            (
+                "oidc_providers: [{idp_id: x, client_secret: hunter2}]",
+                "oidc_providers[0].client_secret",
+            ),
+            (
+                "experimental_features: {msc3861: {admin_token: hunter2}}",
+                "experimental_features.msc3861.admin_token",
+            ),
+            ("some_api_secret: hunter2", "some_api_secret"),
+        ] {
+            assert_eq!(violations_after(change), vec![path.to_owned()], "{change}");
+        }
+        for fine in [
+            "email: {smtp_host: mail.example.org, smtp_pass: null}",
+            "matrix_authentication_service: {enabled: true, secret_path: /run/mas}",
+            "registration_requires_token: false",
+            "refresh_token_lifetime: 1h",
+            "password_config: {enabled: true, localdb_enabled: true}",
+        ] {
+            assert!(violations_after(fine).is_empty(), "{fine}");
+        }
     }
 
     #[test]

@@ -514,6 +514,18 @@ mod tests {
     }
 
     #[test]
+    fn nested_inline_secrets_in_settings_are_refused() {
+        let mut host = example();
+        host.synapse.settings.insert(
+            "email".into(),
+            serde_json::json!({"smtp_host": "mail.example.org", "smtp_pass": "hunter2"}),
+        );
+        let errs = homeserver(&host, &ctx()).expect_err("refused");
+        let paths: Vec<&str> = errs.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, vec!["synapse.settings.email.smtp_pass"]);
+    }
+
+    #[test]
     fn mistyped_setting_names_the_setting() {
         let mut host = example();
         host.synapse
