@@ -169,7 +169,10 @@ in
         package = mkOption {
           type = types.package;
           default =
-            if config.services.postgresql.enable then config.services.postgresql.package else pkgs.postgresql;
+            if config.services.postgresql.enable then
+              config.services.postgresql.package
+            else
+              pkgs.postgresql;
           defaultText = lib.literalExpression "if config.services.postgresql.enable then config.services.postgresql.package else pkgs.postgresql";
           example = lib.literalExpression "pkgs.postgresql_16";
           description = ''
