@@ -110,6 +110,19 @@ const CASES: &[(&str, &str)] = &[
     ("element: {settings: {posthog: {project_api_key: phc_x, api_host: 'https://posthog.element.io'}}}", "element.settings.posthog"),
     ("element: {settings: {disable_custom_urls: false}}", "element.settings.disable_custom_urls"),
     ("element: {settings: {default_federate: true}}", "element.settings.default_federate"),
+    ("synapse: {settings: {email: {smtp_host: mail.example.org, smtp_pass: s3cr3t}}}", "synapse.settings.email.smtp_pass"),
+    // Settings that would make the components disagree.
+    ("synapse: {settings: {server_name: other.org}}", "synapse.settings.server_name"),
+    ("synapse: {settings: {turn_shared_secret_path: /run/other/turn}}", "synapse.settings.turn_shared_secret_path"),
+    ("turn: {settings: {listening-port: 3490}}", "turn.settings.listening-port"),
+    (
+        "element: {settings: {default_server_config: {m.homeserver: {base_url: 'https://matrix-client.matrix.org'}}}}",
+        "element.settings.default_server_config.m.homeserver.base_url",
+    ),
+    ("element: {settings: {room_directory: {servers: [matrix.org]}}}", "element.settings.room_directory.servers"),
+    // Ports other programs hold: Caddy's HTTP/3 (UDP) and admin endpoint.
+    ("turn: {relay_ports: 400-500}", "turn.relay_ports"),
+    ("synapse: {listen: {tcp: {address: 127.0.0.1, port: 2019}}}", "synapse.listen.tcp.port"),
 ];
 
 fn merge(base: &mut Value, patch: Value) {
