@@ -110,6 +110,17 @@ fn dns_name(errs: &mut ValidationErrors, path: &str, value: &str) {
                  hyphens separated by dots, such as matrix.example.org"
             ),
         );
+    } else if value.chars().any(|c| c.is_ascii_uppercase()) {
+        // Host names are compared as written (element_host must differ
+        // from matrix_host, one Caddy site per name, user IDs carry the
+        // server name): one spelling per name.
+        errs.push(
+            path,
+            format!(
+                "{value:?} has upper-case letters: expected the name in lower case, {:?}",
+                value.to_ascii_lowercase()
+            ),
+        );
     }
 }
 
@@ -536,6 +547,24 @@ mod tests {
             };
         })
         .is_empty());
+    }
+
+    #[test]
+    fn host_names_must_be_lower_case() {
+        // Otherwise CHAT.example.org and chat.example.org pass as different
+        // hosts and become two Caddy sites for one name.
+        assert_eq!(
+            collision_paths(|h| h.element_host = "MATRIX.example.org".into()),
+            vec!["element_host"]
+        );
+        let mut host = crate::load::example_host().expect("example parses");
+        host.turn.host = Some("Turn.example.org".into());
+        let errs = validate(&host).expect_err("upper case");
+        assert_eq!(errs.errors[0].path, "turn.host");
+        assert!(
+            errs.errors[0].message.contains("\"turn.example.org\""),
+            "{errs}"
+        );
     }
 
     #[test]
