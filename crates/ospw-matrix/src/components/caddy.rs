@@ -314,6 +314,9 @@ fn check_matrix_site(name: &str, site: &SiteBlock, errs: &mut ValidationErrors) 
     }
 }
 
+/// A response header, a test of its value, and the expected form.
+type HeaderCheck = (&'static str, fn(&str) -> bool, &'static str);
+
 fn check_element_site(name: &str, site: &SiteBlock, errs: &mut ValidationErrors) {
     let all = site.walk();
     let header = |key: &str| -> Option<String> {
@@ -327,7 +330,7 @@ fn check_element_site(name: &str, site: &SiteBlock, errs: &mut ValidationErrors)
                 .map(|b| b.args.join(" "))
         })
     };
-    let checks: [(&str, fn(&str) -> bool, &str); 3] = [
+    let checks: [HeaderCheck; 3] = [
         (
             "X-Frame-Options",
             |v| {
