@@ -111,6 +111,7 @@ const CASES: &[(&str, &str)] = &[
     ("element: {settings: {disable_custom_urls: false}}", "element.settings.disable_custom_urls"),
     ("element: {settings: {default_federate: true}}", "element.settings.default_federate"),
     ("synapse: {settings: {email: {smtp_host: mail.example.org, smtp_pass: s3cr3t}}}", "synapse.settings.email.smtp_pass"),
+    ("turn: {listening_ips: [0.0.0.0], settings: {allowed-peer-ip: 0.0.0.0}}", "turn.settings.allowed-peer-ip"),
     // Settings that would make the components disagree.
     ("synapse: {settings: {server_name: other.org}}", "synapse.settings.server_name"),
     ("synapse: {settings: {turn_shared_secret_path: /run/other/turn}}", "synapse.settings.turn_shared_secret_path"),

@@ -664,6 +664,13 @@ impl TurnserverConf {
                 .filter(|r| r.first == r.last)
                 .and_then(|_| allowed.trim().parse::<IpAddr>().ok());
             match single {
+                Some(addr) if !is_exemptable_own_address(addr) => errs.push(
+                    "allowed-peer-ip",
+                    format!(
+                        "{allowed:?} would let clients relay to this host's loopback or unspecified \
+                         address (its local services): expected only a routable own address"
+                    ),
+                ),
                 Some(addr) if own.contains(&addr) => {}
                 _ => errs.push(
                     "allowed-peer-ip",
@@ -931,6 +938,21 @@ mod tests {
         conf.set("allow-loopback-peers", vec![Some("false".into())])
             .unwrap();
         assert!(conf.privacy_violations().is_empty());
+    }
+
+    #[test]
+    fn allowed_peer_ip_never_loopback_or_unspecified_even_if_own() {
+        for own in ["0.0.0.0", "127.0.0.1", "::", "::1"] {
+            let mut conf = good();
+            conf.listening_ips = vec![own.into()];
+            conf.allowed_peer_ips = vec![own.into()];
+            let v = conf.privacy_violations();
+            assert_eq!(
+                v.errors.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
+                vec!["allowed-peer-ip"],
+                "{own}: {v}"
+            );
+        }
     }
 
     #[test]
