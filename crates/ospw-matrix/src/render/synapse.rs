@@ -134,10 +134,16 @@ pub fn homeserver(
         null_keys: Vec::new(),
     };
 
-    let derived = config.clone();
+    let derived = if s.settings.is_empty() {
+        None
+    } else {
+        Some(config.clone())
+    };
     let config = merge_settings(config, &s.settings)?;
     let mut errs = ValidationErrors::new();
-    check_derived_keys(&derived, &config, &s.settings, &mut errs);
+    if let Some(derived) = &derived {
+        check_derived_keys(derived, &config, &s.settings, &mut errs);
+    }
     for e in config.privacy_violations().errors {
         let top = e.path.split(['.', '[']).next().unwrap_or_default();
         let path = if s.settings.contains_key(top) {
@@ -195,6 +201,12 @@ fn check_derived_keys(
     settings: &crate::host::FreeformSettings,
     errs: &mut ValidationErrors,
 ) {
+    if !DERIVED_KEYS
+        .iter()
+        .any(|(key, _)| settings.contains_key(*key))
+    {
+        return;
+    }
     let (Ok(before), Ok(after)) = (derived.to_yaml_value(), merged.to_yaml_value()) else {
         return;
     };
