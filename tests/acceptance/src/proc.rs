@@ -48,19 +48,38 @@ impl RunAs {
     }
 
     /// A command running `program` as this account, with a clean environment
-    /// (PATH, LANG and HOME=`home`).
+    /// (PATH, LANG and HOME=`home`). It is killed (SIGKILL) when the thread
+    /// that starts it ends, so that nothing outlives a suite that is itself
+    /// killed (a CI timeout, SIGKILL) before it can stop its processes: start
+    /// it from a thread that lives as long as the run (the runtime's
+    /// `block_on` thread).
     pub fn command(&self, program: impl AsRef<OsStr>, home: &Path) -> Command {
         let mut cmd = match self.ids {
             Some((uid, gid)) => {
+                // setpriv sets the parent-death signal after switching users
+                // (a switch clears one set before).
                 let mut c = Command::new("setpriv");
                 c.arg(format!("--reuid={uid}"))
                     .arg(format!("--regid={gid}"))
                     .arg("--clear-groups")
+                    .arg("--pdeathsig=KILL")
                     .arg("--")
                     .arg(program);
                 c
             }
-            None => Command::new(program),
+            None => {
+                let mut c = Command::new(program);
+                // SAFETY: prctl is async-signal-safe; nothing else runs here.
+                unsafe {
+                    c.pre_exec(|| {
+                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                c
+            }
         };
         cmd.env_clear()
             .env(
@@ -253,4 +272,46 @@ pub async fn run_ok(cmd: Command, timeout: Duration) -> Result<Output> {
         bail!("{desc} failed ({}): {}", out.status, out.both());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service whose starting thread ends (as when the suite is killed
+    /// before it can stop it) does not keep running.
+    #[test]
+    fn a_service_dies_with_the_thread_that_started_it() {
+        let user = RunAs::detect().expect("the service user (scripts/install-test-deps.sh)");
+        let home = std::env::temp_dir();
+        let child = std::thread::spawn(move || {
+            let mut c = user.command("sleep", &home);
+            c.arg("120").stdin(Stdio::null());
+            let child = c.spawn().expect("start sleep");
+            // Time for setpriv to set the signal and exec (a thread that
+            // ends before is not noticed: the suite's threads live long).
+            std::thread::sleep(Duration::from_millis(500));
+            child
+        })
+        .join()
+        .expect("thread");
+        let mut child = child;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break Some(s);
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        use std::os::unix::process::ExitStatusExt;
+        let status = status.expect("the service outlived the thread that started it");
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    }
 }
