@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, bail, ensure, Result};
 
+use crate::ports::PortBlock;
 use crate::proc::{self, RunAs, Service};
 use crate::util::{collect_files, mkdir, now};
 use crate::wait;
@@ -208,7 +209,8 @@ impl Paths {
     }
 }
 
-/// The run's ports on 127.0.0.1, all free when the run starts.
+/// The run's ports on 127.0.0.1, from the run's reserved [`PortBlock`]
+/// (no other run can use them).
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
     /// The main Synapse's listener.
@@ -230,17 +232,17 @@ pub struct Ports {
 }
 
 impl Ports {
-    fn free() -> Self {
-        let relay_min = 40000 + (std::process::id() % 200) as u16 * 100;
+    fn from_block(b: &PortBlock) -> Self {
+        let (relay_min, relay_max) = b.relay();
         Self {
-            synapse: wait::free_port(),
-            pg: wait::free_port(),
-            turn: wait::free_tcp_udp_port(),
+            synapse: b.next(),
+            pg: b.next(),
+            turn: b.next(),
             relay_min,
-            relay_max: relay_min + 99,
-            http: wait::free_port(),
-            https: wait::free_port(),
-            peer: wait::free_tcp_udp_port(),
+            relay_max,
+            http: b.next(),
+            https: b.next(),
+            peer: b.next(),
         }
     }
 }
@@ -301,6 +303,42 @@ fn q(p: &Path) -> String {
     serde_json::Value::String(p.display().to_string()).to_string()
 }
 
+/// How many directories of earlier, finished runs of the same name
+/// [`Stack::new`] keeps (a failed run's directory is kept for inspection;
+/// without a bound they would fill `/tmp`).
+pub const KEEP_OLD_RUNS: usize = 3;
+
+/// Removes the directories `BASE/ospw-NAME-PID-TIME` of runs whose process
+/// has ended, all but the `keep` newest; a running run's directory is never
+/// touched. Returns what it removed.
+pub fn prune_old_runs(base: &Path, name: &str, keep: usize) -> Vec<PathBuf> {
+    let prefix = format!("ospw-{name}-");
+    let mut old: Vec<(u64, PathBuf)> = Vec::new();
+    for e in std::fs::read_dir(base).into_iter().flatten().flatten() {
+        let file_name = e.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some((pid, time)) = rest.split_once('-') else {
+            continue;
+        };
+        let (Ok(pid), Ok(time)) = (pid.parse::<u32>(), time.parse::<u64>()) else {
+            continue;
+        };
+        let alive = Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && e.path().is_dir() {
+            old.push((time, e.path()));
+        }
+    }
+    old.sort();
+    let remove = old.len().saturating_sub(keep);
+    old.into_iter()
+        .take(remove)
+        .filter(|(_, p)| std::fs::remove_dir_all(p).is_ok())
+        .map(|(_, p)| p)
+        .collect()
+}
+
 /// The running stack. Dropping it stops every process.
 pub struct Stack {
     /// What this run starts.
@@ -309,6 +347,8 @@ pub struct Stack {
     pub p: Paths,
     /// Its ports.
     pub ports: Ports,
+    /// The reserved block they come from (held for the run's lifetime).
+    port_block: PortBlock,
     /// The service user.
     pub user: RunAs,
     /// The `ospw-matrix` CLI.
@@ -335,18 +375,24 @@ impl Stack {
     /// A stack in a new run directory (not created yet: see
     /// [`Stack::make_dirs`]) with free ports. Nothing is started.
     pub fn new(opts: Options, tools: Tools) -> Result<Self> {
-        let root = std::env::temp_dir().join(format!(
+        let tmp = std::env::temp_dir();
+        for old in prune_old_runs(&tmp, opts.name, KEEP_OLD_RUNS) {
+            println!("  removed an old run's directory: {}", old.display());
+        }
+        let root = tmp.join(format!(
             "ospw-{}-{}-{}",
             opts.name,
             std::process::id(),
             now()
         ));
         let p = Paths::under(root);
+        let port_block = PortBlock::reserve()?;
         Ok(Self {
             opts,
             log_dirs: vec![p.logs.clone()],
             p,
-            ports: Ports::free(),
+            ports: Ports::from_block(&port_block),
+            port_block,
             user: tools.user,
             cli: tools.cli,
             python: tools.python,
@@ -357,6 +403,12 @@ impl Stack {
                 .timeout(Duration::from_secs(5))
                 .build()?,
         })
+    }
+
+    /// Another port of the run's block, for a further listener (free for TCP
+    /// and UDP when the run started; no other run uses it).
+    pub fn port(&self) -> u16 {
+        self.port_block.next()
     }
 
     /// Creates the run directory: logs (writable by all), the service
@@ -835,5 +887,34 @@ impl Stack {
         } else {
             let _ = std::fs::remove_dir_all(root);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_run_directories_are_pruned_but_a_running_ones_kept() {
+        let base = std::env::temp_dir().join(format!("ospw-prune-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        // u32::MAX is above any pid_max: those runs have ended.
+        let dead = |t: u64| base.join(format!("ospw-acceptance-{}-{t}", u32::MAX));
+        for t in 1..=5 {
+            std::fs::create_dir_all(dead(t).join("state")).unwrap();
+        }
+        let running = base.join(format!("ospw-acceptance-{}-0", std::process::id()));
+        let other = base.join(format!("ospw-operations-{}-1", u32::MAX));
+        let unrelated = base.join("ospw-acceptance-notes");
+        for d in [&running, &other, &unrelated] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let removed = prune_old_runs(&base, "acceptance", 2);
+        assert_eq!(removed, vec![dead(1), dead(2), dead(3)]);
+        for d in [dead(4), dead(5), running, other, unrelated] {
+            assert!(d.is_dir(), "{} was removed", d.display());
+        }
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

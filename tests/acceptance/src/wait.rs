@@ -42,22 +42,3 @@ pub async fn tcp_port(what: &str, port: u16, timeout: Duration) -> Result<()> {
     })
     .await
 }
-
-/// A free TCP port on 127.0.0.1 (bound, read, released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("find a free port")
-}
-
-/// A free port on 127.0.0.1 for both TCP and UDP (coturn listens on both).
-pub fn free_tcp_udp_port() -> u16 {
-    for _ in 0..100 {
-        let port = free_port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free TCP+UDP port")
-}

@@ -23,7 +23,6 @@ use ospw_matrix_acceptance::http::{
 use ospw_matrix_acceptance::proc::{self, RunAs};
 use ospw_matrix_acceptance::stack::{find_cli, Host, Options, Stack, Tools};
 use ospw_matrix_acceptance::util::{mkdir, mode_of, random_hex, utf8, write_private};
-use ospw_matrix_acceptance::wait;
 use serde_json::{json, Value};
 
 const SERVER_NAME: &str = "example.test";
@@ -67,7 +66,7 @@ struct Server {
 impl Server {
     fn new(st: &Stack, label: &str) -> Self {
         Self {
-            port: wait::free_port(),
+            port: st.port(),
             database: format!("synapse_{label}"),
             data: st.p.state.join(format!("synapse-{label}")),
             secrets: st.p.state.join(format!("secrets-{label}")),
@@ -477,7 +476,7 @@ async fn run(slot: &mut Option<Stack>) -> Result<()> {
         serde_yaml::to_value(json!({"name": "psycopg2", "args": {"user": "synapse", "password": "compose-db-password", "database": "synapse", "host": "db", "cp_min": 5, "cp_max": 10}}))?,
     );
     // Runtime copy: real paths, the test's database and port.
-    let old_port = wait::free_port();
+    let old_port = st.port();
     let mut runtime_cfg = gen.clone();
     runtime_cfg.insert(
         "database".into(),
