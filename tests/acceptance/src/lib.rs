@@ -9,5 +9,6 @@ pub mod proc;
 pub mod report;
 pub mod stack;
 pub mod stun;
+pub mod synapse_log;
 pub mod util;
 pub mod wait;
