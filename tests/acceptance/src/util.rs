@@ -89,3 +89,25 @@ pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
+
+/// The byte offset and size of `member`'s data in a (ustar) tar archive.
+pub fn tar_member(archive: &[u8], member: &str) -> Option<(usize, usize)> {
+    let mut at = 0;
+    while at + 512 <= archive.len() {
+        let header = &archive[at..at + 512];
+        if header.iter().all(|b| *b == 0) {
+            return None;
+        }
+        let name_end = header[..100].iter().position(|b| *b == 0).unwrap_or(100);
+        let name = std::str::from_utf8(&header[..name_end]).ok()?;
+        let size_text = std::str::from_utf8(&header[124..136])
+            .ok()?
+            .trim_matches(|c: char| c == '\0' || c == ' ');
+        let size = usize::from_str_radix(size_text, 8).ok()?;
+        if name == member {
+            return Some((at + 512, size));
+        }
+        at += 512 + size.div_ceil(512) * 512;
+    }
+    None
+}

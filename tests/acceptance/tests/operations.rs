@@ -22,7 +22,7 @@ use ospw_matrix_acceptance::http::{
 };
 use ospw_matrix_acceptance::proc::{self, RunAs};
 use ospw_matrix_acceptance::stack::{find_cli, Host, Options, Stack, Tools};
-use ospw_matrix_acceptance::util::{mkdir, mode_of, random_hex, utf8, write_private};
+use ospw_matrix_acceptance::util::{mkdir, mode_of, random_hex, tar_member, utf8, write_private};
 use serde_json::{json, Value};
 
 const SERVER_NAME: &str = "example.test";
@@ -387,6 +387,36 @@ async fn run(slot: &mut Option<Stack>) -> Result<()> {
     st.createdb(&a.database).await?;
     std::fs::remove_dir_all(&a.secrets)?;
     std::fs::remove_dir_all(a.data.join("media_store"))?;
+
+    step("restore: a corrupted archive is refused before anything is touched");
+    let bytes = std::fs::read(&archive)?;
+    let member = "database/synapse.pgdump";
+    let (at, size) = tar_member(&bytes, member).context("no database dump in the archive")?;
+    ensure!(size > 1000, "the dump is only {size} bytes");
+    let mut bad = bytes.clone();
+    bad[at + size / 2] ^= 0x20;
+    let bad_archive = st.p.root.join("backups/corrupted.tar");
+    std::fs::write(&bad_archive, &bad)?;
+    let mut args = vec!["restore", utf8(&bad_archive)?, "--config", &cfg];
+    args.extend(["--db-os-user", &as_user, "--pg-bin-dir", &pg_bin_arg]);
+    cli_fails(st, &args, "checksum mismatch").await?;
+    ensure!(
+        !a.secrets.exists(),
+        "secrets were written from a corrupted archive"
+    );
+    ensure!(
+        !a.data.join("media_store").exists(),
+        "media were written from a corrupted archive"
+    );
+    let mut c = st.pg_client("psql");
+    c.args(["-d", &a.database, "-At", "-c"])
+        .arg("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'");
+    let tables = proc::run_ok(c, st.opts.cmd_timeout).await?;
+    ensure!(
+        tables.stdout.trim() == "0",
+        "the database was touched: {} tables",
+        tables.stdout.trim()
+    );
 
     step("restore");
     with_database(st, &["restore", utf8(&archive)?, "--config", &cfg]).await?;
