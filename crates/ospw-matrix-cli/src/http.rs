@@ -394,7 +394,7 @@ fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>, ReadError> {
             while !read_line(reader, &mut budget)?.is_empty() {}
             return Ok(body);
         }
-        if body.len() + size > MAX_BODY {
+        if size > MAX_BODY.saturating_sub(body.len()) {
             return protocol("the body is too large");
         }
         let start = body.len();
@@ -428,6 +428,13 @@ mod tests {
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-type"), Some("application/json"));
         assert_eq!(r.body, b"{\"nonce\":\"x\"}");
+    }
+
+    #[test]
+    fn huge_chunk_size_is_an_error_not_a_panic() {
+        let err = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\nffffffffffffffff\r\nx\r\n0\r\n\r\n")
+            .expect_err("refused");
+        assert!(matches!(err, ReadError::Protocol(_)));
     }
 
     #[test]
