@@ -275,3 +275,33 @@ fn all_errors_are_reported_in_one_pass() {
     paths.dedup();
     assert_eq!(paths.len(), total, "an error is reported twice: {errors:?}");
 }
+
+#[test]
+fn every_unknown_key_and_type_error_is_reported_in_one_run() {
+    let tmp = support::TempDir::new("bad-inputs-parse");
+    let config = tmp.path().join("host.yaml");
+    std::fs::write(
+        &config,
+        case_yaml("{turn: {port: 70000, allow_guests: true}, synapse: {presence: maybe}, federation: true}"),
+    )
+    .expect("write case");
+    let out = tmp.path().join("out");
+    let output = support::run(&[
+        "render",
+        "--config",
+        &config.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    for field in [
+        "turn.port",
+        "turn.allow_guests",
+        "synapse.presence",
+        "federation",
+    ] {
+        assert!(stderr.contains(field), "{field} not named: {stderr}");
+    }
+    assert!(!out.exists(), "nothing is written");
+}
