@@ -18,7 +18,7 @@ APT_PACKAGES=(postgresql-15 postgresql-client-15 libpq-dev coturn caddy nix-bin 
 # Every program a test spawns by name (PostgreSQL's own programs are run from
 # /usr/lib/postgresql/15/bin and checked there).
 PROGRAMS=(turnserver turnutils_uclient turnutils_peer caddy curl python3 setpriv
-  getent useradd id kill sh nix-instantiate jq)
+  getent useradd id kill sh sleep nix-instantiate jq)
 PG_PROGRAMS=(initdb postgres pg_ctl pg_isready psql createdb dropdb pg_dump pg_restore)
 
 missing=()

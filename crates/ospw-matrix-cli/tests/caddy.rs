@@ -49,7 +49,7 @@ fn render(dir: &Path, yaml: &str) -> PathBuf {
 
 /// `caddy` with its state (local CA, certificates) kept in `dir`.
 fn caddy(bin: &Path, dir: &Path) -> Command {
-    let mut c = Command::new(bin);
+    let mut c = support::service(bin);
     c.env("HOME", dir.join("home"))
         .env("XDG_DATA_HOME", dir.join("home/data"))
         .env("XDG_CONFIG_HOME", dir.join("home/config"));

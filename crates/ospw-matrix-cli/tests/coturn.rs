@@ -171,7 +171,7 @@ fn materialized_config_runs_the_real_turnserver() {
     // Start the real server with the file as written; test-only flags on the
     // command line keep its pid file in the temp dir.
     let log = std::fs::File::create(dir.path().join("turnserver.log")).unwrap();
-    let child = Command::new(&turnserver)
+    let child = support::service(&turnserver)
         .arg("-c")
         .arg(&runtime)
         .arg("--pidfile")

@@ -46,7 +46,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// The program names spawned in `text`: `Command::new("X")`, the suites'
 /// helpers that run a named program (`.command("X"`, `.pg("X")`,
-/// `pg_client("X")`, `which("X")`), and the `check_installed` lists.
+/// `pg_client("X")`, `which("X")`, `support::service("X")`), and the
+/// `check_installed` lists.
 fn spawned(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for pat in [
@@ -56,6 +57,7 @@ fn spawned(text: &str) -> BTreeSet<String> {
         "pg_client(\"",
         "which(\"",
         "programs.push(\"",
+        "support::service(\"",
     ] {
         for (i, _) in text.match_indices(pat) {
             let rest = &text[i + pat.len()..];
@@ -127,9 +129,9 @@ fn every_spawned_program_is_installed_by_install_test_deps() {
 #[test]
 fn the_scan_finds_each_form() {
     let text = r#"Command::new("a"); st.user.command("b", &home); st.pg("c"); st.pg_client("d");
-        which("e"); programs.extend(["f", "g"]); programs.push("h");"#;
+        which("e"); programs.extend(["f", "g"]); programs.push("h"); support::service("i");"#;
     let got: Vec<String> = spawned(text).into_iter().collect();
-    assert_eq!(got, ["a", "b", "c", "d", "e", "f", "g", "h"]);
+    assert_eq!(got, ["a", "b", "c", "d", "e", "f", "g", "h", "i"]);
     let script = "x\nPROGRAMS=(a b # c\n  d)\n";
     let got: Vec<String> = bash_array(script, "PROGRAMS").into_iter().collect();
     assert_eq!(got, ["a", "b", "d"]);

@@ -425,7 +425,7 @@ fn start_synapse(python: &Path, dir: &Path, listen: &str) -> Option<(PathBuf, Ru
     assert!(config.privacy_violations().is_empty());
     let hs = dir.join("homeserver.yaml");
     std::fs::write(&hs, config.to_yaml_string().expect("emit")).expect("write");
-    let child = Command::new(python)
+    let child = support::service(python)
         .args(["-m", "synapse.app.homeserver", "-c"])
         .arg(&hs)
         .current_dir(dir)

@@ -78,7 +78,13 @@ pub struct Cluster {
 impl Cluster {
     pub fn command(&self, program: &str) -> Command {
         use std::os::unix::process::CommandExt;
-        let mut c = Command::new(self.bin.join(program));
+        // The server gets SIGKILL when the test's thread ends, so that a
+        // killed test run leaves no PostgreSQL behind.
+        let mut c = if program == "postgres" {
+            super::support::service(self.bin.join(program))
+        } else {
+            Command::new(self.bin.join(program))
+        };
         c.current_dir("/");
         if let Some((uid, gid)) = self.ids {
             c.uid(uid).gid(gid);

@@ -30,6 +30,16 @@ pub fn synapse_python() -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
+/// A command for a long-running `program` (a server) that gets SIGKILL from
+/// the kernel when the thread that starts it ends: a test killed before its
+/// guards run (a CI timeout, SIGKILL) leaves no server behind
+/// (`setpriv --pdeathsig=KILL`, util-linux).
+pub fn service(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--pdeathsig=KILL", "--"]).arg(program);
+    c
+}
+
 /// Finds `program` on PATH.
 pub fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
