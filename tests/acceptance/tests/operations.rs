@@ -381,6 +381,62 @@ async fn run(slot: &mut Option<Stack>) -> Result<()> {
     let mode = mode_of(&archive)?;
     ensure!(mode == 0o600, "archive mode {mode:o}");
 
+    step("the archive: manifest (versions, server name, every member's size), custom-format dump, host description, secrets, the uploaded file");
+    let bytes = std::fs::read(&archive)?;
+    let member = |name: &str| -> Result<&[u8]> {
+        let (at, size) =
+            tar_member(&bytes, name).with_context(|| format!("no {name} in the archive"))?;
+        Ok(&bytes[at..at + size])
+    };
+    let manifest: Value = serde_json::from_slice(member("manifest.json")?)?;
+    ensure!(
+        manifest["server_name"] == SERVER_NAME,
+        "manifest: {manifest}"
+    );
+    let version = |k: &str| manifest[k].as_str().unwrap_or_default().to_owned();
+    ensure!(
+        version("synapse_version").starts_with("1."),
+        "synapse_version in {manifest}"
+    );
+    ensure!(
+        version("postgresql_version").starts_with("15"),
+        "postgresql_version in {manifest}"
+    );
+    ensure!(
+        !version("ospw_matrix_version").is_empty(),
+        "ospw_matrix_version in {manifest}"
+    );
+    ensure!(
+        member("database/synapse.pgdump")?.starts_with(b"PGDMP"),
+        "the dump is not in PostgreSQL's custom format"
+    );
+    let members = manifest["members"]
+        .as_object()
+        .context("no members in the manifest")?;
+    for (name, rec) in members {
+        let size = rec["size"].as_u64().context("member without size")?;
+        ensure!(
+            member(name)?.len() as u64 == size
+                && rec["sha256"].as_str().is_some_and(|h| h.len() == 64),
+            "{name}: {rec}"
+        );
+    }
+    for name in [
+        "host/host-description",
+        "database/synapse.pgdump",
+        "secrets/signing_key",
+    ] {
+        ensure!(members.contains_key(name), "the manifest lacks {name}");
+    }
+    ensure!(
+        member("secrets/signing_key")? == signing_key_before.as_slice(),
+        "the archived signing key differs"
+    );
+    ensure!(
+        members.keys().any(|k| k.starts_with("media/") && member(k).is_ok_and(|b| b == file_bytes.as_slice())),
+        "the uploaded file is not in the archive's media"
+    );
+
     step("wipe: Synapse stopped, database dropped, secrets and media removed");
     stop(st, "synapse-a");
     st.dropdb(&a.database).await?;
@@ -389,7 +445,6 @@ async fn run(slot: &mut Option<Stack>) -> Result<()> {
     std::fs::remove_dir_all(a.data.join("media_store"))?;
 
     step("restore: a corrupted archive is refused before anything is touched");
-    let bytes = std::fs::read(&archive)?;
     let member = "database/synapse.pgdump";
     let (at, size) = tar_member(&bytes, member).context("no database dump in the archive")?;
     ensure!(size > 1000, "the dump is only {size} bytes");
