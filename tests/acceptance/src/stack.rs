@@ -373,7 +373,7 @@ impl Drop for Stack {
 
 impl Stack {
     /// A stack in a new run directory (not created yet: see
-    /// [`Stack::make_dirs`]) with free ports. Nothing is started.
+    /// [`Stack::make_dirs`]) with a reserved block of ports (`PortBlock`). Nothing is started.
     pub fn new(opts: Options, tools: Tools) -> Result<Self> {
         let tmp = std::env::temp_dir();
         for old in prune_old_runs(&tmp, opts.name, KEEP_OLD_RUNS) {

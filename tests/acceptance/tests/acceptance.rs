@@ -4,7 +4,7 @@
 //! Each run: a fresh temporary directory; its own PostgreSQL cluster; secrets
 //! from `ospw-matrix secrets init`; Synapse, coturn and Caddy (`tls internal`)
 //! started from the rendered files, every program as an unprivileged user on
-//! 127.0.0.1 with free ports. A real Matrix client (matrix-sdk) talks to
+//! 127.0.0.1 with ports no other run can use (`src/ports.rs`). A real Matrix client (matrix-sdk) talks to
 //! Caddy over HTTPS, trusting only Caddy's local root CA.
 //!
 //! Prints one line per check and `acceptance: N passed, N failed`. Every
