@@ -156,7 +156,16 @@ mod tests {
             a.first
         );
         drop(a);
-        assert!(try_lock(&lock).unwrap().is_some(), "block was not released");
+        // A child another test forks at this moment shares the lock until
+        // it execs (the descriptor is close-on-exec): allow it a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while try_lock(&lock).unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "block was not released"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         drop(b);
         let _ = std::fs::remove_dir_all(&dir);
     }
