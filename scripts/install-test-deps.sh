@@ -2,7 +2,7 @@
 # Installs everything the test suite needs on a fresh Debian 12 machine, as
 # root: PostgreSQL 15, coturn, Caddy, Nix (for parsing and evaluating the
 # modules), Python with venv and a C compiler with libpq-dev (to build
-# psycopg2), curl, and Synapse from PyPI into a virtual environment at
+# psycopg2), curl, Rust when missing (rustc-web), and Synapse from PyPI into a virtual environment at
 # $OSPW_VENV (default /opt/ospw-venv); then checks that every program the
 # tests spawn is on PATH (PROGRAMS below; crates/ospw-matrix-cli/tests/
 # test_deps.rs fails when a test spawns a program missing from it). Idempotent.
@@ -18,7 +18,7 @@ APT_PACKAGES=(postgresql-15 postgresql-client-15 libpq-dev coturn caddy nix-bin 
 # Every program a test spawns by name (PostgreSQL's own programs are run from
 # /usr/lib/postgresql/15/bin and checked there).
 PROGRAMS=(turnserver turnutils_uclient turnutils_peer caddy curl python3 setpriv
-  getent useradd id kill sh sleep nix-instantiate jq)
+  getent useradd id kill sh sleep nix-instantiate jq cargo rustc)
 PG_PROGRAMS=(initdb postgres pg_ctl pg_isready psql createdb dropdb pg_dump pg_restore)
 
 missing=()
@@ -31,6 +31,26 @@ if ((${#missing[@]})); then
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+# Rust: a fresh Debian 12 has none, and bookworm's own rustc (1.63) is too
+# old; bookworm-security's rustc-web (1.96 when written) is new enough for the
+# workspace (rust-version in Cargo.toml) and the acceptance suite's matrix-sdk
+# (1.93). Installed only when no cargo with fmt and clippy of at least
+# MIN_RUST is on PATH (e.g. from rustup).
+MIN_RUST=1.93
+RUST_PACKAGES=(rustc-web cargo-web rustfmt-web rust-web-clippy)
+rust_ok() {
+  command -v cargo >/dev/null 2>&1 && cargo fmt --version >/dev/null 2>&1 &&
+    cargo clippy --version >/dev/null 2>&1 &&
+    dpkg --compare-versions "$(rustc --version | awk '{print $2}')" ge "$MIN_RUST"
+}
+if ! rust_ok; then
+  echo "install-test-deps: apt-get install ${RUST_PACKAGES[*]} (no cargo >= $MIN_RUST with fmt and clippy)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${RUST_PACKAGES[@]}"
+  rust_ok || { echo "install-test-deps: still no cargo >= $MIN_RUST with fmt and clippy" >&2; exit 1; }
+fi
+
 # The Debian packages start their services; the tests start their own
 # instances on other ports and directories, so stop the system ones.
 for svc in coturn caddy postgresql; do

@@ -136,3 +136,41 @@ fn the_scan_finds_each_form() {
     let got: Vec<String> = bash_array(script, "PROGRAMS").into_iter().collect();
     assert_eq!(got, ["a", "b", "d"]);
 }
+
+/// `major.minor` as a pair.
+fn version(v: &str) -> (u32, u32) {
+    let mut it = v.trim().trim_matches('"').split('.');
+    let mut n = || it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    (n(), n())
+}
+
+#[test]
+fn install_test_deps_installs_a_new_enough_rust_when_missing() {
+    let root = repo();
+    let script = std::fs::read_to_string(root.join("scripts/install-test-deps.sh")).unwrap();
+    let packages = bash_array(&script, "RUST_PACKAGES");
+    for p in ["rustc-web", "cargo-web", "rustfmt-web", "rust-web-clippy"] {
+        assert!(
+            packages.contains(p),
+            "RUST_PACKAGES lacks {p}: {packages:?}"
+        );
+    }
+    let min = script
+        .lines()
+        .find_map(|l| l.strip_prefix("MIN_RUST="))
+        .expect("install-test-deps.sh has no MIN_RUST=");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let workspace = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("rust-version = "))
+        .expect("rust-version in Cargo.toml");
+    assert!(
+        version(min) >= version(workspace),
+        "MIN_RUST {min} is below the workspace's rust-version {workspace}"
+    );
+    // matrix-sdk 0.18 (the acceptance suite) needs 1.93.
+    assert!(
+        version(min) >= (1, 93),
+        "MIN_RUST {min} is below matrix-sdk's 1.93"
+    );
+}
