@@ -216,6 +216,38 @@ impl Drop for Service {
     }
 }
 
+/// The processes (pid and command line) whose environment has a `HOME`
+/// under `dir`: every program [`RunAs::command`] starts for a run has its
+/// HOME in the run's directory, so after the run stopped everything this is
+/// empty. Processes whose environment cannot be read are not seen (run as
+/// root, the suite reads them all).
+pub fn processes_with_home_under(dir: &Path) -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let prefix = format!("HOME={}", dir.display());
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        let under = env.split(|b| *b == 0).any(|v| {
+            let v = String::from_utf8_lossy(v);
+            v == prefix || v.starts_with(&format!("{prefix}/"))
+        });
+        if under {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            found.push((pid, cmd.trim().to_owned()));
+        }
+    }
+    found
+}
+
 /// The result of a one-shot command.
 #[derive(Debug)]
 pub struct Output {
@@ -277,6 +309,34 @@ pub async fn run_ok(cmd: Command, timeout: Duration) -> Result<Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_service_of_a_run_is_found_and_a_stopped_one_not() {
+        let dir = std::env::temp_dir().join(format!("ospw-leftover-test-{}", std::process::id()));
+        let home = dir.join("state/home");
+        std::fs::create_dir_all(&home).unwrap();
+        let user = RunAs::detect().expect("the service user");
+        let mut c = user.command("sleep", &home);
+        c.arg("60").stdin(Stdio::null());
+        let log = dir.join("sleep.log");
+        let mut svc = Service::spawn("sleep", c, &log, libc::SIGTERM).unwrap();
+        let pid = svc.child.as_ref().unwrap().id();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // setpriv execs sleep with the same environment.
+        while !processes_with_home_under(&dir)
+            .iter()
+            .any(|(p, _)| *p == pid)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the running service was not found"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        svc.stop(Duration::from_secs(5));
+        assert!(processes_with_home_under(&dir).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// A service whose starting thread ends (as when the suite is killed
     /// before it can stop it) does not keep running.

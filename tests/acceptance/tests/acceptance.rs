@@ -106,6 +106,24 @@ fn main() -> ExitCode {
         }
     }
     // Stop every process before reading the logs, then decide what to keep.
+    // Every process of the run stopped: none has its HOME in the run's directory.
+    if let Some(st) = stack.as_mut() {
+        st.stop_all();
+        let left = proc::processes_with_home_under(&st.p.root);
+        let detail = format!("{left:?}");
+        for (pid, _) in &left {
+            // SAFETY: a plain signal to a process of this run.
+            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+        }
+        report.check(
+            "every process of the run stopped",
+            if left.is_empty() {
+                Ok("")
+            } else {
+                Err(anyhow!("still running after the run: {detail}"))
+            },
+        );
+    }
     let failed = !report.failed().is_empty();
     if let Some(stack) = stack.take() {
         stack.finish(failed);

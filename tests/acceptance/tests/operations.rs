@@ -186,6 +186,19 @@ fn operations() {
             .await
             .map_err(|_| anyhow!("the operations test exceeded {TEST_TIMEOUT:?}"))?
     });
+    // Every process of the run stopped: none has its HOME in the run's directory.
+    let mut result = result;
+    if let Some(st) = slot.as_mut() {
+        st.stop_all();
+        let left = proc::processes_with_home_under(&st.p.root);
+        for (pid, _) in &left {
+            // SAFETY: a plain signal to a process of this run.
+            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+        }
+        if !left.is_empty() && result.is_ok() {
+            result = Err(anyhow!("still running after the run: {left:?}"));
+        }
+    }
     if let Some(stack) = slot.take() {
         stack.finish(result.is_err());
     }
