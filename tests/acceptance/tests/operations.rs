@@ -310,8 +310,41 @@ async fn run(slot: &mut Option<Stack>) -> Result<()> {
         bob_line.contains(" yes "),
         "bob is not listed as admin: {bob_line}"
     );
+    // Synapse itself says so (the admin API, with the CLI's own service token).
+    let is_admin = |who: &'static str| {
+        let http = http.clone();
+        let state_file = state_file.clone();
+        async move {
+            let state: Value = serde_json::from_slice(&std::fs::read(&state_file)?)?;
+            let token = state["access_token"]
+                .as_str()
+                .context("no token in the state file")?;
+            let url = format!(
+                "{}/_synapse/admin/v2/users/@{who}:{SERVER_NAME}",
+                local(port_a)
+            );
+            let v = get_json(&http, &url, Some(token)).await?;
+            v["admin"].as_bool().context("no admin field")
+        }
+    };
+    ensure!(
+        is_admin("bob").await?,
+        "Synapse does not have bob as an admin"
+    );
     st.cli_ok(&["user", "admin", "bob", "off", "--config", &cfg])
         .await?;
+    ensure!(
+        !is_admin("bob").await?,
+        "bob is still an admin after admin off"
+    );
+    let out = user_list(st, &cfg, false).await?;
+    ensure!(
+        out.stdout
+            .lines()
+            .any(|l| l.contains("@bob:") && l.contains(" no ")),
+        "bob is not listed as a non-admin: {}",
+        out.stdout
+    );
 
     step("accounts: a rejected token is re-obtained without the admin noticing");
     let mut state: Value = serde_json::from_slice(&std::fs::read(&state_file)?)?;
@@ -333,7 +366,19 @@ async fn run(slot: &mut Option<Stack>) -> Result<()> {
     )
     .await?;
 
-    step("accounts: a deactivated account cannot log in");
+    step("accounts: a deactivated account (without --erase) cannot log in");
+    let frank_pw = format!("frank-{}", random_hex(20));
+    add_users(st, &[("frank", &frank_pw)], &["--config", &cfg]).await?;
+    ensure!(
+        login_status(&http, port_a, "frank", &frank_pw).await? == 200,
+        "frank cannot log in"
+    );
+    st.cli_ok(&["user", "deactivate", "frank", "--config", &cfg])
+        .await?;
+    let s = login_status(&http, port_a, "frank", &frank_pw).await?;
+    ensure!(s == 403, "frank still logs in after deactivation: {s}");
+
+    step("accounts: a deactivated (and erased) account cannot log in");
     st.cli_ok(&["user", "deactivate", "carol", "--erase", "--config", &cfg])
         .await?;
     let (s, v) = password_login(&http, &local(port_a), "carol", carol_file_pw).await?;
