@@ -674,8 +674,29 @@ async fn run(slot: &mut Option<Stack>) -> Result<()> {
     let mut c = st.pg_client("pg_dump");
     c.arg("old_synapse");
     let dump = proc::run_ok(c, st.opts.cmd_timeout).await?;
+    // In the Compose setup every object belonged to the container's role
+    // `synapse`, which does not exist on the new host: the dump says so.
+    let owner_lines = dump
+        .stdout
+        .matches(&format!(" OWNER TO {as_user};"))
+        .count();
+    ensure!(
+        owner_lines > 10,
+        "only {owner_lines} OWNER TO lines in the dump"
+    );
+    let dump_text = dump
+        .stdout
+        .replace(&format!(" OWNER TO {as_user};"), " OWNER TO synapse;");
+    let mut c = st.pg_client("psql");
+    c.args(["-d", "postgres", "-At", "-c"])
+        .arg("SELECT count(*) FROM pg_roles WHERE rolname = 'synapse'");
+    let roles = proc::run_ok(c, st.opts.cmd_timeout).await?;
+    ensure!(
+        roles.stdout.trim() == "0",
+        "the test cluster has a role synapse"
+    );
     let dump_path = compose.join("backups/synapse.sql");
-    std::fs::write(&dump_path, dump.stdout)?;
+    std::fs::write(&dump_path, dump_text)?;
     st.user.chown(&dump_path)?;
     let env_path = compose.join(".env");
     std::fs::write(&env_path, format!("POSTGRES_PASSWORD=compose-db-password\nSYNAPSE_SERVER_NAME={OLD_SERVER_NAME}\nELEMENT_HOST=chat.{OLD_SERVER_NAME}\n"))?;
