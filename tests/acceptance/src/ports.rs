@@ -136,6 +136,8 @@ mod tests {
     #[test]
     fn two_runs_never_share_a_port() {
         let dir = std::env::temp_dir().join(format!("ospw-ports-test-{}", std::process::id()));
+        // Removed also when an assertion fails.
+        let _cleanup = crate::util::RemoveOnDrop(dir.clone());
         let a = PortBlock::reserve_in(&dir).unwrap();
         let b = PortBlock::reserve_in(&dir).unwrap();
         let (pa, pb) = (ports(&a, 10), ports(&b, 10));
@@ -167,6 +169,5 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         drop(b);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

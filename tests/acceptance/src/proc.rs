@@ -313,6 +313,7 @@ mod tests {
     #[test]
     fn a_running_service_of_a_run_is_found_and_a_stopped_one_not() {
         let dir = std::env::temp_dir().join(format!("ospw-leftover-test-{}", std::process::id()));
+        let _cleanup = crate::util::RemoveOnDrop(dir.clone());
         let home = dir.join("state/home");
         std::fs::create_dir_all(&home).unwrap();
         let user = RunAs::detect().expect("the service user");
@@ -335,7 +336,6 @@ mod tests {
         }
         svc.stop(Duration::from_secs(5));
         assert!(processes_with_home_under(&dir).is_empty());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A service whose starting thread ends (as when the suite is killed

@@ -898,6 +898,7 @@ mod tests {
     fn old_run_directories_are_pruned_but_a_running_ones_kept() {
         let base = std::env::temp_dir().join(format!("ospw-prune-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
+        let _cleanup = crate::util::RemoveOnDrop(base.clone());
         std::fs::create_dir_all(&base).unwrap();
         // u32::MAX is above any pid_max: those runs have ended.
         let dead = |t: u64| base.join(format!("ospw-acceptance-{}-{t}", u32::MAX));
@@ -915,6 +916,5 @@ mod tests {
         for d in [dead(4), dead(5), running, other, unrelated] {
             assert!(d.is_dir(), "{} was removed", d.display());
         }
-        std::fs::remove_dir_all(&base).unwrap();
     }
 }

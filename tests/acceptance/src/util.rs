@@ -111,3 +111,13 @@ pub fn tar_member(archive: &[u8], member: &str) -> Option<(usize, usize)> {
     }
     None
 }
+
+/// Removes a directory when dropped, also when a test's assertion fails.
+#[derive(Debug)]
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
