@@ -24,10 +24,21 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A relay port range no other test is likely to use.
+/// A relay port range no other test is likely to use: in 10000–19999, below
+/// the acceptance suite's reserved port blocks (20000–32767) and Linux's
+/// ephemeral range (32768–60999).
 fn relay_range() -> (u16, u16) {
-    let base = 20000 + (std::process::id() % 400) as u16 * 100;
+    let base = 10000 + (std::process::id() % 100) as u16 * 100;
     (base, base + 49)
+}
+
+#[test]
+fn the_relay_range_avoids_the_acceptance_blocks_and_ephemeral_ports() {
+    let (first, last) = relay_range();
+    assert!(
+        (10000..20000).contains(&first) && (10000..20000).contains(&last),
+        "{first}-{last}"
+    );
 }
 
 fn write_host(dir: &Path, turn_port: u16) -> PathBuf {
