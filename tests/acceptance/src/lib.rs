@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod http;
+pub mod net;
 pub mod ports;
 pub mod proc;
 pub mod report;

@@ -216,14 +216,18 @@ impl Drop for Service {
     }
 }
 
-/// The processes (pid and command line) whose environment has a `HOME`
-/// under `dir`: every program [`RunAs::command`] starts for a run has its
-/// HOME in the run's directory, so after the run stopped everything this is
-/// empty. Processes whose environment cannot be read are not seen (run as
-/// root, the suite reads them all).
+/// The processes (pid and command line) of a run in `dir`: those whose
+/// environment has a `HOME` under `dir` (every program [`RunAs::command`]
+/// starts for a run has), whose working directory is under `dir`
+/// (PostgreSQL's backends, which overwrite their environment with their
+/// process title, work in the data directory) or whose command line names
+/// `dir`. After the run stopped everything this is empty. Processes that
+/// cannot be inspected are not seen (run as root, the suite sees them all).
 pub fn processes_with_home_under(dir: &Path) -> Vec<(u32, String)> {
     let me = std::process::id();
-    let prefix = format!("HOME={}", dir.display());
+    let root = dir.display().to_string();
+    let prefix = format!("HOME={root}");
+    let under = |p: &str| p == root || p.starts_with(&format!("{root}/"));
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
@@ -232,16 +236,17 @@ pub fn processes_with_home_under(dir: &Path) -> Vec<(u32, String)> {
         if pid == me {
             continue;
         }
-        let Ok(env) = std::fs::read(e.path().join("environ")) else {
-            continue;
-        };
-        let under = env.split(|b| *b == 0).any(|v| {
+        let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        let home = env.split(|b| *b == 0).any(|v| {
             let v = String::from_utf8_lossy(v);
             v == prefix || v.starts_with(&format!("{prefix}/"))
         });
-        if under {
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let cwd = std::fs::read_link(e.path().join("cwd"))
+            .map(|c| under(&c.to_string_lossy()))
+            .unwrap_or(false);
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if home || cwd || cmd.contains(&format!("{root}/")) {
             found.push((pid, cmd.trim().to_owned()));
         }
     }

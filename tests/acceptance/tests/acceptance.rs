@@ -29,6 +29,7 @@ use ospw_matrix_acceptance::client::{self, read_decrypted, send_text, sync};
 use ospw_matrix_acceptance::http::{
     event_url, expect_404, get_json, joined_rooms, plain_client, seg,
 };
+use ospw_matrix_acceptance::net;
 use ospw_matrix_acceptance::proc::{self, RunAs};
 use ospw_matrix_acceptance::report::Report;
 use ospw_matrix_acceptance::stack::{find_cli, Options, Stack, Tools};
@@ -450,6 +451,20 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
                 ensure!(!text.contains(probe), "found in {}", f.display());
             }
             Ok(format!("{} files searched", files.len()))
+        })(),
+    );
+
+    report.check(
+        "PostgreSQL, Synapse, coturn and Caddy listen on 127.0.0.1 only (every TCP listener and UDP socket of the run)",
+        (|| {
+            let procs = proc::processes_with_home_under(&st.p.root);
+            let pids: Vec<u32> = procs.iter().map(|(p, _)| *p).collect();
+            ensure!(pids.len() >= 4, "only {} processes of the run found: {procs:?}", pids.len());
+            let (bad, seen) = net::non_loopback_sockets(&pids);
+            ensure!(bad.is_empty(), "not on loopback: {}", bad.join(", "));
+            // Synapse, coturn (TCP and UDP) and Caddy (HTTP and HTTPS) at least.
+            ensure!(seen >= 5, "only {seen} sockets seen");
+            Ok(format!("{seen} sockets of {} processes", pids.len()))
         })(),
     );
 
