@@ -789,6 +789,59 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         report.check(&format!("{name} → 404"), expect_404(client, &url).await);
     }
     report.check(
+        "no path trick reaches the admin or federation API through Caddy (curl --path-as-is: dot segments, encoded characters, double slashes)",
+        async {
+            let ca = st.caddy_ca();
+            let curl = |path: &str| {
+                let mut c = std::process::Command::new("curl");
+                c.args(["-sS", "--path-as-is", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+                    .arg(&ca)
+                    .arg("--resolve")
+                    .arg(format!("{MATRIX_HOST}:{}:127.0.0.1", st.ports.https))
+                    .arg(st.https(MATRIX_HOST, path));
+                proc::run_ok(c, CMD_TIMEOUT)
+            };
+            // The same request form reaches what Caddy does serve.
+            let control = curl("/_matrix/client/versions").await?;
+            ensure!(
+                control.stdout.ends_with("\n200") && control.stdout.contains("\"versions\""),
+                "the control request failed: {}",
+                tail(&control.stdout, 3)
+            );
+            let mut seen = Vec::new();
+            for path in [
+                "/_matrix/../_synapse/admin/v1/server_version",
+                "/_matrix/%2e%2e/_synapse/admin/v1/server_version",
+                "/_matrix/client/%2e%2e/%2e%2e/_synapse/admin/v1/server_version",
+                "/_synapse/client/../admin/v1/server_version",
+                "/_synapse/client/%2e%2e/admin/v1/server_version",
+                "/_synapse/%61dmin/v1/server_version",
+                "//_synapse/admin/v1/server_version",
+                "/_matrix//federation/v1/version",
+                "/_matrix/%66ederation/v1/version",
+                "/_matrix/client/../federation/v1/version",
+                "/_matrix/client/%2e%2e/key/v2/server",
+                "/_matrix/FEDERATION/v1/version",
+            ] {
+                let out = curl(path).await?;
+                let code = out.stdout.lines().last().unwrap_or_default().trim().to_owned();
+                ensure!(
+                    !code.starts_with('2') && !code.starts_with('3'),
+                    "{path} answered {code}: {}",
+                    tail(&out.stdout, 3)
+                );
+                ensure!(
+                    !out.stdout.contains("server_version") && !out.stdout.contains("\"server\""),
+                    "{path} answered with the API: {}",
+                    tail(&out.stdout, 3)
+                );
+                seen.push(format!("{path} → {code}"));
+            }
+            Ok(seen.join(", "))
+        }
+        .await,
+    );
+    report.check(
         "the base domain serves no federation API (404, or a redirect to Element Web)",
         async {
             let mut seen = Vec::new();
