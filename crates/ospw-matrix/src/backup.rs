@@ -621,6 +621,45 @@ impl StagedFile {
     }
 }
 
+/// Reads the small member `member` (at most 1 MiB, e.g. [`HOST_MEMBER`]) of
+/// an archive that [`verify_archive`] accepted with `manifest`, checking its
+/// size and SHA-256 against the manifest once more. Reading stops at that
+/// member; nothing is written anywhere.
+pub fn read_verified_member<R: Read>(
+    reader: R,
+    manifest: &Manifest,
+    member: &str,
+) -> Result<Vec<u8>, BackupError> {
+    let expected = manifest
+        .members
+        .get(member)
+        .ok_or_else(|| BackupError::invalid(member, "not listed in the manifest"))?;
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive
+        .entries()
+        .map_err(|e| BackupError::io("reading the archive", e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| BackupError::io("reading the archive", e))?;
+        if entry_name(&entry)? != member {
+            continue;
+        }
+        let mut hashing = HashingReader::new(&mut entry);
+        let bytes = read_small(member, &mut hashing)?;
+        io::copy(&mut hashing, &mut io::sink()).map_err(|e| BackupError::io(member, e))?;
+        if &hashing.finish() != expected {
+            return Err(BackupError::invalid(
+                member,
+                "changed since it was verified (checksum mismatch)",
+            ));
+        }
+        return Ok(bytes);
+    }
+    Err(BackupError::invalid(
+        member,
+        "listed in the manifest but missing from the archive",
+    ))
+}
+
 /// Reads a small member (a secret, the host description) into memory.
 pub fn read_small(name: &str, reader: &mut dyn Read) -> Result<Vec<u8>, BackupError> {
     let mut buf = Vec::new();
@@ -893,6 +932,22 @@ mod tests {
         let err =
             for_each_member(bytes.as_slice(), &other, |_, _, _| Ok(MemberVisit::Done)).unwrap_err();
         assert!(err.to_string().contains("changed since"), "{err}");
+    }
+
+    #[test]
+    fn reading_one_verified_member() {
+        let bytes = archive();
+        let m = verify_archive(bytes.as_slice()).unwrap();
+        assert_eq!(
+            read_verified_member(bytes.as_slice(), &m, HOST_MEMBER).unwrap(),
+            b"server_name: example.org\n"
+        );
+        let mut other = m.clone();
+        other.members.get_mut(HOST_MEMBER).unwrap().sha256 = sha256_hex(b"other");
+        let err = read_verified_member(bytes.as_slice(), &other, HOST_MEMBER).unwrap_err();
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+        let err = read_verified_member(bytes.as_slice(), &m, "secrets/form_secret").unwrap_err();
+        assert!(err.to_string().contains("not listed"), "{err}");
     }
 
     #[test]
