@@ -481,3 +481,225 @@ fn backup_reports_an_unreachable_database_and_writes_nothing() {
         .collect();
     assert_eq!(left, vec![std::ffi::OsString::from("host.yaml")]);
 }
+
+/// Runs `ospw-matrix ARGS --pg-bin-dir …` with no host description from the
+/// environment.
+fn cli_without_env_config(args: &[&str], pg: &Cluster) -> Output {
+    support::bin()
+        .args(args)
+        .arg("--pg-bin-dir")
+        .arg(&pg.bin)
+        .env_remove("OSPW_MATRIX_CONFIG")
+        .output()
+        .expect("run ospw-matrix")
+}
+
+#[test]
+fn restore_without_config_uses_the_archives_host_description() {
+    let Some(bin) = require("PostgreSQL 15 (initdb)", pg_bin()) else {
+        return;
+    };
+    let tmp = TempDir::new("restore-noconfig");
+    let pg = Cluster::start(bin, tmp.path());
+    let h = host(tmp.path(), &pg, "synapse_n");
+    pg.fresh_db(&h.db);
+    pg.sql(
+        &h.db,
+        &h.db,
+        "CREATE TABLE events (id serial PRIMARY KEY, name text NOT NULL, body text NOT NULL);
+         INSERT INTO events (name, body) VALUES ('alice', 'hello'), ('bob', 'bye');",
+    );
+    let before = rows(&pg, &h);
+    write_secrets(&h);
+    write_media(&h);
+    let archive = tmp.path().join("backup.tar");
+    let out = cli(
+        &[
+            "backup",
+            "--config",
+            h.config.to_str().unwrap(),
+            "--out",
+            archive.to_str().unwrap(),
+        ],
+        &pg,
+    );
+    assert!(out.status.success(), "backup: {}", both(&out));
+    let bytes = std::fs::read(&archive).unwrap();
+    let host_bytes = std::fs::read(&h.config).unwrap();
+
+    // The fresh host has no host description of its own.
+    pg.fresh_db(&h.db);
+    std::fs::remove_dir_all(&h.secrets).unwrap();
+    std::fs::remove_dir_all(&h.media).unwrap();
+    std::fs::remove_file(&h.config).unwrap();
+    let host_out = tmp.path().join("restored-host.yaml");
+
+    // A corrupted archive is refused before its host description is read
+    // (a flipped byte in the host description itself is a checksum
+    // mismatch, not a parse error) and before anything is written.
+    for member in [
+        "host/host-description",
+        "database/synapse.pgdump",
+        "secrets/signing_key",
+    ] {
+        let (at, size) = member_offset(&bytes, member);
+        let mut bad = bytes.clone();
+        bad[at + size / 2] ^= 0x20;
+        let bad_path = tmp.path().join("corrupted.tar");
+        std::fs::write(&bad_path, &bad).unwrap();
+        let out = cli_without_env_config(
+            &[
+                "restore",
+                bad_path.to_str().unwrap(),
+                "--host-out",
+                host_out.to_str().unwrap(),
+            ],
+            &pg,
+        );
+        assert!(
+            !out.status.success(),
+            "{member}: accepted a corrupted archive"
+        );
+        let text = both(&out);
+        assert!(
+            text.contains("checksum mismatch") && text.contains(member),
+            "{member}: {text}"
+        );
+        assert!(text.contains("nothing was changed"), "{text}");
+        assert!(!text.contains("using the host description"), "{text}");
+        assert!(!host_out.exists(), "{member}: --host-out was written");
+        assert_eq!(table_count(&pg, &h), "0", "{member}: database touched");
+        assert!(!h.secrets.exists(), "{member}: secrets were written");
+        assert!(!h.media.exists(), "{member}: media were written");
+    }
+
+    // An existing --host-out is never overwritten: refused, nothing changed.
+    let existing = tmp.path().join("existing.yaml");
+    std::fs::write(&existing, "keep me\n").unwrap();
+    let out = cli_without_env_config(
+        &[
+            "restore",
+            archive.to_str().unwrap(),
+            "--host-out",
+            existing.to_str().unwrap(),
+        ],
+        &pg,
+    );
+    assert!(!out.status.success(), "overwrote --host-out");
+    let text = both(&out);
+    assert!(
+        text.contains("exists") && text.contains("never overwritten"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep me\n");
+    assert_eq!(table_count(&pg, &h), "0", "the database was touched");
+    assert!(!h.secrets.exists(), "secrets were written");
+
+    // Without --config: the archive's host description, written out too.
+    let out = cli_without_env_config(
+        &[
+            "restore",
+            archive.to_str().unwrap(),
+            "--host-out",
+            host_out.to_str().unwrap(),
+        ],
+        &pg,
+    );
+    assert!(out.status.success(), "restore: {}", both(&out));
+    let text = both(&out);
+    assert!(
+        text.contains("using the host description in the archive")
+            && text.contains("host/host-description"),
+        "{text}"
+    );
+    assert!(!text.contains("differs"), "{text}");
+    assert_eq!(rows(&pg, &h), before);
+    for (name, value) in secret_files() {
+        let p = h.secrets.join(name);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), value, "{name}");
+        assert_eq!(mode(&p), 0o600, "{name}");
+    }
+    for (rel, content) in MEDIA {
+        assert_eq!(std::fs::read(h.media.join(rel)).unwrap(), content, "{rel}");
+    }
+    assert_eq!(std::fs::read(&host_out).unwrap(), host_bytes);
+    assert_eq!(mode(&host_out), 0o644);
+    let check = run(&["check", "--config", host_out.to_str().unwrap()]);
+    assert!(check.status.success(), "check: {}", both(&check));
+
+    // Again (with --force): the written host description is not overwritten.
+    std::fs::write(&host_out, "edited\n").unwrap();
+    pg.sql(
+        &h.db,
+        &h.db,
+        "INSERT INTO events (name, body) VALUES ('x', 'y')",
+    );
+    let changed = rows(&pg, &h);
+    let out = cli_without_env_config(
+        &[
+            "restore",
+            archive.to_str().unwrap(),
+            "--force",
+            "--host-out",
+            host_out.to_str().unwrap(),
+        ],
+        &pg,
+    );
+    assert!(!out.status.success(), "overwrote --host-out");
+    assert!(both(&out).contains("never overwritten"), "{}", both(&out));
+    assert_eq!(std::fs::read_to_string(&host_out).unwrap(), "edited\n");
+    assert_eq!(rows(&pg, &h), changed, "the database was touched");
+}
+
+#[test]
+fn an_invalid_host_description_in_the_archive_is_refused_naming_the_member() {
+    // Refused before PostgreSQL is contacted: no cluster needed.
+    let tmp = TempDir::new("restore-badhost");
+    let mut w = ospw_matrix::backup::ArchiveWriter::new(Vec::new());
+    w.add_bytes(
+        "host/host-description",
+        b"base_domain: example.test\nserver_name: example.test\nmatrix_host: [not, a, host]\n",
+        0o600,
+    )
+    .unwrap();
+    w.add_bytes("database/synapse.pgdump", b"PGDMP", 0o600)
+        .unwrap();
+    let manifest = ospw_matrix::backup::Manifest {
+        format: ospw_matrix::backup::FORMAT.into(),
+        format_version: ospw_matrix::backup::FORMAT_VERSION,
+        ospw_matrix_version: "0".into(),
+        synapse_version: None,
+        postgresql_version: None,
+        server_name: "example.test".into(),
+        created: ospw_matrix::backup::now_rfc3339(),
+        database: ospw_matrix::backup::DatabaseRecord {
+            name: "synapse".into(),
+            user: "synapse".into(),
+            dump_format: "custom".into(),
+        },
+        members: Default::default(),
+    };
+    let (bytes, _) = w.finish(manifest).unwrap();
+    let archive = tmp.path().join("a.tar");
+    std::fs::write(&archive, bytes).unwrap();
+    let host_out = tmp.path().join("host.yaml");
+    let out = support::bin()
+        .args([
+            "restore",
+            archive.to_str().unwrap(),
+            "--host-out",
+            host_out.to_str().unwrap(),
+        ])
+        .env_remove("OSPW_MATRIX_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = both(&out);
+    assert!(
+        text.contains("host/host-description") && text.contains("not valid"),
+        "{text}"
+    );
+    assert!(text.contains("matrix_host"), "names the field: {text}");
+    assert!(text.contains("nothing was changed"), "{text}");
+    assert!(!host_out.exists(), "--host-out was written");
+}

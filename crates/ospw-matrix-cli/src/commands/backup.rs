@@ -279,14 +279,21 @@ impl Pg {
 /// the file's bytes.
 pub(crate) fn load_valid_host(config: &Path) -> Result<(HostDescription, Vec<u8>), Error> {
     let bytes = fs::read(config).map_err(|e| Error::io(config, "read", e))?;
-    let text = String::from_utf8(bytes.clone()).map_err(|_| Error::Parse {
-        source_name: config.display().to_string(),
+    let host = parse_valid_host(&bytes, &config.display().to_string())?;
+    Ok((host, bytes))
+}
+
+/// Parses and validates a host description's bytes as [`load_valid_host`]
+/// does a file's; `source_name` names them in errors.
+pub(crate) fn parse_valid_host(bytes: &[u8], source_name: &str) -> Result<HostDescription, Error> {
+    let text = std::str::from_utf8(bytes).map_err(|_| Error::Parse {
+        source_name: source_name.to_owned(),
         path: ".".into(),
         message: "not UTF-8".into(),
     })?;
-    let host = ospw_matrix::parse_host(&text, &config.display().to_string())?;
+    let host = ospw_matrix::parse_host(text, source_name)?;
     ospw_matrix::validate(&host)?;
-    Ok((host, bytes))
+    Ok(host)
 }
 
 /// A private working directory (0700) removed when dropped.

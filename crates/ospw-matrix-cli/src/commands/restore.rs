@@ -3,34 +3,44 @@
 //! Expected state: PostgreSQL running with the configured database created
 //! (empty) and owned by the configured role; **Synapse stopped** (the restore
 //! refuses to run while Synapse answers on its listener). The archive is
-//! verified completely (manifest, every checksum) before anything is changed;
-//! a non-empty database and existing secrets or media files that differ from
+//! verified completely (manifest, every checksum) before anything is changed.
+//! Without `--config`, the host description is the archive's own
+//! (`host/host-description`), read only once the archive is verified and
+//! validated like a `--config` file; `--host-out` writes the archive's host
+//! description to a new file (0644, never overwritten) to render from. A
+//! non-empty database and existing secrets or media files that differ from
 //! the archive's are refused without `--force`. Then secrets (0600 in a 0700
 //! directory), media and the database (`pg_restore --no-owner
 //! --role=<db user>` in one transaction) are restored, and what was done is
 //! reported.
 
 use std::fs;
-use std::io::BufReader;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::io::{BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ospw_matrix::backup::{
-    for_each_member, refusals, sha256_hex, verify_archive, Manifest, MemberKind, MemberVisit,
-    TargetState,
+    for_each_member, read_verified_member, refusals, sha256_hex, verify_archive, Manifest,
+    MemberKind, MemberVisit, TargetState, HOST_MEMBER,
 };
 use ospw_matrix::{Error, HostDescription};
 
-use super::backup::{load_valid_host, stage_beside, Pg, PgArgs, WorkDir};
+use super::backup::{load_valid_host, parse_valid_host, stage_beside, Pg, PgArgs, WorkDir};
 
 /// Arguments of `restore`.
 #[derive(clap::Args)]
 pub struct RestoreArgs {
     /// The archive written by `ospw-matrix backup`.
     pub archive: PathBuf,
-    /// The host description of the host to restore onto.
+    /// The host description of the host to restore onto. Default: the one in
+    /// the archive (the host the backup was made on), read once the whole
+    /// archive is verified and validated like a --config file.
     #[arg(long, short, env = "OSPW_MATRIX_CONFIG")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
+    /// Also write the archive's host description to this new file (mode
+    /// 0644; an existing file is never overwritten), to render from.
+    #[arg(long, value_name = "FILE")]
+    pub host_out: Option<PathBuf>,
     /// Overwrite a non-empty database (the archive's objects are dropped and
     /// recreated), and existing secrets and media files that differ.
     #[arg(long)]
@@ -91,6 +101,49 @@ fn open_archive(path: &Path) -> Result<BufReader<fs::File>, Error> {
         .map_err(|e| Error::io(path, "open", e))
 }
 
+/// Refuses a `--host-out` path that exists (it is never overwritten).
+fn refuse_existing_host_out(path: &Path) -> Result<(), Error> {
+    if fs::symlink_metadata(path).is_ok() {
+        return Err(Error::Other(format!(
+            "refused: --host-out {} exists: it is never overwritten\nnothing was changed",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes the archive's host description to the new file `path` (created
+/// exclusively, 0644), removing it again when writing fails.
+fn write_host_out(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::Other(format!(
+                    "refused: --host-out {} exists: it is never overwritten\nnothing was changed",
+                    path.display()
+                ))
+            } else {
+                Error::io(path, "create", e)
+            }
+        })?;
+    let result = fs::set_permissions(path, fs::Permissions::from_mode(0o644))
+        .map_err(|e| Error::io(path, "set permissions of", e))
+        .and_then(|()| {
+            file.write_all(bytes)
+                .map_err(|e| Error::io(path, "write", e))
+        })
+        .and_then(|()| file.sync_all().map_err(|e| Error::io(path, "sync", e)));
+    if let Err(e) = result {
+        let _ = fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// What the target holds, compared with the archive.
 fn target_state(
     host: &HostDescription,
@@ -134,8 +187,17 @@ fn target_state(
 
 /// Restores the archive onto the host.
 pub fn restore(args: RestoreArgs) -> Result<(), Error> {
-    let (host, host_bytes) = load_valid_host(&args.config)?;
-    let pg = Pg::new(&args.pg, &host.synapse.database)?;
+    if let Some(out) = &args.host_out {
+        refuse_existing_host_out(out)?;
+    }
+    let configured = match &args.config {
+        Some(config) => {
+            let (host, host_bytes) = load_valid_host(config)?;
+            let pg = Pg::new(&args.pg, &host.synapse.database)?;
+            Some((host, host_bytes, pg))
+        }
+        None => None,
+    };
 
     // 1. Verify everything before touching anything.
     let manifest = verify_archive(open_archive(&args.archive)?).map_err(|e| {
@@ -156,6 +218,43 @@ pub fn restore(args: RestoreArgs) -> Result<(), Error> {
         manifest.server_name
     );
 
+    // The archive's host description, only now that the archive is verified
+    // (its checksum is checked once more while it is read).
+    let archive_host = if args.config.is_none() || args.host_out.is_some() {
+        let bytes = read_verified_member(open_archive(&args.archive)?, &manifest, HOST_MEMBER)
+            .map_err(|e| {
+                Error::Other(format!(
+                    "refused: {} is not a valid backup: {e}\nnothing was changed",
+                    args.archive.display()
+                ))
+            })?;
+        Some(bytes)
+    } else {
+        None
+    };
+    let (host, host_bytes, pg) = match (configured, &archive_host) {
+        (Some(configured), _) => configured,
+        (None, Some(bytes)) => {
+            let source = format!("{}:{HOST_MEMBER}", args.archive.display());
+            let host = parse_valid_host(bytes, &source).map_err(|e| {
+                Error::Other(format!(
+                    "refused: the host description in the archive ({source}) is not valid; pass --config HOST:\n{e}\nnothing was changed"
+                ))
+            })?;
+            println!(
+                "using the host description in the archive ({source}, server {}); --config HOST restores onto another",
+                host.server_name
+            );
+            let pg = Pg::new(&args.pg, &host.synapse.database)?;
+            (host, bytes.clone(), pg)
+        }
+        (None, None) => {
+            return Err(Error::Other(
+                "internal error: no host description to restore onto".into(),
+            ))
+        }
+    };
+
     // 2. The refusal rules.
     if crate::admin_api::listener_answers(&host) {
         return Err(Error::Other(format!(
@@ -175,6 +274,14 @@ pub fn restore(args: RestoreArgs) -> Result<(), Error> {
             "refused:\n  {}\nnothing was changed",
             refused.join("\n  ")
         )));
+    }
+    if let (Some(out), Some(bytes)) = (&args.host_out, &archive_host) {
+        write_host_out(out, bytes)?;
+        println!(
+            "wrote the archive's host description to {} (0644): render from it with ospw-matrix render --config {} --out DIR",
+            out.display(),
+            out.display()
+        );
     }
 
     // 3. Secrets and media, each put in place once its hash is checked; the
@@ -266,10 +373,10 @@ pub fn restore(args: RestoreArgs) -> Result<(), Error> {
             ""
         }
     );
-    if !host_same {
+    if let (false, Some(config)) = (host_same, &args.config) {
         println!(
             "note: {} differs from the host description in the archive (kept as it is)",
-            args.config.display()
+            config.display()
         );
     }
     println!(
