@@ -379,18 +379,32 @@ fn backup_wipe_restore_and_refusals_with_a_real_postgresql() {
     );
     assert_eq!(table_count(&pg, &h), "0", "the database was touched");
     // Identical secrets are fine: put the original back, restore succeeds.
+    // With --config, --host-out still writes the archive's host description.
     std::fs::write(h.secrets.join("signing_key"), SIGNING_KEY).unwrap();
+    let host_out = tmp.path().join("archived-host.yaml");
     let out = cli(
         &[
             "restore",
             archive.to_str().unwrap(),
             "--config",
             h.config.to_str().unwrap(),
+            "--host-out",
+            host_out.to_str().unwrap(),
         ],
         &pg,
     );
     assert!(out.status.success(), "restore: {}", both(&out));
     assert!(both(&out).contains("kept secret"), "{}", both(&out));
+    assert!(
+        !both(&out).contains("using the host description in the archive"),
+        "{}",
+        both(&out)
+    );
+    assert_eq!(
+        std::fs::read(&host_out).unwrap(),
+        std::fs::read(&h.config).unwrap()
+    );
+    assert_eq!(mode(&host_out), 0o644);
     assert_eq!(rows(&pg, &h), before);
 }
 
