@@ -20,15 +20,43 @@ let
   # Synapse runs as (peer authentication).
   pgIdentifier = types.strMatching "[a-z_][a-z0-9_]{0,62}";
 
-  hostName = types.nullOr types.str;
+  # A string option that is `null` until set (host names, paths, addresses);
+  # `args` gives its description and any example.
+  nullStr =
+    args:
+    mkOption (
+      {
+        type = types.nullOr types.str;
+        default = null;
+      }
+      // args
+    );
+
+  # A TCP or UDP port.
+  portOption =
+    default: description:
+    mkOption {
+      type = types.port;
+      inherit default description;
+    };
+
+  # Free-form JSON keys (RFC 42 `settings`), empty by default; `args`
+  # gives the description and an example.
+  jsonOption =
+    args:
+    mkOption (
+      {
+        type = types.submodule { freeformType = jsonFormat.type; };
+        default = { };
+      }
+      // args
+    );
 
   # A path read at run time, never copied into the Nix store (a string, so
   # that a path literal such as ./secret is refused instead of copied).
   secretFile =
     what:
-    mkOption {
-      type = types.nullOr types.str;
-      default = null;
+    nullStr {
       example = "/run/secrets/ospw-matrix/${what}";
       description = ''
         A file holding ${what}, for example managed by sops-nix or agenix.
@@ -67,9 +95,7 @@ in
       '';
     };
 
-    baseDomain = mkOption {
-      type = hostName;
-      default = null;
+    baseDomain = nullStr {
       example = "example.org";
       description = ''
         The base domain. When it differs from
@@ -80,7 +106,7 @@ in
     };
 
     serverName = mkOption {
-      type = hostName;
+      type = types.nullOr types.str;
       default = cfg.baseDomain;
       defaultText = lib.literalExpression "config.services.ospw-matrix.baseDomain";
       example = "example.org";
@@ -91,16 +117,12 @@ in
       '';
     };
 
-    matrixHost = mkOption {
-      type = hostName;
-      default = null;
+    matrixHost = nullStr {
       example = "matrix.example.org";
       description = "The host name that serves the Matrix client API.";
     };
 
-    elementHost = mkOption {
-      type = hostName;
-      default = null;
+    elementHost = nullStr {
       example = "chat.example.org";
       description = ''
         The host name that serves Element Web. It must differ from
@@ -120,14 +142,8 @@ in
           default = "127.0.0.1";
           description = "The loopback address of Synapse's client listener (only Caddy reaches it).";
         };
-        port = mkOption {
-          type = types.port;
-          default = 8008;
-          description = "The TCP port of Synapse's client listener, on loopback.";
-        };
-        unixSocket = mkOption {
-          type = types.nullOr types.str;
-          default = null;
+        port = portOption 8008 "The TCP port of Synapse's client listener, on loopback.";
+        unixSocket = nullStr {
           example = "/run/ospw-matrix-synapse/client.sock";
           description = ''
             Listen on this Unix socket instead of TCP. It must be below
@@ -199,9 +215,7 @@ in
         description = "Synapse's data directory (owned by the Synapse user, mode 0700).";
       };
 
-      mediaStorePath = mkOption {
-        type = types.nullOr types.str;
-        default = null;
+      mediaStorePath = nullStr {
         description = "Where uploaded media are stored; `null` means {file}`media_store` in the data directory.";
       };
 
@@ -249,12 +263,8 @@ in
         description = "Synapse's log level (logs go to the journal).";
       };
 
-      settings = mkOption {
-        type = types.submodule { freeformType = jsonFormat.type; };
-        default = { };
-        example = {
-          max_image_pixels = "64M";
-        };
+      settings = jsonOption {
+        example.max_image_pixels = "64M";
         description = ''
           Extra {file}`homeserver.yaml` keys, merged last. Keys that would
           break privacy (federation, open registration) or hold a secret
@@ -268,16 +278,12 @@ in
     turn = {
       package = lib.mkPackageOption pkgs "coturn" { };
 
-      host = mkOption {
-        type = hostName;
-        default = null;
+      host = nullStr {
         example = "turn.example.org";
         description = "The host name clients use for TURN; `null` means the Matrix host.";
       };
 
-      realm = mkOption {
-        type = hostName;
-        default = null;
+      realm = nullStr {
         description = "The TURN realm; `null` means the TURN host.";
       };
 
@@ -288,22 +294,12 @@ in
         description = "Addresses coturn listens on; empty means all addresses.";
       };
 
-      port = mkOption {
-        type = types.port;
-        default = 3478;
-        description = "The TURN listening port (UDP and TCP).";
-      };
+      port = portOption 3478 "The TURN listening port (UDP and TCP).";
 
       tls = {
         enable = lib.mkEnableOption "TURN over TLS and DTLS";
-        port = mkOption {
-          type = types.port;
-          default = 5349;
-          description = "The TURN TLS (TCP) and DTLS (UDP) port.";
-        };
-        certFile = mkOption {
-          type = types.nullOr types.str;
-          default = null;
+        port = portOption 5349 "The TURN TLS (TCP) and DTLS (UDP) port.";
+        certFile = nullStr {
           example = "/var/lib/acme/turn.example.org/fullchain.pem";
           description = ''
             The certificate chain (PEM). Read at start through
@@ -312,37 +308,23 @@ in
             `security.acme.certs.<name>.reloadServices`).
           '';
         };
-        keyFile = mkOption {
-          type = types.nullOr types.str;
-          default = null;
+        keyFile = nullStr {
           example = "/var/lib/acme/turn.example.org/key.pem";
           description = "The private key (PEM), read at start through `LoadCredential=`.";
         };
       };
 
       relayPortRange = {
-        from = mkOption {
-          type = types.port;
-          default = 49152;
-          description = "The first UDP port for relayed media.";
-        };
-        to = mkOption {
-          type = types.port;
-          default = 65535;
-          description = "The last UDP port for relayed media.";
-        };
+        from = portOption 49152 "The first UDP port for relayed media.";
+        to = portOption 65535 "The last UDP port for relayed media.";
       };
 
-      externalIp = mkOption {
-        type = types.nullOr types.str;
-        default = null;
+      externalIp = nullStr {
         example = "203.0.113.7/10.0.0.7";
         description = "The public address when the host is behind NAT (coturn's `external-ip`, `PUBLIC` or `PUBLIC/PRIVATE`).";
       };
 
-      relayIp = mkOption {
-        type = types.nullOr types.str;
-        default = null;
+      relayIp = nullStr {
         description = "The address to relay from (coturn's `relay-ip`).";
       };
 
@@ -364,12 +346,8 @@ in
         description = "How long the TURN credentials Synapse hands out stay valid (suffix ms, s, m, h, d, w or y).";
       };
 
-      settings = mkOption {
-        type = types.submodule { freeformType = jsonFormat.type; };
-        default = { };
-        example = {
-          no-tcp-relay = true;
-        };
+      settings = jsonOption {
+        example.no-tcp-relay = true;
         description = ''
           Extra {file}`turnserver.conf` options, merged last: strings,
           numbers, booleans (a flag) or lists (the option repeated). The
@@ -398,21 +376,13 @@ in
         description = "Element's default theme.";
       };
 
-      settingDefaults = mkOption {
-        type = types.submodule { freeformType = jsonFormat.type; };
-        default = { };
-        example = {
-          UIFeature.feedback = false;
-        };
+      settingDefaults = jsonOption {
+        example.UIFeature.feedback = false;
         description = "Extra `setting_defaults` entries of Element's {file}`config.json`.";
       };
 
-      settings = mkOption {
-        type = types.submodule { freeformType = jsonFormat.type; };
-        default = { };
-        example = {
-          show_labs_settings = false;
-        };
+      settings = jsonOption {
+        example.show_labs_settings = false;
         description = ''
           Extra {file}`config.json` keys, merged last. See
           <https://github.com/element-hq/element-web/blob/develop/docs/config.md>.
@@ -421,9 +391,7 @@ in
     };
 
     proxy = {
-      acmeEmail = mkOption {
-        type = types.nullOr types.str;
-        default = null;
+      acmeEmail = nullStr {
         example = "admin@example.org";
         description = "The e-mail address given to the ACME CA (sets {option}`services.caddy.email`).";
       };
@@ -441,17 +409,9 @@ in
         '';
       };
 
-      httpPort = mkOption {
-        type = types.port;
-        default = 80;
-        description = "The HTTP port (redirects and ACME challenges).";
-      };
+      httpPort = portOption 80 "The HTTP port (redirects and ACME challenges).";
 
-      httpsPort = mkOption {
-        type = types.port;
-        default = 443;
-        description = "The HTTPS port.";
-      };
+      httpsPort = portOption 443 "The HTTPS port.";
 
       bind = mkOption {
         type = types.listOf types.str;
