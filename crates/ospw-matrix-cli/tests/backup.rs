@@ -159,6 +159,127 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Creates the `events` table in `h`'s database with `values` as its rows.
+fn seed_events(pg: &Cluster, h: &Host, values: &str) {
+    pg.fresh_db(&h.db);
+    pg.sql(
+        &h.db,
+        &h.db,
+        &format!(
+            "CREATE TABLE events (id serial PRIMARY KEY, name text NOT NULL, body text NOT NULL);
+         INSERT INTO events (name, body) VALUES {values};"
+        ),
+    );
+}
+
+/// Adds one row to the `events` table.
+fn insert_event(pg: &Cluster, h: &Host, name: &str, body: &str) {
+    pg.sql(
+        &h.db,
+        &h.db,
+        &format!("INSERT INTO events (name, body) VALUES ('{name}', '{body}')"),
+    );
+}
+
+/// Runs `backup --config HOST --out ARCHIVE`.
+fn backup(pg: &Cluster, h: &Host, archive: &Path) -> Output {
+    cli(
+        &["backup", "--config", s(&h.config), "--out", s(archive)],
+        pg,
+    )
+}
+
+/// Runs `restore ARCHIVE --config HOST EXTRA...`.
+fn restore(pg: &Cluster, h: &Host, archive: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["restore", s(archive), "--config", s(&h.config)];
+    args.extend_from_slice(extra);
+    cli(&args, pg)
+}
+
+/// Writes a copy of `bytes` with one byte flipped in the middle of
+/// `member`'s data to `DIR/corrupted.tar`, returning its path.
+fn corrupted(bytes: &[u8], member: &str, dir: &Path) -> PathBuf {
+    let (at, size) = member_offset(bytes, member);
+    let mut bad = bytes.to_vec();
+    bad[at + size / 2] ^= 0x20;
+    let bad_path = dir.join("corrupted.tar");
+    std::fs::write(&bad_path, &bad).unwrap();
+    bad_path
+}
+
+/// The refusal of a corrupted `member`: it is named, nothing was changed.
+fn assert_checksum_refusal(out: &Output, member: &str) -> String {
+    assert!(
+        !out.status.success(),
+        "{member}: restore accepted a corrupted archive"
+    );
+    let text = both(out);
+    assert!(
+        text.contains("checksum mismatch") && text.contains(member),
+        "{member}: {text}"
+    );
+    assert!(text.contains("nothing was changed"), "{text}");
+    text
+}
+
+/// The wiped host is still wiped: empty database, no secrets, no media.
+fn assert_untouched(pg: &Cluster, h: &Host, what: &str) {
+    assert_eq!(table_count(pg, h), "0", "{what}: the database was touched");
+    assert!(!h.secrets.exists(), "{what}: secrets were written");
+    assert!(!h.media.exists(), "{what}: media were written");
+}
+
+/// The secrets (0600) and media of the archive are back in place.
+fn assert_secrets_and_media_restored(h: &Host) {
+    for (name, value) in secret_files() {
+        let p = h.secrets.join(name);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), value, "{name}");
+        assert_eq!(mode(&p), 0o600, "{name}");
+    }
+    for (rel, content) in MEDIA {
+        assert_eq!(std::fs::read(h.media.join(rel)).unwrap(), content, "{rel}");
+    }
+}
+
+/// A valid archive built with the library: `host_description` and a dummy
+/// dump.
+fn library_archive(host_description: &[u8], path: &Path) {
+    let mut w = ospw_matrix::backup::ArchiveWriter::new(Vec::new());
+    w.add_bytes("host/host-description", host_description, 0o600)
+        .unwrap();
+    w.add_bytes("database/synapse.pgdump", b"PGDMP", 0o600)
+        .unwrap();
+    let manifest = ospw_matrix::backup::Manifest {
+        format: ospw_matrix::backup::FORMAT.into(),
+        format_version: ospw_matrix::backup::FORMAT_VERSION,
+        ospw_matrix_version: "0".into(),
+        synapse_version: None,
+        postgresql_version: None,
+        server_name: "example.test".into(),
+        created: ospw_matrix::backup::now_rfc3339(),
+        database: ospw_matrix::backup::DatabaseRecord {
+            name: "synapse".into(),
+            user: "synapse".into(),
+            dump_format: "custom".into(),
+        },
+        members: Default::default(),
+    };
+    let (bytes, _) = w.finish(manifest).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// The names of the entries of `dir`.
+fn entries(dir: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect()
+}
+
 #[test]
 fn backup_wipe_restore_and_refusals_with_a_real_postgresql() {
     let Some(bin) = require("PostgreSQL 15 (initdb)", pg_bin()) else {
@@ -167,12 +288,10 @@ fn backup_wipe_restore_and_refusals_with_a_real_postgresql() {
     let tmp = TempDir::new("backup");
     let pg = Cluster::start(bin, tmp.path());
     let h = host(tmp.path(), &pg, "synapse_b");
-    pg.fresh_db(&h.db);
-    pg.sql(
-        &h.db,
-        &h.db,
-        "CREATE TABLE events (id serial PRIMARY KEY, name text NOT NULL, body text NOT NULL);
-         INSERT INTO events (name, body) VALUES ('alice', 'hello'), ('bob', 'héllo ☃'), ('carol', E'tab\\there');",
+    seed_events(
+        &pg,
+        &h,
+        "('alice', 'hello'), ('bob', 'héllo ☃'), ('carol', E'tab\\there')",
     );
     let before = rows(&pg, &h);
     assert!(before.contains("carol=tab"), "{before}");
@@ -181,28 +300,16 @@ fn backup_wipe_restore_and_refusals_with_a_real_postgresql() {
     // The CLI's admin service account state goes along.
     let admin_state = r#"{"user_id":"@ospw-admin:example.test","localpart":"ospw-admin","password":"p","access_token":"t"}"#;
     std::fs::write(h.secrets.join("admin-account.json"), admin_state).unwrap();
-    let check = run(&["check", "--config", h.config.to_str().unwrap()]);
+    let check = run(&["check", "--config", s(&h.config)]);
     assert!(check.status.success(), "check: {}", both(&check));
 
     // Backup.
     let archive = tmp.path().join("out/backup.tar");
     std::fs::create_dir_all(archive.parent().unwrap()).unwrap();
-    let out = cli(
-        &[
-            "backup",
-            "--config",
-            h.config.to_str().unwrap(),
-            "--out",
-            archive.to_str().unwrap(),
-        ],
-        &pg,
-    );
+    let out = backup(&pg, &h, &archive);
     assert!(out.status.success(), "backup: {}", both(&out));
     assert_eq!(mode(&archive), 0o600, "the archive holds secrets");
-    let leftovers: Vec<_> = std::fs::read_dir(archive.parent().unwrap())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let leftovers = entries(archive.parent().unwrap());
     assert_eq!(leftovers.len(), 1, "no temporary files left: {leftovers:?}");
     let bytes = std::fs::read(&archive).unwrap();
     let manifest = ospw_matrix::backup::verify_archive(bytes.as_slice()).unwrap();
@@ -237,78 +344,28 @@ fn backup_wipe_restore_and_refusals_with_a_real_postgresql() {
         "media/local_content/ab/cd/efghijklmnop",
         "secrets/signing_key",
     ] {
-        let (at, size) = member_offset(&bytes, member);
-        let mut bad = bytes.clone();
-        bad[at + size / 2] ^= 0x20;
-        let bad_path = tmp.path().join("corrupted.tar");
-        std::fs::write(&bad_path, &bad).unwrap();
-        let out = cli(
-            &[
-                "restore",
-                bad_path.to_str().unwrap(),
-                "--config",
-                h.config.to_str().unwrap(),
-            ],
-            &pg,
-        );
-        assert!(
-            !out.status.success(),
-            "{member}: restore accepted a corrupted archive"
-        );
-        let text = both(&out);
-        assert!(
-            text.contains("checksum mismatch") && text.contains(member),
-            "{member}: {text}"
-        );
-        assert!(text.contains("nothing was changed"), "{text}");
-        assert_eq!(
-            table_count(&pg, &h),
-            "0",
-            "{member}: the database was touched"
-        );
-        assert!(!h.secrets.exists(), "{member}: secrets were written");
-        assert!(!h.media.exists(), "{member}: media were written");
+        let bad = corrupted(&bytes, member, tmp.path());
+        let out = restore(&pg, &h, &bad, &[]);
+        assert_checksum_refusal(&out, member);
+        assert_untouched(&pg, &h, member);
     }
     // Garbage and truncation, too.
     let truncated = tmp.path().join("truncated.tar");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    let out = cli(
-        &[
-            "restore",
-            truncated.to_str().unwrap(),
-            "--config",
-            h.config.to_str().unwrap(),
-        ],
-        &pg,
-    );
+    let out = restore(&pg, &h, &truncated, &[]);
     assert!(!out.status.success());
     assert!(both(&out).contains("nothing was changed"), "{}", both(&out));
     assert!(!h.secrets.exists());
 
     // Restore onto the wiped host: same rows, secrets and media.
-    let out = cli(
-        &[
-            "restore",
-            archive.to_str().unwrap(),
-            "--config",
-            h.config.to_str().unwrap(),
-        ],
-        &pg,
-    );
+    let out = restore(&pg, &h, &archive, &[]);
     assert!(out.status.success(), "restore: {}", both(&out));
     assert_eq!(rows(&pg, &h), before);
-    for (name, value) in secret_files() {
-        let p = h.secrets.join(name);
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), value, "{name}");
-        assert_eq!(mode(&p), 0o600, "{name}");
-    }
+    assert_secrets_and_media_restored(&h);
     assert_eq!(mode(&h.secrets), 0o700);
     let state = h.secrets.join("admin-account.json");
     assert_eq!(std::fs::read_to_string(&state).unwrap(), admin_state);
     assert_eq!(mode(&state), 0o600);
-    for (rel, content) in MEDIA {
-        assert_eq!(std::fs::read(h.media.join(rel)).unwrap(), content, "{rel}");
-    }
     // The objects belong to the configured role.
     assert_eq!(
         pg.sql(
@@ -320,36 +377,15 @@ fn backup_wipe_restore_and_refusals_with_a_real_postgresql() {
     );
 
     // A non-empty database is refused without --force, and nothing changes.
-    pg.sql(
-        &h.db,
-        &h.db,
-        "INSERT INTO events (name, body) VALUES ('mallory', 'later')",
-    );
+    insert_event(&pg, &h, "mallory", "later");
     let changed = rows(&pg, &h);
-    let out = cli(
-        &[
-            "restore",
-            archive.to_str().unwrap(),
-            "--config",
-            h.config.to_str().unwrap(),
-        ],
-        &pg,
-    );
+    let out = restore(&pg, &h, &archive, &[]);
     assert!(!out.status.success(), "restore over a non-empty database");
     assert!(both(&out).contains("not empty"), "{}", both(&out));
     assert!(both(&out).contains("--force"), "{}", both(&out));
     assert_eq!(rows(&pg, &h), changed);
     // With --force it is replaced by the archive's contents.
-    let out = cli(
-        &[
-            "restore",
-            archive.to_str().unwrap(),
-            "--config",
-            h.config.to_str().unwrap(),
-            "--force",
-        ],
-        &pg,
-    );
+    let out = restore(&pg, &h, &archive, &["--force"]);
     assert!(out.status.success(), "restore --force: {}", both(&out));
     assert_eq!(rows(&pg, &h), before);
 
@@ -358,15 +394,7 @@ fn backup_wipe_restore_and_refusals_with_a_real_postgresql() {
     pg.fresh_db(&h.db);
     let other_key = "ed25519 a_0ther 9jmEkWk6aQ8pVq0D1Tz0ni6Mu+VlEwN0F1B1lf0tV9s\n";
     std::fs::write(h.secrets.join("signing_key"), other_key).unwrap();
-    let out = cli(
-        &[
-            "restore",
-            archive.to_str().unwrap(),
-            "--config",
-            h.config.to_str().unwrap(),
-        ],
-        &pg,
-    );
+    let out = restore(&pg, &h, &archive, &[]);
     assert!(!out.status.success(), "restore over another signing key");
     let text = both(&out);
     assert!(
@@ -382,17 +410,7 @@ fn backup_wipe_restore_and_refusals_with_a_real_postgresql() {
     // With --config, --host-out still writes the archive's host description.
     std::fs::write(h.secrets.join("signing_key"), SIGNING_KEY).unwrap();
     let host_out = tmp.path().join("archived-host.yaml");
-    let out = cli(
-        &[
-            "restore",
-            archive.to_str().unwrap(),
-            "--config",
-            h.config.to_str().unwrap(),
-            "--host-out",
-            host_out.to_str().unwrap(),
-        ],
-        &pg,
-    );
+    let out = restore(&pg, &h, &archive, &["--host-out", s(&host_out)]);
     assert!(out.status.success(), "restore: {}", both(&out));
     assert!(both(&out).contains("kept secret"), "{}", both(&out));
     assert!(
@@ -425,28 +443,8 @@ fn a_running_synapse_listener_blocks_restore() {
     )
     .unwrap();
     // A valid archive, built with the library.
-    let mut w = ospw_matrix::backup::ArchiveWriter::new(Vec::new());
-    w.add_bytes("host/host-description", b"x", 0o600).unwrap();
-    w.add_bytes("database/synapse.pgdump", b"PGDMP", 0o600)
-        .unwrap();
-    let manifest = ospw_matrix::backup::Manifest {
-        format: ospw_matrix::backup::FORMAT.into(),
-        format_version: ospw_matrix::backup::FORMAT_VERSION,
-        ospw_matrix_version: "0".into(),
-        synapse_version: None,
-        postgresql_version: None,
-        server_name: "example.test".into(),
-        created: ospw_matrix::backup::now_rfc3339(),
-        database: ospw_matrix::backup::DatabaseRecord {
-            name: "synapse".into(),
-            user: "synapse".into(),
-            dump_format: "custom".into(),
-        },
-        members: Default::default(),
-    };
-    let (bytes, _) = w.finish(manifest).unwrap();
     let archive = tmp.path().join("a.tar");
-    std::fs::write(&archive, bytes).unwrap();
+    library_archive(b"x", &archive);
     let out = run(&[
         "restore",
         archive.to_str().unwrap(),
@@ -489,10 +487,7 @@ fn backup_reports_an_unreachable_database_and_writes_nothing() {
     assert!(!out.status.success());
     let text = both(&out);
     assert!(text.contains(".s.PGSQL."), "names the socket: {text}");
-    let left: Vec<_> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let left = entries(tmp.path());
     assert_eq!(left, vec![std::ffi::OsString::from("host.yaml")]);
 }
 
@@ -508,6 +503,14 @@ fn cli_without_env_config(args: &[&str], pg: &Cluster) -> Output {
         .expect("run ospw-matrix")
 }
 
+/// Runs `restore ARCHIVE EXTRA... --host-out HOST_OUT` with no `--config`.
+fn restore_without_config(pg: &Cluster, archive: &Path, host_out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["restore", s(archive)];
+    args.extend_from_slice(extra);
+    args.extend(["--host-out", s(host_out)]);
+    cli_without_env_config(&args, pg)
+}
+
 #[test]
 fn restore_without_config_uses_the_archives_host_description() {
     let Some(bin) = require("PostgreSQL 15 (initdb)", pg_bin()) else {
@@ -516,27 +519,12 @@ fn restore_without_config_uses_the_archives_host_description() {
     let tmp = TempDir::new("restore-noconfig");
     let pg = Cluster::start(bin, tmp.path());
     let h = host(tmp.path(), &pg, "synapse_n");
-    pg.fresh_db(&h.db);
-    pg.sql(
-        &h.db,
-        &h.db,
-        "CREATE TABLE events (id serial PRIMARY KEY, name text NOT NULL, body text NOT NULL);
-         INSERT INTO events (name, body) VALUES ('alice', 'hello'), ('bob', 'bye');",
-    );
+    seed_events(&pg, &h, "('alice', 'hello'), ('bob', 'bye')");
     let before = rows(&pg, &h);
     write_secrets(&h);
     write_media(&h);
     let archive = tmp.path().join("backup.tar");
-    let out = cli(
-        &[
-            "backup",
-            "--config",
-            h.config.to_str().unwrap(),
-            "--out",
-            archive.to_str().unwrap(),
-        ],
-        &pg,
-    );
+    let out = backup(&pg, &h, &archive);
     assert!(out.status.success(), "backup: {}", both(&out));
     let bytes = std::fs::read(&archive).unwrap();
     let host_bytes = std::fs::read(&h.config).unwrap();
@@ -556,49 +544,18 @@ fn restore_without_config_uses_the_archives_host_description() {
         "database/synapse.pgdump",
         "secrets/signing_key",
     ] {
-        let (at, size) = member_offset(&bytes, member);
-        let mut bad = bytes.clone();
-        bad[at + size / 2] ^= 0x20;
-        let bad_path = tmp.path().join("corrupted.tar");
-        std::fs::write(&bad_path, &bad).unwrap();
-        let out = cli_without_env_config(
-            &[
-                "restore",
-                bad_path.to_str().unwrap(),
-                "--host-out",
-                host_out.to_str().unwrap(),
-            ],
-            &pg,
-        );
-        assert!(
-            !out.status.success(),
-            "{member}: accepted a corrupted archive"
-        );
-        let text = both(&out);
-        assert!(
-            text.contains("checksum mismatch") && text.contains(member),
-            "{member}: {text}"
-        );
-        assert!(text.contains("nothing was changed"), "{text}");
+        let bad = corrupted(&bytes, member, tmp.path());
+        let out = restore_without_config(&pg, &bad, &host_out, &[]);
+        let text = assert_checksum_refusal(&out, member);
         assert!(!text.contains("using the host description"), "{text}");
         assert!(!host_out.exists(), "{member}: --host-out was written");
-        assert_eq!(table_count(&pg, &h), "0", "{member}: database touched");
-        assert!(!h.secrets.exists(), "{member}: secrets were written");
-        assert!(!h.media.exists(), "{member}: media were written");
+        assert_untouched(&pg, &h, member);
     }
 
     // An existing --host-out is never overwritten: refused, nothing changed.
     let existing = tmp.path().join("existing.yaml");
     std::fs::write(&existing, "keep me\n").unwrap();
-    let out = cli_without_env_config(
-        &[
-            "restore",
-            archive.to_str().unwrap(),
-            "--host-out",
-            existing.to_str().unwrap(),
-        ],
-        &pg,
-    );
+    let out = restore_without_config(&pg, &archive, &existing, &[]);
     assert!(!out.status.success(), "overwrote --host-out");
     let text = both(&out);
     assert!(
@@ -610,15 +567,7 @@ fn restore_without_config_uses_the_archives_host_description() {
     assert!(!h.secrets.exists(), "secrets were written");
 
     // Without --config: the archive's host description, written out too.
-    let out = cli_without_env_config(
-        &[
-            "restore",
-            archive.to_str().unwrap(),
-            "--host-out",
-            host_out.to_str().unwrap(),
-        ],
-        &pg,
-    );
+    let out = restore_without_config(&pg, &archive, &host_out, &[]);
     assert!(out.status.success(), "restore: {}", both(&out));
     let text = both(&out);
     assert!(
@@ -628,14 +577,7 @@ fn restore_without_config_uses_the_archives_host_description() {
     );
     assert!(!text.contains("differs"), "{text}");
     assert_eq!(rows(&pg, &h), before);
-    for (name, value) in secret_files() {
-        let p = h.secrets.join(name);
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), value, "{name}");
-        assert_eq!(mode(&p), 0o600, "{name}");
-    }
-    for (rel, content) in MEDIA {
-        assert_eq!(std::fs::read(h.media.join(rel)).unwrap(), content, "{rel}");
-    }
+    assert_secrets_and_media_restored(&h);
     assert_eq!(std::fs::read(&host_out).unwrap(), host_bytes);
     assert_eq!(mode(&host_out), 0o644);
     let check = run(&["check", "--config", host_out.to_str().unwrap()]);
@@ -643,22 +585,9 @@ fn restore_without_config_uses_the_archives_host_description() {
 
     // Again (with --force): the written host description is not overwritten.
     std::fs::write(&host_out, "edited\n").unwrap();
-    pg.sql(
-        &h.db,
-        &h.db,
-        "INSERT INTO events (name, body) VALUES ('x', 'y')",
-    );
+    insert_event(&pg, &h, "x", "y");
     let changed = rows(&pg, &h);
-    let out = cli_without_env_config(
-        &[
-            "restore",
-            archive.to_str().unwrap(),
-            "--force",
-            "--host-out",
-            host_out.to_str().unwrap(),
-        ],
-        &pg,
-    );
+    let out = restore_without_config(&pg, &archive, &host_out, &["--force"]);
     assert!(!out.status.success(), "overwrote --host-out");
     assert!(both(&out).contains("never overwritten"), "{}", both(&out));
     assert_eq!(std::fs::read_to_string(&host_out).unwrap(), "edited\n");
@@ -669,33 +598,11 @@ fn restore_without_config_uses_the_archives_host_description() {
 fn an_invalid_host_description_in_the_archive_is_refused_naming_the_member() {
     // Refused before PostgreSQL is contacted: no cluster needed.
     let tmp = TempDir::new("restore-badhost");
-    let mut w = ospw_matrix::backup::ArchiveWriter::new(Vec::new());
-    w.add_bytes(
-        "host/host-description",
-        b"base_domain: example.test\nserver_name: example.test\nmatrix_host: [not, a, host]\n",
-        0o600,
-    )
-    .unwrap();
-    w.add_bytes("database/synapse.pgdump", b"PGDMP", 0o600)
-        .unwrap();
-    let manifest = ospw_matrix::backup::Manifest {
-        format: ospw_matrix::backup::FORMAT.into(),
-        format_version: ospw_matrix::backup::FORMAT_VERSION,
-        ospw_matrix_version: "0".into(),
-        synapse_version: None,
-        postgresql_version: None,
-        server_name: "example.test".into(),
-        created: ospw_matrix::backup::now_rfc3339(),
-        database: ospw_matrix::backup::DatabaseRecord {
-            name: "synapse".into(),
-            user: "synapse".into(),
-            dump_format: "custom".into(),
-        },
-        members: Default::default(),
-    };
-    let (bytes, _) = w.finish(manifest).unwrap();
     let archive = tmp.path().join("a.tar");
-    std::fs::write(&archive, bytes).unwrap();
+    library_archive(
+        b"base_domain: example.test\nserver_name: example.test\nmatrix_host: [not, a, host]\n",
+        &archive,
+    );
     let host_out = tmp.path().join("host.yaml");
     let out = support::bin()
         .args([
