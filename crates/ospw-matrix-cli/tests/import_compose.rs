@@ -10,6 +10,7 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use pg::{both, pg_bin, Cluster};
 use support::{free_port, require, run, TempDir};
@@ -105,20 +106,41 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
+/// Runs `import-compose DIR --out-config CONFIG --secrets-dir SECRETS`.
+fn import(dir: &Path, config: &Path, secrets: &Path) -> Output {
+    run(&[
+        "import-compose",
+        dir.to_str().unwrap(),
+        "--out-config",
+        config.to_str().unwrap(),
+        "--secrets-dir",
+        secrets.to_str().unwrap(),
+    ])
+}
+
+/// Asserts that the output of a run mentions `needle`.
+fn assert_says(out: &Output, needle: &str) {
+    assert!(both(out).contains(needle), "{}", both(out));
+}
+
+/// Asserts that none of the old secrets appears in `text` (`what`).
+fn assert_no_secret_in(text: &str, what: &str) {
+    for secret in ["db-password-in-compose", REG_SECRET, MACAROON, "8jmEkWk6"] {
+        assert!(!text.contains(secret), "{secret} {what}:\n{text}");
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap()
+}
+
 #[test]
 fn import_writes_a_valid_host_and_secrets_and_lists_what_it_did_not_carry() {
     let tmp = TempDir::new("import");
     let dir = compose_dir(tmp.path());
     let out_config = tmp.path().join("host.yaml");
     let secrets = tmp.path().join("secrets");
-    let out = run(&[
-        "import-compose",
-        dir.to_str().unwrap(),
-        "--out-config",
-        out_config.to_str().unwrap(),
-        "--secrets-dir",
-        secrets.to_str().unwrap(),
-    ]);
+    let out = import(&dir, &out_config, &secrets);
     let text = both(&out);
     assert!(out.status.success(), "{text}");
     // Reported: privacy settings deliberately dropped, the rest listed.
@@ -134,11 +156,9 @@ fn import_writes_a_valid_host_and_secrets_and_lists_what_it_did_not_carry() {
     ] {
         assert!(text.contains(expected), "{expected} missing:\n{text}");
     }
-    for secret in ["db-password-in-compose", REG_SECRET, MACAROON, "8jmEkWk6"] {
-        assert!(!text.contains(secret), "{secret} printed:\n{text}");
-    }
+    assert_no_secret_in(&text, "printed");
 
-    let yaml = std::fs::read_to_string(&out_config).unwrap();
+    let yaml = read(&out_config);
     assert!(
         yaml.starts_with("# Imported from a Docker Compose setup"),
         "{yaml}"
@@ -151,12 +171,7 @@ fn import_writes_a_valid_host_and_secrets_and_lists_what_it_did_not_carry() {
         yaml.contains("#   - homeserver.yaml: enable_registration"),
         "{yaml}"
     );
-    for secret in ["db-password-in-compose", REG_SECRET, MACAROON, "8jmEkWk6"] {
-        assert!(
-            !yaml.contains(secret),
-            "{secret} in the host description:\n{yaml}"
-        );
-    }
+    assert_no_secret_in(&yaml, "in the host description");
     let host: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
     assert_eq!(host["server_name"].as_str(), Some("matrix.old.test"));
     assert_eq!(host["element_host"].as_str(), Some("chat.old.test"));
@@ -168,17 +183,14 @@ fn import_writes_a_valid_host_and_secrets_and_lists_what_it_did_not_carry() {
     // The secrets: same signing key, inline secrets as files, 0600 in 0700.
     assert_eq!(mode(&secrets), 0o700);
     assert_eq!(
-        std::fs::read_to_string(secrets.join("signing_key")).unwrap(),
+        read(&secrets.join("signing_key")),
         format!("{SIGNING_KEY}\n")
     );
     assert_eq!(
-        std::fs::read_to_string(secrets.join("registration_shared_secret")).unwrap(),
+        read(&secrets.join("registration_shared_secret")),
         REG_SECRET
     );
-    assert_eq!(
-        std::fs::read_to_string(secrets.join("macaroon_secret_key")).unwrap(),
-        MACAROON
-    );
+    assert_eq!(read(&secrets.join("macaroon_secret_key")), MACAROON);
     for name in [
         "signing_key",
         "registration_shared_secret",
@@ -193,14 +205,7 @@ fn import_writes_a_valid_host_and_secrets_and_lists_what_it_did_not_carry() {
 
     // Running it again is harmless (same files); a different existing
     // secret is refused and nothing is written.
-    let again = run(&[
-        "import-compose",
-        dir.to_str().unwrap(),
-        "--out-config",
-        out_config.to_str().unwrap(),
-        "--secrets-dir",
-        secrets.to_str().unwrap(),
-    ]);
+    let again = import(&dir, &out_config, &secrets);
     assert!(again.status.success(), "{}", both(&again));
     let other = tmp.path().join("other-secrets");
     std::fs::create_dir_all(&other).unwrap();
@@ -210,25 +215,12 @@ fn import_writes_a_valid_host_and_secrets_and_lists_what_it_did_not_carry() {
     )
     .unwrap();
     let other_config = tmp.path().join("other.yaml");
-    let refused = run(&[
-        "import-compose",
-        dir.to_str().unwrap(),
-        "--out-config",
-        other_config.to_str().unwrap(),
-        "--secrets-dir",
-        other.to_str().unwrap(),
-    ]);
+    let refused = import(&dir, &other_config, &other);
     assert!(!refused.status.success());
-    assert!(
-        both(&refused).contains("refusing to overwrite"),
-        "{}",
-        both(&refused)
-    );
+    assert_says(&refused, "refusing to overwrite");
     assert!(!other_config.exists());
     assert!(!other.join("registration_shared_secret").exists());
-    assert!(std::fs::read_to_string(other.join("signing_key"))
-        .unwrap()
-        .contains("a_new"));
+    assert!(read(&other.join("signing_key")).contains("a_new"));
 }
 
 #[test]
@@ -237,20 +229,9 @@ fn a_missing_signing_key_or_sqlite_is_a_clear_error() {
     let dir = compose_dir(tmp.path());
     std::fs::remove_file(dir.join("synapse/matrix.old.test.signing.key")).unwrap();
     let out_config = tmp.path().join("host.yaml");
-    let out = run(&[
-        "import-compose",
-        dir.to_str().unwrap(),
-        "--out-config",
-        out_config.to_str().unwrap(),
-        "--secrets-dir",
-        tmp.path().join("s").to_str().unwrap(),
-    ]);
+    let out = import(&dir, &out_config, &tmp.path().join("s"));
     assert!(!out.status.success());
-    assert!(
-        both(&out).contains("matrix.old.test.signing.key"),
-        "{}",
-        both(&out)
-    );
+    assert_says(&out, "matrix.old.test.signing.key");
     assert!(!out_config.exists());
     assert!(!tmp.path().join("s").exists());
 }
@@ -281,8 +262,8 @@ fn restore_dump_and_copy_media_with_a_real_postgresql() {
     )
     .unwrap();
     let out_config = tmp.path().join("host.yaml");
-    let args = |config: &Path| {
-        vec![
+    let import_into_pg = |config: &Path| {
+        let args = vec![
             "import-compose".to_owned(),
             dir.display().to_string(),
             "--out-config".into(),
@@ -295,41 +276,27 @@ fn restore_dump_and_copy_media_with_a_real_postgresql() {
             "--copy-media".into(),
             "--pg-bin-dir".into(),
             pg.bin.display().to_string(),
-        ]
+        ];
+        run(&args.iter().map(String::as_str).collect::<Vec<_>>())
     };
-    let a = args(&out_config);
-    let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = import_into_pg(&out_config);
     assert!(out.status.success(), "{}", both(&out));
-    assert!(
-        both(&out).contains("ownership/privilege statements"),
-        "{}",
-        both(&out)
-    );
+    assert_says(&out, "ownership/privilege statements");
     // The rows are there, owned by the new role; COPY data that looks like
     // a statement was kept as data.
-    let users = pg.sql(
-        "synapse_new",
-        "synapse_new",
-        "SELECT string_agg(name, ',' ORDER BY name) FROM users",
-    );
+    let sql = |query: &str| pg.sql("synapse_new", "synapse_new", query);
+    let users = sql("SELECT string_agg(name, ',' ORDER BY name) FROM users");
     assert_eq!(
         users,
         "@alice:matrix.old.test,ALTER TABLE looks like a statement OWNER TO nobody; but is data"
     );
+    assert_eq!(sql("SELECT body FROM events"), "hello from compose");
     assert_eq!(
-        pg.sql("synapse_new", "synapse_new", "SELECT body FROM events"),
-        "hello from compose"
-    );
-    assert_eq!(
-        pg.sql(
-            "synapse_new",
-            "synapse_new",
-            "SELECT string_agg(DISTINCT tableowner, ',') FROM pg_tables WHERE schemaname = 'public'"
-        ),
+        sql("SELECT string_agg(DISTINCT tableowner, ',') FROM pg_tables WHERE schemaname = 'public'"),
         "synapse_new"
     );
     // The base's paths and database were kept, the names are the old ones.
-    let yaml = std::fs::read_to_string(&out_config).unwrap();
+    let yaml = read(&out_config);
     assert!(yaml.contains("server_name: matrix.old.test"), "{yaml}");
     assert!(yaml.contains("name: synapse_new"), "{yaml}");
     assert_eq!(
@@ -339,9 +306,8 @@ fn restore_dump_and_copy_media_with_a_real_postgresql() {
 
     // Into a non-empty database: refused, nothing written.
     let second = tmp.path().join("host2.yaml");
-    let a = args(&second);
-    let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = import_into_pg(&second);
     assert!(!out.status.success());
-    assert!(both(&out).contains("not empty"), "{}", both(&out));
+    assert_says(&out, "not empty");
     assert!(!second.exists());
 }
