@@ -30,112 +30,63 @@ let
         lib.mergeEqualOption loc defs';
   };
 
-  units = mkOption {
-    type = types.listOf types.str;
-    default = [ ];
-  };
+  # An option of this type and default.
+  opt = type: default: mkOption { inherit type default; };
+
+  units = opt (types.listOf types.str) [ ];
+  lines = opt types.lines "";
+  unitSettings = opt (types.attrsOf unitOption) { };
+  triggers = opt (types.listOf types.unspecified) [ ];
+
+  # nixos/lib/systemd-unit-options.nix: the options every unit has.
+  commonUnitOptions = {
+    enable = opt types.bool true;
+    description = opt types.singleLineStr "";
+    documentation = opt (types.listOf types.str) [ ];
+    unitConfig = unitSettings;
+  }
+  // lib.genAttrs [
+    "wantedBy"
+    "requiredBy"
+    "after"
+    "before"
+    "requires"
+    "wants"
+    "bindsTo"
+    "partOf"
+    "conflicts"
+  ] (_: units);
 
   serviceOptions = {
-    options = {
-      enable = mkOption {
-        type = types.bool;
-        default = true;
-      };
-      description = mkOption {
-        type = types.singleLineStr;
-        default = "";
-      };
-      documentation = mkOption {
-        type = types.listOf types.str;
-        default = [ ];
-      };
-      wantedBy = units;
-      requiredBy = units;
-      after = units;
-      before = units;
-      requires = units;
-      wants = units;
-      bindsTo = units;
-      partOf = units;
-      conflicts = units;
-      environment = mkOption {
-        type =
-          with types;
-          attrsOf (
-            nullOr (oneOf [
-              str
-              path
-              package
-            ])
-          );
-        default = { };
-      };
-      path = mkOption {
-        type = types.listOf (types.oneOf [
+    options = commonUnitOptions // {
+      environment = opt (
+        with types;
+        attrsOf (
+          nullOr (oneOf [
+            str
+            path
+            package
+          ])
+        )
+      ) { };
+      path = opt (types.listOf (
+        types.oneOf [
           types.package
           types.str
-        ]);
-        default = [ ];
-      };
-      script = mkOption {
-        type = types.lines;
-        default = "";
-      };
-      preStart = mkOption {
-        type = types.lines;
-        default = "";
-      };
-      serviceConfig = mkOption {
-        type = types.attrsOf unitOption;
-        default = { };
-      };
-      unitConfig = mkOption {
-        type = types.attrsOf unitOption;
-        default = { };
-      };
-      restartTriggers = mkOption {
-        type = types.listOf types.unspecified;
-        default = [ ];
-      };
-      reloadTriggers = mkOption {
-        type = types.listOf types.unspecified;
-        default = [ ];
-      };
-      startLimitIntervalSec = mkOption {
-        type = types.nullOr types.int;
-        default = null;
-      };
+        ]
+      )) [ ];
+      script = lines;
+      preStart = lines;
+      serviceConfig = unitSettings;
+      restartTriggers = triggers;
+      reloadTriggers = triggers;
+      startLimitIntervalSec = opt (types.nullOr types.int) null;
     };
   };
 
-  # nixos/lib/systemd-unit-options.nix: the common unit options and
-  # timerConfig.
+  # ... and timerConfig.
   timerOptions = {
-    options = {
-      enable = mkOption {
-        type = types.bool;
-        default = true;
-      };
-      description = mkOption {
-        type = types.singleLineStr;
-        default = "";
-      };
-      documentation = mkOption {
-        type = types.listOf types.str;
-        default = [ ];
-      };
-      wantedBy = units;
-      requiredBy = units;
-      after = units;
-      before = units;
-      requires = units;
-      wants = units;
-      partOf = units;
-      conflicts = units;
-      unitConfig = mkOption {
-        type = types.attrsOf unitOption;
-        default = { };
-      };
+    options = commonUnitOptions // {
       timerConfig = mkOption {
         type = types.attrsOf unitOption;
       };
@@ -144,38 +95,14 @@ let
 
   userOptions = {
     options = {
-      isSystemUser = mkOption {
-        type = types.bool;
-        default = false;
-      };
-      isNormalUser = mkOption {
-        type = types.bool;
-        default = false;
-      };
-      group = mkOption {
-        type = types.str;
-        default = "";
-      };
-      extraGroups = mkOption {
-        type = types.listOf types.str;
-        default = [ ];
-      };
-      home = mkOption {
-        type = types.passwdEntry types.path;
-        default = "/var/empty";
-      };
-      createHome = mkOption {
-        type = types.bool;
-        default = false;
-      };
-      description = mkOption {
-        type = types.passwdEntry types.str;
-        default = "";
-      };
-      uid = mkOption {
-        type = types.nullOr types.int;
-        default = null;
-      };
+      isSystemUser = opt types.bool false;
+      isNormalUser = opt types.bool false;
+      group = opt types.str "";
+      extraGroups = opt (types.listOf types.str) [ ];
+      home = opt (types.passwdEntry types.path) "/var/empty";
+      createHome = opt types.bool false;
+      description = opt (types.passwdEntry types.str) "";
+      uid = opt (types.nullOr types.int) null;
     };
   };
 
@@ -187,84 +114,39 @@ let
   };
 
   enableOnly = {
-    enable = mkOption {
-      type = types.bool;
-      default = false;
-    };
+    enable = opt types.bool false;
   };
 in
 {
   options = {
-    assertions = mkOption {
-      type = types.listOf types.unspecified;
-      default = [ ];
-    };
-    warnings = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
-    };
+    assertions = opt (types.listOf types.unspecified) [ ];
+    warnings = opt (types.listOf types.str) [ ];
 
-    environment.systemPackages = mkOption {
-      type = types.listOf types.package;
-      default = [ ];
-    };
+    environment.systemPackages = opt (types.listOf types.package) [ ];
 
-    users.users = mkOption {
-      type = types.attrsOf (types.submodule userOptions);
-      default = { };
-    };
+    users.users = opt (types.attrsOf (types.submodule userOptions)) { };
     users.groups = mkOption {
       type = types.attrsOf (
         types.submodule {
           options = {
-            gid = mkOption {
-              type = types.nullOr types.int;
-              default = null;
-            };
-            members = mkOption {
-              type = types.listOf types.str;
-              default = [ ];
-            };
+            gid = opt (types.nullOr types.int) null;
+            members = opt (types.listOf types.str) [ ];
           };
         }
       );
       default = { };
     };
 
-    systemd.services = mkOption {
-      type = types.attrsOf (types.submodule serviceOptions);
-      default = { };
-    };
-    systemd.timers = mkOption {
-      type = types.attrsOf (types.submodule timerOptions);
-      default = { };
-    };
-    systemd.tmpfiles.rules = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
-    };
+    systemd.services = opt (types.attrsOf (types.submodule serviceOptions)) { };
+    systemd.timers = opt (types.attrsOf (types.submodule timerOptions)) { };
+    systemd.tmpfiles.rules = opt (types.listOf types.str) [ ];
 
     networking.firewall = {
-      enable = mkOption {
-        type = types.bool;
-        default = true;
-      };
-      allowedTCPPorts = mkOption {
-        type = types.listOf types.port;
-        default = [ ];
-      };
-      allowedUDPPorts = mkOption {
-        type = types.listOf types.port;
-        default = [ ];
-      };
-      allowedTCPPortRanges = mkOption {
-        type = types.listOf portRange;
-        default = [ ];
-      };
-      allowedUDPPortRanges = mkOption {
-        type = types.listOf portRange;
-        default = [ ];
-      };
+      enable = opt types.bool true;
+      allowedTCPPorts = opt (types.listOf types.port) [ ];
+      allowedUDPPorts = opt (types.listOf types.port) [ ];
+      allowedTCPPortRanges = opt (types.listOf portRange) [ ];
+      allowedUDPPortRanges = opt (types.listOf portRange) [ ];
     };
 
     # As in nixpkgs 25.11 (nixos/modules/services/databases/postgresql.nix):
@@ -277,36 +159,18 @@ in
       settings = mkOption {
         type = types.submodule {
           freeformType = (pkgs.formats.json { }).type;
-          options.port = mkOption {
-            type = types.port;
-            default = 5432;
-          };
+          options.port = opt types.port 5432;
         };
         default = { };
       };
     };
 
     services.caddy = enableOnly // {
-      user = mkOption {
-        type = types.str;
-        default = "caddy";
-      };
-      group = mkOption {
-        type = types.str;
-        default = "caddy";
-      };
-      email = mkOption {
-        type = types.nullOr types.str;
-        default = null;
-      };
-      globalConfig = mkOption {
-        type = types.lines;
-        default = "";
-      };
-      extraConfig = mkOption {
-        type = types.lines;
-        default = "";
-      };
+      user = opt types.str "caddy";
+      group = opt types.str "caddy";
+      email = opt (types.nullOr types.str) null;
+      globalConfig = opt types.lines "";
+      extraConfig = opt types.lines "";
     };
 
     services.matrix-synapse = enableOnly;
