@@ -41,13 +41,47 @@ secrets:
     host
 }
 
+/// The `listen` mapping of a TCP listener on `address`:`port`.
+fn tcp_listen(address: &str, port: u16) -> String {
+    format!("{{tcp: {{address: {address}, port: {port}}}}}")
+}
+
+/// The `listen` mapping of a Unix socket listener at `sock`.
+fn unix_listen(sock: &Path) -> String {
+    format!("{{unix: {{path: {}}}}}", sock.display())
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8")
+}
+
+/// Asserts that the run failed with `needle` on stderr, returning stderr.
+fn assert_fails_saying(out: &Output, needle: &str) -> String {
+    assert!(!out.status.success(), "{needle}");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(needle), "{needle}: {stderr}");
+    stderr
+}
+
+/// Runs `render --config HOST --out OUT`, which must succeed.
+fn render(host: &Path, out: &Path) {
+    let out = run(&["render", "--config", s(host), "--out", s(out)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Runs `user add NAME --synapse SYNAPSE --registration-secret-file SECRET`.
+fn user_add_direct(name: &str, synapse: &str, secret: &Path) -> Output {
+    user_add(&[
+        name,
+        "--synapse",
+        synapse,
+        "--registration-secret-file",
+        s(secret),
+    ])
+}
+
 fn init_secrets(dir: &Path) {
-    let out = run(&[
-        "secrets",
-        "init",
-        "--dir",
-        dir.join("secrets").to_str().expect("utf8"),
-    ]);
+    let out = run(&["secrets", "init", "--dir", s(&dir.join("secrets"))]);
     assert!(out.status.success(), "{out:?}");
 }
 
@@ -154,28 +188,16 @@ fn closed_port_is_unreachable_naming_the_address() {
     let tmp = TempDir::new("user-closed");
     init_secrets(tmp.path());
     let port = free_port();
-    let host = write_host(
-        tmp.path(),
-        &format!("{{tcp: {{address: 127.0.0.1, port: {port}}}}}"),
-    );
-    let out = user_add(&["alice", "--config", host.to_str().expect("utf8")]);
-    assert!(!out.status.success());
-    let stderr = text(&out.stderr);
-    assert!(stderr.contains("server unreachable"), "{stderr}");
+    let host = write_host(tmp.path(), &tcp_listen("127.0.0.1", port));
+    let out = user_add(&["alice", "--config", s(&host)]);
+    let stderr = assert_fails_saying(&out, "server unreachable");
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
     assert!(out.stdout.is_empty(), "no password printed on failure");
 
     // The same through --synapse, and through the environment.
     let secret = tmp.path().join("secrets/registration_shared_secret");
-    let out = user_add(&[
-        "bob",
-        "--synapse",
-        &format!("127.0.0.1:{port}"),
-        "--registration-secret-file",
-        secret.to_str().expect("utf8"),
-    ]);
-    assert!(!out.status.success());
-    assert!(text(&out.stderr).contains(&format!("127.0.0.1:{port}")));
+    let out = user_add_direct("bob", &format!("127.0.0.1:{port}"), &secret);
+    assert_fails_saying(&out, &format!("127.0.0.1:{port}"));
     let out = bin()
         .args(["user", "add", "carol"])
         .env("OSPW_MATRIX_CONFIG", &host)
@@ -183,8 +205,7 @@ fn closed_port_is_unreachable_naming_the_address() {
         .env_remove("OSPW_MATRIX_REGISTRATION_SECRET_FILE")
         .output()
         .expect("run");
-    assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("server unreachable"));
+    assert_fails_saying(&out, "server unreachable");
 }
 
 #[test]
@@ -192,14 +213,9 @@ fn missing_unix_socket_is_unreachable_naming_it() {
     let tmp = TempDir::new("user-nosock");
     init_secrets(tmp.path());
     let sock = tmp.path().join("synapse.sock");
-    let host = write_host(
-        tmp.path(),
-        &format!("{{unix: {{path: {}}}}}", sock.display()),
-    );
-    let out = user_add(&["alice", "--config", host.to_str().expect("utf8")]);
-    assert!(!out.status.success());
-    let stderr = text(&out.stderr);
-    assert!(stderr.contains("server unreachable"), "{stderr}");
+    let host = write_host(tmp.path(), &unix_listen(&sock));
+    let out = user_add(&["alice", "--config", s(&host)]);
+    let stderr = assert_fails_saying(&out, "server unreachable");
     assert!(stderr.contains(&sock.display().to_string()), "{stderr}");
 }
 
@@ -222,24 +238,19 @@ fn bad_names_are_refused_before_anything_else() {
 fn missing_secret_file_is_named() {
     let tmp = TempDir::new("user-nosecret");
     let port = free_port();
-    let host = write_host(
-        tmp.path(),
-        &format!("{{tcp: {{address: 127.0.0.1, port: {port}}}}}"),
-    );
-    let out = user_add(&["alice", "--config", host.to_str().expect("utf8")]);
-    assert!(!out.status.success());
-    let stderr = text(&out.stderr);
+    let host = write_host(tmp.path(), &tcp_listen("127.0.0.1", port));
+    let out = user_add(&["alice", "--config", s(&host)]);
     let expected = tmp.path().join("secrets/registration_shared_secret");
-    assert!(stderr.contains(&expected.display().to_string()), "{stderr}");
+    let stderr = assert_fails_saying(&out, &expected.display().to_string());
     assert!(stderr.contains("registration shared secret"), "{stderr}");
 
     let other = tmp.path().join("elsewhere");
     let out = user_add(&[
         "alice",
         "--config",
-        host.to_str().expect("utf8"),
+        s(&host),
         "--registration-secret-file",
-        other.to_str().expect("utf8"),
+        s(&other),
     ]);
     assert!(text(&out.stderr).contains(&other.display().to_string()));
 }
@@ -247,8 +258,7 @@ fn missing_secret_file_is_named() {
 #[test]
 fn no_host_description_is_explained() {
     let out = user_add(&["alice"]);
-    assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("--config"));
+    assert_fails_saying(&out, "--config");
 }
 
 #[test]
@@ -262,11 +272,8 @@ fn creates_a_user_with_a_generated_password_printed_once() {
             r#"{"user_id":"@alice:example.org","home_server":"example.org"}"#,
         ),
     ]);
-    let host = write_host(
-        tmp.path(),
-        &format!("{{tcp: {{address: 127.0.0.1, port: {port}}}}}"),
-    );
-    let out = user_add(&["alice", "--admin", "--config", host.to_str().expect("utf8")]);
+    let host = write_host(tmp.path(), &tcp_listen("127.0.0.1", port));
+    let out = user_add(&["alice", "--admin", "--config", s(&host)]);
     let seen = server.join().expect("server");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -317,19 +324,10 @@ fn password_file_over_a_unix_socket() {
             ),
         ]
     });
-    let host = write_host(
-        tmp.path(),
-        &format!("{{unix: {{path: {}}}}}", sock.display()),
-    );
+    let host = write_host(tmp.path(), &unix_listen(&sock));
     let pw = tmp.path().join("pw");
     std::fs::write(&pw, "correct horse battery staple\n").expect("write");
-    let out = user_add(&[
-        "bob",
-        "--config",
-        host.to_str().expect("utf8"),
-        "--password-file",
-        pw.to_str().expect("utf8"),
-    ]);
+    let out = user_add(&["bob", "--config", s(&host), "--password-file", s(&pw)]);
     let seen = server.join().expect("server");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
@@ -365,17 +363,9 @@ fn synapse_refusals_are_explained() {
         ),
     ] {
         let (port, server) = fake_tcp(vec![(200, NONCE), (status, answer_body)]);
-        let out = user_add(&[
-            "alice",
-            "--synapse",
-            &format!("127.0.0.1:{port}"),
-            "--registration-secret-file",
-            secret.to_str().expect("utf8"),
-        ]);
+        let out = user_add_direct("alice", &format!("127.0.0.1:{port}"), &secret);
         server.join().expect("server");
-        assert!(!out.status.success(), "{expected}");
-        let stderr = text(&out.stderr);
-        assert!(stderr.contains(expected), "{expected}: {stderr}");
+        assert_fails_saying(&out, expected);
         assert!(out.stdout.is_empty(), "no password printed on failure");
     }
 }
@@ -404,14 +394,7 @@ fn start_synapse(python: &Path, dir: &Path, listen: &str) -> Option<(PathBuf, Ru
         &format!("synapse:\n  data_dir: {}/data\n", dir.display()),
     );
     std::fs::write(&host, yaml).expect("write");
-    let out = run(&[
-        "render",
-        "--config",
-        host.to_str().expect("utf8"),
-        "--out",
-        dir.join("out").to_str().expect("utf8"),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    render(&host, &dir.join("out"));
     let mut config =
         HomeserverConfig::from_yaml_file(&dir.join("out/synapse/homeserver.yaml")).expect("load");
     config.database = Some(DatabaseConfig {
@@ -471,19 +454,13 @@ fn against_a_real_synapse_over_tcp_and_unix_socket() {
     let unix = TempDir::new("user-live-unix");
     let sock = unix.path().join("synapse.sock");
     for (dir, listen) in [
-        (
-            tcp.path(),
-            format!("{{tcp: {{address: 127.0.0.1, port: {port}}}}}"),
-        ),
-        (
-            unix.path(),
-            format!("{{unix: {{path: {}}}}}", sock.display()),
-        ),
+        (tcp.path(), tcp_listen("127.0.0.1", port)),
+        (unix.path(), unix_listen(&sock)),
     ] {
         let Some((host, _synapse)) = start_synapse(&python, dir, &listen) else {
             panic!("no listener");
         };
-        let host = host.to_str().expect("utf8");
+        let host = s(&host);
         let out = user_add(&["alice", "--admin", "--config", host]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert!(text(&out.stderr).contains("@alice:example.org"));
@@ -509,12 +486,7 @@ fn against_a_real_synapse_over_tcp_and_unix_socket() {
         }
 
         let again = user_add(&["alice", "--config", host]);
-        assert!(!again.status.success());
-        assert!(
-            text(&again.stderr).contains("exists"),
-            "{}",
-            text(&again.stderr)
-        );
+        assert_fails_saying(&again, "exists");
 
         let wrong = dir.join("wrong");
         std::fs::write(&wrong, "x".repeat(40)).expect("write");
@@ -523,14 +495,9 @@ fn against_a_real_synapse_over_tcp_and_unix_socket() {
             "--config",
             host,
             "--registration-secret-file",
-            wrong.to_str().expect("utf8"),
+            s(&wrong),
         ]);
-        assert!(!out.status.success());
-        assert!(
-            text(&out.stderr).contains("wrong registration shared secret"),
-            "{}",
-            text(&out.stderr)
-        );
+        assert_fails_saying(&out, "wrong registration shared secret");
     }
 }
 
@@ -539,26 +506,10 @@ fn reads_the_rendered_host_json() {
     let tmp = TempDir::new("user-hostjson");
     init_secrets(tmp.path());
     let port = free_port();
-    let host = write_host(
-        tmp.path(),
-        &format!("{{tcp: {{address: '::1', port: {port}}}}}"),
-    );
+    let host = write_host(tmp.path(), &tcp_listen("'::1'", port));
     let out_dir = tmp.path().join("out");
-    let out = run(&[
-        "render",
-        "--config",
-        host.to_str().expect("utf8"),
-        "--out",
-        out_dir.to_str().expect("utf8"),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = user_add(&[
-        "alice",
-        "--config",
-        out_dir.join("host.json").to_str().expect("utf8"),
-    ]);
-    assert!(!out.status.success());
-    let stderr = text(&out.stderr);
-    assert!(stderr.contains("server unreachable"), "{stderr}");
+    render(&host, &out_dir);
+    let out = user_add(&["alice", "--config", s(&out_dir.join("host.json"))]);
+    let stderr = assert_fails_saying(&out, "server unreachable");
     assert!(stderr.contains(&format!("[::1]:{port}")), "{stderr}");
 }
