@@ -113,3 +113,49 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("find a free port")
 }
+
+/// The names of the example host (`example.org`, Matrix on `matrix.`,
+/// Element on `chat.`): the first lines of a host description.
+pub const EXAMPLE_NAMES: &str = "base_domain: example.org\n\
+                                 server_name: example.org\n\
+                                 matrix_host: matrix.example.org\n\
+                                 element_host: chat.example.org\n";
+
+/// A program's standard error, as text.
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `ospw-matrix render --config HOST --out OUT`, or
+/// `ospw-matrix render --out OUT` (the built-in example) without `host`.
+pub fn render_to(host: Option<&Path>, out: &Path) -> Output {
+    let out = out.to_str().expect("utf8 path");
+    match host {
+        Some(host) => run(&[
+            "render",
+            "--config",
+            host.to_str().expect("utf8 path"),
+            "--out",
+            out,
+        ]),
+        None => run(&["render", "--out", out]),
+    }
+}
+
+/// [`render_to`], failing the test with render's standard error when it
+/// does not succeed.
+pub fn assert_renders(host: Option<&Path>, out: &Path) {
+    let o = render_to(host, out);
+    assert!(o.status.success(), "render failed: {}", stderr_of(&o));
+}
+
+/// Asserts that a run failed, with every one of `needles` on its standard
+/// error (the error names what is wrong); returns the standard error.
+pub fn assert_fails_naming(out: &Output, needles: &[&str]) -> String {
+    let stderr = stderr_of(out);
+    assert!(!out.status.success(), "succeeded: {stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "{needle} not named: {stderr}");
+    }
+    stderr
+}
