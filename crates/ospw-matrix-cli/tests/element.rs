@@ -4,12 +4,11 @@
 mod support;
 
 use ospw_matrix::components::element::ElementConfig;
-use support::{run, TempDir};
+use support::{assert_fails_naming, assert_renders, render_to, run, TempDir};
 
 fn render_example(dir: &TempDir) -> (serde_json::Value, ElementConfig) {
     let out = dir.path().join("rendered");
-    let o = run(&["render", "--out", out.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_renders(None, &out);
     let text = std::fs::read_to_string(out.join("element/config.json")).unwrap();
     let raw: serde_json::Value = serde_json::from_str(&text).unwrap();
     let conf = ElementConfig::parse(&text).unwrap();
@@ -92,22 +91,13 @@ fn breaking_settings_are_refused() {
     assert_ne!(yaml, example, "the example changed: update this test");
     std::fs::write(&host, yaml).unwrap();
     let out = dir.path().join("rendered");
-    let o = run(&[
-        "render",
-        "--config",
-        host.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
-    assert!(
-        stderr.contains("element.settings.bug_report_endpoint_url"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("element.settings.default_federate"),
-        "{stderr}"
+    let o = render_to(Some(&host), &out);
+    assert_fails_naming(
+        &o,
+        &[
+            "element.settings.bug_report_endpoint_url",
+            "element.settings.default_federate",
+        ],
     );
     assert!(!out.exists(), "nothing is written on error");
 }
