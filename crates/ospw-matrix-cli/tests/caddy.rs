@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{free_port, require, run, which, TempDir};
+use support::{assert_renders, free_port, require, which, TempDir, EXAMPLE_NAMES as NAMES};
 
 /// Kills the child process when dropped.
 struct KillOnDrop(Child);
@@ -22,28 +22,19 @@ impl Drop for KillOnDrop {
     }
 }
 
-const NAMES: &str = "base_domain: example.org\n\
-                     server_name: example.org\n\
-                     matrix_host: matrix.example.org\n\
-                     element_host: chat.example.org\n";
-
 /// Renders `yaml` into `<dir>/rendered`.
 fn render(dir: &Path, yaml: &str) -> PathBuf {
     let host = dir.join("host.yaml");
     std::fs::write(&host, yaml).unwrap();
     let out = dir.join("rendered");
-    let o = run(&[
-        "render",
-        "--config",
-        host.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        o.status.success(),
-        "render failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_renders(Some(&host), &out);
+    out
+}
+
+/// Renders the built-in example into `<dir>/rendered`.
+fn render_example(dir: &Path) -> PathBuf {
+    let out = dir.join("rendered");
+    assert_renders(None, &out);
     out
 }
 
@@ -62,6 +53,15 @@ fn validate(bin: &Path, dir: &Path, file: &Path) -> Output {
         .arg(file)
         .output()
         .expect("run caddy validate")
+}
+
+/// Runs `caddy adapt` on the rendered sites file (NixOS imports it alone).
+fn adapt_sites(bin: &Path, dir: &Path, out: &Path) -> Output {
+    caddy(bin, dir)
+        .args(["adapt", "--adapter", "caddyfile", "--config"])
+        .arg(out.join("caddy/sites.caddy"))
+        .output()
+        .expect("run caddy adapt")
 }
 
 fn assert_valid(bin: &Path, dir: &Path, file: &Path) {
@@ -126,21 +126,14 @@ fn standalone_caddyfiles_validate() {
     for (name, yaml) in variants {
         let dir = TempDir::new(&format!("caddy-{name}"));
         let out = if yaml.is_empty() {
-            let out = dir.path().join("rendered");
-            let o = run(&["render", "--out", out.to_str().unwrap()]);
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-            out
+            render_example(dir.path())
         } else {
             render(dir.path(), &yaml)
         };
         let caddyfile = out.join("caddy/Caddyfile");
         assert_valid(&bin, dir.path(), &caddyfile);
         // The sites file alone adapts too (NixOS imports it).
-        let o = caddy(&bin, dir.path())
-            .args(["adapt", "--adapter", "caddyfile", "--config"])
-            .arg(out.join("caddy/sites.caddy"))
-            .output()
-            .unwrap();
+        let o = adapt_sites(&bin, dir.path(), &out);
         assert!(
             o.status.success(),
             "{name}: {}",
@@ -250,14 +243,8 @@ fn adapted_sites_route_as_intended() {
         return;
     };
     let dir = TempDir::new("caddy-adapt");
-    let out = dir.path().join("rendered");
-    let o = run(&["render", "--out", out.to_str().unwrap()]);
-    assert!(o.status.success());
-    let o = caddy(&bin, dir.path())
-        .args(["adapt", "--adapter", "caddyfile", "--config"])
-        .arg(out.join("caddy/sites.caddy"))
-        .output()
-        .unwrap();
+    let out = render_example(dir.path());
+    let o = adapt_sites(&bin, dir.path(), &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let config: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
 
@@ -387,7 +374,7 @@ impl Response {
     }
 }
 
-fn get(curl: &Path, https_port: u16, host: &str, path: &str) -> Response {
+fn curl_get(curl: &Path, https_port: u16, host: &str, path: &str) -> Response {
     let dir = TempDir::new("curl");
     let headers = dir.path().join("headers");
     let o = Command::new(curl)
@@ -474,6 +461,7 @@ fn run_caddy(unix: bool) {
         .spawn()
         .expect("start caddy");
     let mut server = KillOnDrop(child);
+    let get = |host: &str, path: &str| curl_get(&curl, https_port, host, path);
     // Wait until the HTTPS listener answers with a certificate.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -483,15 +471,7 @@ fn run_caddy(unix: bool) {
                 std::fs::read_to_string(dir.path().join("caddy.log")).unwrap_or_default()
             );
         }
-        if get(
-            &curl,
-            https_port,
-            "matrix.example.org",
-            "/_matrix/client/versions",
-        )
-        .status
-            != 0
-        {
+        if get("matrix.example.org", "/_matrix/client/versions").status != 0 {
             break;
         }
         assert!(Instant::now() < deadline, "caddy never answered");
@@ -499,22 +479,12 @@ fn run_caddy(unix: bool) {
     }
 
     // Matrix host.
-    let r = get(
-        &curl,
-        https_port,
-        "matrix.example.org",
-        "/_matrix/client/versions",
-    );
+    let r = get("matrix.example.org", "/_matrix/client/versions");
     assert_eq!(
         (r.status, r.body.as_str()),
         (200, "upstream /_matrix/client/versions")
     );
-    let r = get(
-        &curl,
-        https_port,
-        "matrix.example.org",
-        "/_synapse/client/new_user_consent",
-    );
+    let r = get("matrix.example.org", "/_synapse/client/new_user_consent");
     assert_eq!(r.status, 200);
     assert!(r.body.starts_with("upstream /_synapse/client/"));
     for path in [
@@ -533,44 +503,25 @@ fn run_caddy(unix: bool) {
         "/_synapse/client/../admin/v1/server_version",
         "/_synapse/%61dmin/v1/server_version",
     ] {
-        let r = get(&curl, https_port, "matrix.example.org", path);
+        let r = get("matrix.example.org", path);
         assert_eq!(r.status, 404, "{path}: {}", r.body);
         assert!(!r.body.contains("upstream"), "{path} reached Synapse");
     }
-    let r = get(
-        &curl,
-        https_port,
-        "matrix.example.org",
-        "/.well-known/matrix/client",
-    );
+    let r = get("matrix.example.org", "/.well-known/matrix/client");
     assert_eq!(r.status, 200);
     let expected_base = format!("https://matrix.example.org:{https_port}");
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(v["m.homeserver"]["base_url"], expected_base.as_str());
 
     // Base domain.
-    let r = get(
-        &curl,
-        https_port,
-        "example.org",
-        "/.well-known/matrix/client",
-    );
+    let r = get("example.org", "/.well-known/matrix/client");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("Content-Type"), Some("application/json"));
     assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(v["m.homeserver"]["base_url"], expected_base.as_str());
-    assert_eq!(
-        get(
-            &curl,
-            https_port,
-            "example.org",
-            "/.well-known/matrix/server"
-        )
-        .status,
-        404
-    );
-    let r = get(&curl, https_port, "example.org", "/some/page");
+    assert_eq!(get("example.org", "/.well-known/matrix/server").status, 404);
+    let r = get("example.org", "/some/page");
     assert_eq!(r.status, 302);
     assert_eq!(
         r.header("Location"),
@@ -580,12 +531,12 @@ fn run_caddy(unix: bool) {
     // Element host: config.json from the rendered output, not the webroot.
     let rendered_config = std::fs::read_to_string(out.join("element/config.json")).unwrap();
     for path in ["/config.json", "/config.chat.example.org.json"] {
-        let r = get(&curl, https_port, "chat.example.org", path);
+        let r = get("chat.example.org", path);
         assert_eq!(r.status, 200, "{path}");
         assert_eq!(r.body, rendered_config, "{path}");
         assert_eq!(r.header("Cache-Control"), Some("no-cache"), "{path}");
     }
-    let r = get(&curl, https_port, "chat.example.org", "/");
+    let r = get("chat.example.org", "/");
     assert_eq!((r.status, r.body.as_str()), (200, "ELEMENT INDEX"));
     assert_eq!(r.header("Cache-Control"), Some("no-cache"));
     assert_eq!(r.header("X-Frame-Options"), Some("SAMEORIGIN"));
@@ -597,7 +548,7 @@ fn run_caddy(unix: bool) {
     );
     assert!(r.header("Strict-Transport-Security").is_some());
     assert_eq!(r.header("Server"), None);
-    let r = get(&curl, https_port, "chat.example.org", "/bundle.js");
+    let r = get("chat.example.org", "/bundle.js");
     assert_eq!((r.status, r.body.as_str()), (200, "console.log(1)"));
     assert_eq!(
         r.header("Cache-Control"),
