@@ -11,7 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ospw_matrix::components::coturn::{rest_api_password, TurnserverConf};
-use support::{free_port, require, run, which, TempDir};
+use support::{
+    assert_fails_naming, assert_renders, free_port, require, run, stderr_of, which, TempDir,
+    EXAMPLE_NAMES,
+};
 
 /// Kills the child process when dropped, so a failing assertion never leaves
 /// a server behind.
@@ -44,11 +47,7 @@ fn the_relay_range_avoids_the_acceptance_blocks_and_ephemeral_ports() {
 fn write_host(dir: &Path, turn_port: u16) -> PathBuf {
     let (first, last) = relay_range();
     let host = format!(
-        "base_domain: example.org\n\
-         server_name: example.org\n\
-         matrix_host: matrix.example.org\n\
-         element_host: chat.example.org\n\
-         turn:\n  host: turn.example.org\n  listening_ips: [127.0.0.1]\n  port: {turn_port}\n  \
+        "{EXAMPLE_NAMES}turn:\n  host: turn.example.org\n  listening_ips: [127.0.0.1]\n  port: {turn_port}\n  \
          relay_ports: {first}-{last}\n"
     );
     let path = dir.join("host.yaml");
@@ -59,18 +58,7 @@ fn write_host(dir: &Path, turn_port: u16) -> PathBuf {
 fn render(dir: &Path, turn_port: u16) -> PathBuf {
     let host = write_host(dir, turn_port);
     let out = dir.join("rendered");
-    let o = run(&[
-        "render",
-        "--config",
-        host.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        o.status.success(),
-        "render failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_renders(Some(&host), &out);
     out.join("coturn/turnserver.conf")
 }
 
@@ -157,11 +145,7 @@ fn materialized_config_runs_the_real_turnserver() {
     let runtime = dir.path().join("run/turnserver.conf");
     std::fs::create_dir_all(runtime.parent().unwrap()).unwrap();
     let o = materialize(&template, &secret_file, &runtime);
-    assert!(
-        o.status.success(),
-        "materialize failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "materialize failed: {}", stderr_of(&o));
 
     // The template never holds the secret; the runtime file does, mode 0600.
     assert!(!template_text.contains(&secret));
@@ -281,10 +265,8 @@ fn materialize_refuses_a_tampered_template() {
         std::fs::write(&tampered, text).unwrap();
         let out = dir.path().join("out.conf");
         let o = materialize(&tampered, &secret_file, &out);
-        let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "tampered template ({key}) accepted");
-        assert!(stderr.contains(key), "{stderr}");
-        assert!(stderr.contains("tampered.conf"), "{stderr}");
+        assert_fails_naming(&o, &[key, "tampered.conf"]);
         assert!(!out.exists());
     }
     // Removing a required line is refused too.
@@ -297,8 +279,7 @@ fn materialize_refuses_a_tampered_template() {
     let tampered = dir.path().join("stripped.conf");
     std::fs::write(&tampered, stripped).unwrap();
     let o = materialize(&tampered, &secret_file, &dir.path().join("out.conf"));
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no-cli"));
+    assert_fails_naming(&o, &["no-cli"]);
 }
 
 #[test]
@@ -309,32 +290,20 @@ fn materialize_names_the_bad_file() {
 
     let missing = dir.path().join("no-such-secret");
     let o = materialize(&template, &missing, &out);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
-    assert!(stderr.contains("no-such-secret"), "{stderr}");
+    assert_fails_naming(&o, &["no-such-secret"]);
 
     let empty = dir.path().join("empty-secret");
     std::fs::write(&empty, "").unwrap();
     let o = materialize(&template, &empty, &out);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
-    assert!(
-        stderr.contains("empty-secret") && stderr.contains("empty"),
-        "{stderr}"
-    );
+    assert_fails_naming(&o, &["empty-secret", "empty"]);
 
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "0123456789abcdef0123456789abcdef").unwrap();
     let bad = dir.path().join("bad-template.conf");
     std::fs::write(&bad, "listening-port=notaport\n").unwrap();
     let o = materialize(&bad, &secret, &out);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
-    assert!(
-        stderr.contains("bad-template.conf") && stderr.contains("listening-port"),
-        "{stderr}"
-    );
+    assert_fails_naming(&o, &["bad-template.conf", "listening-port"]);
     let o = materialize(&dir.path().join("missing.conf"), &secret, &out);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("missing.conf"));
+    assert!(stderr_of(&o).contains("missing.conf"));
     assert!(!out.exists());
 }
