@@ -11,25 +11,16 @@
 
 let
   inherit (testLib) names passwords;
-  client = "matrix-test-client --server-name ${names.base}";
-  # The system CA bundle, which holds the test CA.
-  curl = "curl --cacert /etc/ssl/certs/ca-certificates.crt";
+  inherit (testLib.commands) client curl;
 in
 {
   name = "ospw-matrix-backup";
 
-  nodes = {
-    server = {
-      imports = [
-        self.nixosModules.default
-        testLib.serverModule
-      ];
-      services.ospw-matrix.backup = {
-        enable = true;
-        keep = 2;
-      };
+  nodes = testLib.serverAndClient self {
+    server.services.ospw-matrix.backup = {
+      enable = true;
+      keep = 2;
     };
-    client = testLib.clientModule;
   };
 
   testScript = ''

@@ -18,28 +18,17 @@
 
 let
   inherit (testLib) names passwords;
-  client = "matrix-test-client --server-name ${names.base}";
+  inherit (testLib.commands) client curl;
   # matrix-commander-rs, one credentials file and store per user; stdin from
   # /dev/null (it reads a message from stdin when asked with `-`). Its TLS
   # (OpenSSL) is pointed at the system bundle, which holds the test CA.
   mc = "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt matrix-commander-rs --timeout 30";
-  # The system CA bundle, which holds the test CA.
-  curl = "curl --cacert /etc/ssl/certs/ca-certificates.crt";
 in
 {
   name = "ospw-matrix-basic";
 
-  nodes = {
-    server = {
-      imports = [
-        self.nixosModules.default
-        testLib.serverModule
-      ];
-    };
-    client = {
-      imports = [ testLib.clientModule ];
-      environment.systemPackages = [ pkgs.matrix-commander-rs ];
-    };
+  nodes = testLib.serverAndClient self {
+    client.environment.systemPackages = [ pkgs.matrix-commander-rs ];
   };
 
   testScript =

@@ -14,58 +14,52 @@
 
 let
   inherit (testLib) names passwords;
-  client = "matrix-test-client --server-name ${names.base}";
-  # The system CA bundle, which holds the test CA.
-  curl = "curl --cacert /etc/ssl/certs/ca-certificates.crt";
+  inherit (testLib.commands) client curl;
   publicSubnet = "11.22.33";
   peerPort = 3480;
 in
 {
   name = "ospw-matrix-calls";
 
-  nodes = {
-    server = {
-      imports = [
-        self.nixosModules.default
-        testLib.serverModule
-      ];
-      networking.interfaces.eth1.ipv4.addresses = [
-        {
-          address = "${publicSubnet}.1";
-          prefixLength = 24;
-        }
-      ];
-      # A short range is enough here and keeps the test's port checks fast.
-      services.ospw-matrix.turn.relayPortRange = {
-        from = 49152;
-        to = 49352;
+  nodes =
+    testLib.serverAndClient self {
+      server = {
+        networking.interfaces.eth1.ipv4.addresses = [
+          {
+            address = "${publicSubnet}.1";
+            prefixLength = 24;
+          }
+        ];
+        # A short range is enough here and keeps the test's port checks fast.
+        services.ospw-matrix.turn.relayPortRange = {
+          from = 49152;
+          to = 49352;
+        };
       };
-    };
-
-    client = testLib.clientModule;
-
-    # A media peer on a public address, echoing what it receives.
-    peer = {
-      networking.interfaces.eth1.ipv4.addresses = [
-        {
-          address = "${publicSubnet}.2";
-          prefixLength = 24;
-        }
-      ];
-      networking.firewall.allowedUDPPorts = [ peerPort ];
-      environment.systemPackages = [ pkgs.coturn ];
-      systemd.services.turn-peer = {
-        description = "TURN test peer (echo)";
-        wantedBy = [ "multi-user.target" ];
-        after = [ "network-online.target" ];
-        wants = [ "network-online.target" ];
-        serviceConfig = {
-          ExecStart = "${pkgs.coturn}/bin/turnutils_peer -L ${publicSubnet}.2 -p ${toString peerPort}";
-          DynamicUser = true;
+    }
+    // {
+      # A media peer on a public address, echoing what it receives.
+      peer = {
+        networking.interfaces.eth1.ipv4.addresses = [
+          {
+            address = "${publicSubnet}.2";
+            prefixLength = 24;
+          }
+        ];
+        networking.firewall.allowedUDPPorts = [ peerPort ];
+        environment.systemPackages = [ pkgs.coturn ];
+        systemd.services.turn-peer = {
+          description = "TURN test peer (echo)";
+          wantedBy = [ "multi-user.target" ];
+          after = [ "network-online.target" ];
+          wants = [ "network-online.target" ];
+          serviceConfig = {
+            ExecStart = "${pkgs.coturn}/bin/turnutils_peer -L ${publicSubnet}.2 -p ${toString peerPort}";
+            DynamicUser = true;
+          };
         };
       };
     };
-  };
 
   testScript =
     { nodes, ... }:

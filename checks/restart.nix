@@ -9,22 +9,12 @@
 
 let
   inherit (testLib) names passwords;
-  client = "matrix-test-client --server-name ${names.base}";
-  # The system CA bundle, which holds the test CA.
-  curl = "curl --cacert /etc/ssl/certs/ca-certificates.crt";
+  inherit (testLib.commands) client curl;
 in
 {
   name = "ospw-matrix-restart";
 
-  nodes = {
-    server = {
-      imports = [
-        self.nixosModules.default
-        testLib.serverModule
-      ];
-    };
-    client = testLib.clientModule;
-  };
+  nodes = testLib.serverAndClient self { };
 
   testScript = ''
     import json

@@ -47,6 +47,36 @@ rec {
     "#!${pkgs.python3.interpreter}\n" + builtins.readFile ./matrix-test-client.py
   );
 
+  # The commands the test scripts run on the client: the Matrix test client
+  # for this server name, and curl trusting the system CA bundle (which
+  # holds the test CA).
+  commands = {
+    client = "matrix-test-client --server-name ${names.base}";
+    curl = "curl --cacert /etc/ssl/certs/ca-certificates.crt";
+  };
+
+  # A test's `server` (the module from `self` and serverModule) and `client`
+  # (clientModule) nodes, each with the test's own additions (attribute
+  # sets, which may have their own `imports`).
+  serverAndClient =
+    self:
+    {
+      server ? { },
+      client ? { },
+    }:
+    {
+      server = server // {
+        imports = [
+          self.nixosModules.default
+          serverModule
+        ]
+        ++ server.imports or [ ];
+      };
+      client = client // {
+        imports = [ clientModule ] ++ client.imports or [ ];
+      };
+    };
+
   # Passwords of the test accounts (created with `ospw-matrix user add`).
   passwords = {
     alice = "alice-correct-horse-battery";
