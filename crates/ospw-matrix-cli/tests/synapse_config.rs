@@ -12,7 +12,10 @@ use std::process::Command;
 
 use ospw_matrix::secrets::SigningKey;
 use serde_json::{json, Value};
-use support::{require, run, synapse_python, synapse_schema_dir, TempDir};
+use support::{
+    assert_fails_naming, assert_renders, render_to, require, run, synapse_python,
+    synapse_schema_dir, TempDir, EXAMPLE_NAMES,
+};
 
 /// Loads the configuration with Synapse's `HomeServerConfig` (the loader
 /// `python -m synapse.config` uses, with inline secrets disallowed) and
@@ -171,14 +174,7 @@ impl Rendered {
         assert!(out.status.success(), "secrets init: {out:?}");
         let host = tmp.path().join("host.yaml");
         std::fs::write(&host, host_yaml(tmp.path())).expect("write host");
-        let out = run(&[
-            "render",
-            "--config",
-            host.to_str().expect("utf8"),
-            "--out",
-            tmp.path().join("out").to_str().expect("utf8"),
-        ]);
-        assert!(out.status.success(), "render: {}", text(&out.stderr));
+        assert_renders(Some(&host), &tmp.path().join("out"));
         Rendered { tmp }
     }
 
@@ -200,11 +196,7 @@ impl Rendered {
 
 fn example_host(dir: &Path) -> String {
     format!(
-        "base_domain: example.org
-server_name: example.org
-matrix_host: matrix.example.org
-element_host: chat.example.org
-synapse:
+        "{EXAMPLE_NAMES}synapse:
   listen:
     tcp: {{address: 127.0.0.1, port: 8008}}
   data_dir: {dir}/data
@@ -291,6 +283,15 @@ fn schema_accepts(python: &Path, schema: &Path, rendered: &Rendered) {
     );
 }
 
+/// Synapse's loader, its schema (in Python and in Rust) all accept the
+/// rendered configuration; returns what Synapse read.
+fn accepted_by_synapse(python: &Path, schema: &Path, rendered: &Rendered) -> Value {
+    loader_accepts(python, rendered);
+    schema_accepts(python, schema, rendered);
+    top_level_keys_are_in_schema(schema, rendered);
+    synapse_reads(python, rendered)
+}
+
 /// (c), in Rust: every top-level key written is a property of the schema.
 fn top_level_keys_are_in_schema(schema: &Path, rendered: &Rendered) {
     let schema: serde_yaml::Value =
@@ -317,11 +318,7 @@ fn example_is_accepted_by_synapse_and_its_schema() {
         return;
     };
     let r = Rendered::new("synapse-example", example_host);
-    loader_accepts(&python, &r);
-    schema_accepts(&python, &schema, &r);
-    top_level_keys_are_in_schema(&schema, &r);
-
-    let got = synapse_reads(&python, &r);
+    let got = accepted_by_synapse(&python, &schema, &r);
     let dir = r.tmp.path().display().to_string();
     let key =
         SigningKey::parse(&std::fs::read_to_string(r.path("secrets/signing_key")).expect("key"))
@@ -410,11 +407,7 @@ fn variant_is_accepted_by_synapse_and_its_schema() {
         return;
     }
     let r = Rendered::new("synapse-variant", variant_host);
-    loader_accepts(&python, &r);
-    schema_accepts(&python, &schema, &r);
-    top_level_keys_are_in_schema(&schema, &r);
-
-    let got = synapse_reads(&python, &r);
+    let got = accepted_by_synapse(&python, &schema, &r);
     let dir = r.tmp.path().display().to_string();
     assert_eq!(got["server_name"], "matrix.example.org");
     assert_eq!(got["public_baseurl"], "https://matrix.example.org:8443/");
@@ -516,22 +509,13 @@ fn settings_that_break_privacy_are_refused_naming_the_setting() {
         "  max_upload_size: 100M\n  settings:\n    allow_guest_access: true\n    trusted_key_servers: [{server_name: matrix.org}]\n",
     );
     std::fs::write(&host, yaml).expect("write");
-    let out = run(&[
-        "render",
-        "--config",
-        host.to_str().expect("utf8"),
-        "--out",
-        tmp.path().join("out").to_str().expect("utf8"),
-    ]);
-    assert!(!out.status.success());
-    let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("synapse.settings.allow_guest_access"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("synapse.settings.trusted_key_servers"),
-        "{stderr}"
+    let out = render_to(Some(&host), &tmp.path().join("out"));
+    assert_fails_naming(
+        &out,
+        &[
+            "synapse.settings.allow_guest_access",
+            "synapse.settings.trusted_key_servers",
+        ],
     );
     assert!(!tmp.path().join("out").exists(), "nothing written");
 }
