@@ -205,13 +205,7 @@ fn cli_rejects_each_case_and_writes_nothing() {
         let config = tmp.path().join(format!("case-{i}.yaml"));
         std::fs::write(&config, case_yaml(patch)).expect("write case");
         let out = tmp.path().join(format!("out-{i}"));
-        let output = support::run(&[
-            "render",
-            "--config",
-            &config.display().to_string(),
-            "--out",
-            &out.display().to_string(),
-        ]);
+        let output = support::render_to(Some(&config), &out);
         let stderr = String::from_utf8_lossy(&output.stderr);
         if output.status.success() {
             failures.push(format!("exit 0 for {patch}"));
@@ -286,13 +280,7 @@ fn every_unknown_key_and_type_error_is_reported_in_one_run() {
     )
     .expect("write case");
     let out = tmp.path().join("out");
-    let output = support::run(&[
-        "render",
-        "--config",
-        &config.display().to_string(),
-        "--out",
-        &out.display().to_string(),
-    ]);
+    let output = support::render_to(Some(&config), &out);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     for field in [
