@@ -4,7 +4,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ospw_matrix::host::SecretKind;
 use ospw_matrix::secrets::{check_secret, SigningKey};
@@ -29,6 +29,14 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             )
         })
         .collect()
+}
+
+/// Creates `<tmp>/secrets` with `mode`, returning its path.
+fn secrets_dir(tmp: &TempDir, mode: u32) -> PathBuf {
+    let dir = tmp.path().join("secrets");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    dir
 }
 
 fn init(dir: &Path) -> std::process::Output {
@@ -95,9 +103,7 @@ fn init_fills_only_the_missing_secrets() {
 #[test]
 fn loose_directory_is_tightened() {
     let tmp = TempDir::new("secrets-loose");
-    let dir = tmp.path().join("secrets");
-    std::fs::create_dir(&dir).expect("mkdir");
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let dir = secrets_dir(&tmp, 0o755);
     let out = init(&dir);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(mode(&dir), 0o700);
@@ -109,9 +115,7 @@ fn loose_directory_is_tightened() {
 #[test]
 fn malformed_signing_key_is_refused_and_kept() {
     let tmp = TempDir::new("secrets-bad-key");
-    let dir = tmp.path().join("secrets");
-    std::fs::create_dir(&dir).expect("mkdir");
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let dir = secrets_dir(&tmp, 0o700);
     let key = dir.join("signing_key");
     std::fs::write(&key, "ed25519 a_abcd not-base64!\n").expect("write");
     let out = init(&dir);
