@@ -77,12 +77,7 @@ class Client:
         _, body = self.request(
             "POST",
             "/_matrix/client/v3/login",
-            {
-                "type": "m.login.password",
-                "identifier": {"type": "m.id.user", "user": user},
-                "password": password,
-                "initial_device_display_name": "ospw-matrix VM test",
-            },
+            dict(password_login(user, password), initial_device_display_name="ospw-matrix VM test"),
         )
         self.token = body["access_token"]
         self.user_id = body["user_id"]
@@ -134,12 +129,21 @@ class Client:
         _, body = self.request("PUT", path, content)
         return body["event_id"]
 
-    def timeline_ciphertexts(self, room_id):
+    def encryption_state(self, room_id, expect=(200,)):
+        """The room's m.room.encryption state: (HTTP status, content)."""
+        path = f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.encryption/"
+        return self.request("GET", path, expect=expect)
+
+    def timeline(self, room_id):
+        """The room's latest events (up to 100), newest first."""
         path = f"/_matrix/client/v3/rooms/{q(room_id)}/messages?dir=b&limit=100"
         _, body = self.request("GET", path)
+        return body.get("chunk", [])
+
+    def timeline_ciphertexts(self, room_id):
         return [
             e["content"].get("ciphertext")
-            for e in body.get("chunk", [])
+            for e in self.timeline(room_id)
             if e.get("type") == "m.room.encrypted"
         ]
 
@@ -154,6 +158,15 @@ def load_tokens():
 
 def q(value):
     return urllib.parse.quote(value, safe="")
+
+
+def password_login(user, password):
+    """The body of a password login."""
+    return {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": user},
+        "password": password,
+    }
 
 
 def discover(server_name):
@@ -173,36 +186,29 @@ def cmd_login(args):
     print(json.dumps({"user_id": c.user_id}))
 
 
+def print_status(args, path, body):
+    """POSTs `body` without a session, whatever the answer; prints the HTTP
+    status and the error code."""
+    status, reply = make_client(args).request("POST", path, body, expect=None)
+    print(json.dumps({"status": status, "errcode": reply.get("errcode")}))
+
+
 def cmd_try_login(args):
     """Attempts a password login without keeping the session; prints the
     HTTP status (for wrong passwords and unknown users)."""
-    c = make_client(args)
-    status, body = c.request(
-        "POST",
-        "/_matrix/client/v3/login",
-        {
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": args.user},
-            "password": args.password,
-        },
-        expect=None,
-    )
-    print(json.dumps({"status": status, "errcode": body.get("errcode")}))
+    print_status(args, "/_matrix/client/v3/login", password_login(args.user, args.password))
 
 
 def cmd_register(args):
-    c = make_client(args)
-    status, body = c.request(
-        "POST",
+    print_status(
+        args,
         "/_matrix/client/v3/register",
         {
             "username": args.user,
             "password": "a-password-nobody-should-get-0",
             "auth": {"type": "m.login.dummy"},
         },
-        expect=None,
     )
-    print(json.dumps({"status": status, "errcode": body.get("errcode")}))
 
 
 def cmd_conversation(args):
@@ -233,9 +239,7 @@ def cmd_conversation(args):
     )
     room_id = created["room_id"]
 
-    _, encryption = alice.request(
-        "GET", f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.encryption/"
-    )
+    _, encryption = alice.encryption_state(room_id)
 
     bob.request("POST", f"/_matrix/client/v3/join/{q(room_id)}", {})
 
@@ -293,15 +297,8 @@ def cmd_room_events(args):
     message-like events, and whether `needle` (a message a real E2E client
     sent) appears anywhere in them in clear."""
     c = make_client(args).login(args.user, args.password)
-    status, encryption = c.request(
-        "GET",
-        f"/_matrix/client/v3/rooms/{q(args.room_id)}/state/m.room.encryption/",
-        expect=(200, 404),
-    )
-    _, body = c.request(
-        "GET", f"/_matrix/client/v3/rooms/{q(args.room_id)}/messages?dir=b&limit=100"
-    )
-    chunk = body.get("chunk", [])
+    status, encryption = c.encryption_state(args.room_id, expect=(200, 404))
+    chunk = c.timeline(args.room_id)
     print(
         json.dumps(
             {
@@ -336,50 +333,22 @@ def main():
     where.add_argument("--homeserver", help="the homeserver's base URL")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("login")
-    p.add_argument("user")
-    p.add_argument("password")
-    p.set_defaults(func=cmd_login)
-
-    p = sub.add_parser("try-login")
-    p.add_argument("user")
-    p.add_argument("password")
-    p.set_defaults(func=cmd_try_login)
-
-    p = sub.add_parser("register")
-    p.add_argument("user")
-    p.set_defaults(func=cmd_register)
-
-    p = sub.add_parser("conversation")
-    p.add_argument("alice")
-    p.add_argument("alice_password")
-    p.add_argument("bob")
-    p.add_argument("bob_password")
-    p.set_defaults(func=cmd_conversation)
-
-    p = sub.add_parser("history")
-    p.add_argument("user")
-    p.add_argument("password")
-    p.add_argument("room_id")
-    p.set_defaults(func=cmd_history)
-
-    p = sub.add_parser("room-events")
-    p.add_argument("user")
-    p.add_argument("password")
-    p.add_argument("room_id")
-    p.add_argument("needle")
-    p.set_defaults(func=cmd_room_events)
-
-    p = sub.add_parser("turn-credentials")
-    p.add_argument("user")
-    p.add_argument("password")
-    p.set_defaults(func=cmd_turn_credentials)
-
-    p = sub.add_parser("is-admin")
-    p.add_argument("user")
-    p.add_argument("password")
-    p.add_argument("target")
-    p.set_defaults(func=cmd_is_admin)
+    # name: (function, positional arguments)
+    commands = {
+        "login": (cmd_login, ["user", "password"]),
+        "try-login": (cmd_try_login, ["user", "password"]),
+        "register": (cmd_register, ["user"]),
+        "conversation": (cmd_conversation, ["alice", "alice_password", "bob", "bob_password"]),
+        "history": (cmd_history, ["user", "password", "room_id"]),
+        "room-events": (cmd_room_events, ["user", "password", "room_id", "needle"]),
+        "turn-credentials": (cmd_turn_credentials, ["user", "password"]),
+        "is-admin": (cmd_is_admin, ["user", "password", "target"]),
+    }
+    for name, (func, positionals) in commands.items():
+        p = sub.add_parser(name)
+        for positional in positionals:
+            p.add_argument(positional)
+        p.set_defaults(func=func)
 
     args = parser.parse_args()
     args.func(args)
