@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use std::thread::JoinHandle;
 
 use serde_json::Value;
-use support::{bin, free_port, require, run, which, TempDir};
+use support::{assert_renders, bin, free_port, require, run, which, TempDir, EXAMPLE_NAMES};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -25,11 +25,7 @@ fn write_host(dir: &Path, listen: &str) -> PathBuf {
     std::fs::write(
         &host,
         format!(
-            "base_domain: example.org
-server_name: example.org
-matrix_host: matrix.example.org
-element_host: chat.example.org
-synapse:
+            "{EXAMPLE_NAMES}synapse:
   listen: {listen}
 secrets:
   dir: {}/secrets
@@ -61,12 +57,6 @@ fn assert_fails_saying(out: &Output, needle: &str) -> String {
     let stderr = text(&out.stderr);
     assert!(stderr.contains(needle), "{needle}: {stderr}");
     stderr
-}
-
-/// Runs `render --config HOST --out OUT`, which must succeed.
-fn render(host: &Path, out: &Path) {
-    let out = run(&["render", "--config", s(host), "--out", s(out)]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 /// Runs `user add NAME --synapse SYNAPSE --registration-secret-file SECRET`.
@@ -394,7 +384,7 @@ fn start_synapse(python: &Path, dir: &Path, listen: &str) -> Option<(PathBuf, Ru
         &format!("synapse:\n  data_dir: {}/data\n", dir.display()),
     );
     std::fs::write(&host, yaml).expect("write");
-    render(&host, &dir.join("out"));
+    assert_renders(Some(&host), &dir.join("out"));
     let mut config =
         HomeserverConfig::from_yaml_file(&dir.join("out/synapse/homeserver.yaml")).expect("load");
     config.database = Some(DatabaseConfig {
@@ -508,7 +498,7 @@ fn reads_the_rendered_host_json() {
     let port = free_port();
     let host = write_host(tmp.path(), &tcp_listen("'::1'", port));
     let out_dir = tmp.path().join("out");
-    render(&host, &out_dir);
+    assert_renders(Some(&host), &out_dir);
     let out = user_add(&["alice", "--config", s(&out_dir.join("host.json"))]);
     let stderr = assert_fails_saying(&out, "server unreachable");
     assert!(stderr.contains(&format!("[::1]:{port}")), "{stderr}");
