@@ -112,18 +112,23 @@ let
   };
 
   # Distinctive secret file paths, to find any place they end up in.
+  # The secrets.*File options, written out (not read from the module).
+  secretFileOptions = [
+    "signingKeyFile"
+    "registrationSharedSecretFile"
+    "macaroonSecretKeyFile"
+    "formSecretFile"
+    "turnSharedSecretFile"
+  ];
+
   marker = "LEAKCHECK";
   leakConfig = configWith [
     withTurnTls
     withBackup
     {
-      services.ospw-matrix.secrets = lib.genAttrs [
-        "signingKeyFile"
-        "registrationSharedSecretFile"
-        "macaroonSecretKeyFile"
-        "formSecretFile"
-        "turnSharedSecretFile"
-      ] (name: "/run/secrets/${marker}-${name}");
+      services.ospw-matrix.secrets = lib.genAttrs secretFileOptions (
+        name: "/run/secrets/${marker}-${name}"
+      );
       services.ospw-matrix.turn.tls.keyFile = lib.mkForce "/run/keys/${marker}-turn-key.pem";
     }
   ];
@@ -732,13 +737,9 @@ in
   secrets-unit-all-provided =
     let
       cfg = configWith {
-        services.ospw-matrix.secrets = lib.genAttrs [
-          "signingKeyFile"
-          "registrationSharedSecretFile"
-          "macaroonSecretKeyFile"
-          "formSecretFile"
-          "turnSharedSecretFile"
-        ] (name: "/run/secrets/${name}");
+        services.ospw-matrix.secrets = lib.genAttrs secretFileOptions (
+          name: "/run/secrets/${name}"
+        );
       };
       s = unit cfg "ospw-matrix-secrets";
     in
@@ -1592,25 +1593,14 @@ in
       ]
       [
         "the credentials do name them (sanity check of the marker)"
-        (lib.all (name: contains "${marker}-${name}" credentials) [
-          "signingKeyFile"
-          "registrationSharedSecretFile"
-          "macaroonSecretKeyFile"
-          "formSecretFile"
-          "turnSharedSecretFile"
-          "turn-key.pem"
-        ])
+        (lib.all (name: contains "${marker}-${name}" credentials) (
+          secretFileOptions ++ [ "turn-key.pem" ]
+        ))
         true
       ]
       [
         "the backup's credentials name the *File secrets too"
-        (lib.all (name: contains "${marker}-${name}" backupCredentials) [
-          "signingKeyFile"
-          "registrationSharedSecretFile"
-          "macaroonSecretKeyFile"
-          "formSecretFile"
-          "turnSharedSecretFile"
-        ])
+        (lib.all (name: contains "${marker}-${name}" backupCredentials) secretFileOptions)
         true
       ]
       [
