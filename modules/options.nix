@@ -32,6 +32,14 @@ let
       // args
     );
 
+  # A boolean.
+  boolOption =
+    default: description:
+    mkOption {
+      type = types.bool;
+      inherit default description;
+    };
+
   # A TCP or UDP port.
   portOption =
     default: description:
@@ -84,16 +92,12 @@ in
       '';
     };
 
-    openFirewall = mkOption {
-      type = types.bool;
-      default = true;
-      description = ''
-        Whether to open the ports clients need: HTTP and HTTPS (TCP), the
-        TURN port (TCP and UDP), the TURN TLS port when TURN over TLS is on,
-        and the TURN relay port range (UDP). Synapse and PostgreSQL are never
-        exposed.
-      '';
-    };
+    openFirewall = boolOption true ''
+      Whether to open the ports clients need: HTTP and HTTPS (TCP), the
+      TURN port (TCP and UDP), the TURN TLS port when TURN over TLS is on,
+      and the TURN relay port range (UDP). Synapse and PostgreSQL are never
+      exposed.
+    '';
 
     baseDomain = nullStr {
       example = "example.org";
@@ -154,15 +158,11 @@ in
       };
 
       database = {
-        createLocally = mkOption {
-          type = types.bool;
-          default = true;
-          description = ''
-            Whether to enable PostgreSQL on this host
-            ({option}`services.postgresql`) and create Synapse's role and
-            database (C collation) if they are missing.
-          '';
-        };
+        createLocally = boolOption true ''
+          Whether to enable PostgreSQL on this host
+          ({option}`services.postgresql`) and create Synapse's role and
+          database (C collation) if they are missing.
+        '';
         name = mkOption {
           type = pgIdentifier;
           default = "synapse";
@@ -226,21 +226,13 @@ in
         description = "The largest upload accepted (suffix K, M, G or T).";
       };
 
-      presence = mkOption {
-        type = types.bool;
-        default = true;
-        description = "Whether online/offline presence is tracked and shared.";
-      };
+      presence = boolOption true "Whether online/offline presence is tracked and shared.";
 
-      urlPreviews = mkOption {
-        type = types.bool;
-        default = false;
-        description = ''
-          Whether URL previews are generated. Off by default: the server
-          would fetch every posted link, telling the linked sites who reads
-          what. Private address ranges are refused when on.
-        '';
-      };
+      urlPreviews = boolOption false ''
+        Whether URL previews are generated. Off by default: the server
+        would fetch every posted link, telling the linked sites who reads
+        what. Private address ranges are refused when on.
+      '';
 
       encryptionByDefault = mkOption {
         type = types.enum [
@@ -419,16 +411,12 @@ in
         description = "Addresses Caddy binds the sites to; empty means all.";
       };
 
-      serveBaseDomain = mkOption {
-        type = types.bool;
-        default = true;
-        description = ''
-          Whether Caddy serves the base domain (for
-          `/.well-known/matrix/client`). Turn off when the base domain's web
-          site is hosted elsewhere and publish
-          {file}`''${config.services.ospw-matrix.renderedConfig}/well-known/matrix/client` there.
-        '';
-      };
+      serveBaseDomain = boolOption true ''
+        Whether Caddy serves the base domain (for
+        `/.well-known/matrix/client`). Turn off when the base domain's web
+        site is hosted elsewhere and publish
+        {file}`''${config.services.ospw-matrix.renderedConfig}/well-known/matrix/client` there.
+      '';
     };
 
     secrets = {
