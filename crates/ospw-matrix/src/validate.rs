@@ -23,48 +23,6 @@ const PLACEHOLDERS: [&str; 6] = [
     "your_domain",
 ];
 
-/// Keys that would put a secret value inline, per component, with the
-/// host-description field to use instead.
-pub(crate) const INLINE_SECRET_KEYS: [(&str, &str, &str); 9] = [
-    (
-        "synapse",
-        "registration_shared_secret",
-        "secrets.registration_shared_secret_file",
-    ),
-    (
-        "synapse",
-        "macaroon_secret_key",
-        "secrets.macaroon_secret_key_file",
-    ),
-    ("synapse", "form_secret", "secrets.form_secret_file"),
-    (
-        "synapse",
-        "turn_shared_secret",
-        "secrets.turn_shared_secret_file",
-    ),
-    (
-        "synapse",
-        "turn_password",
-        "secrets.turn_shared_secret_file",
-    ),
-    ("synapse", "signing_key", "secrets.signing_key_file"),
-    (
-        "synapse",
-        "recaptcha_private_key",
-        "a file read with recaptcha_private_key_path",
-    ),
-    (
-        "turn",
-        "static-auth-secret",
-        "secrets.turn_shared_secret_file",
-    ),
-    (
-        "turn",
-        "user",
-        "the TURN REST API credentials Synapse hands out",
-    ),
-];
-
 /// Validates `host`, returning every problem found.
 pub fn validate(host: &HostDescription) -> Result<(), ValidationErrors> {
     let mut errs = ValidationErrors::new();
@@ -76,7 +34,6 @@ pub fn validate(host: &HostDescription) -> Result<(), ValidationErrors> {
     check_secrets(host, &mut errs);
     check_ports(host, &mut errs);
     check_placeholders(host, &mut errs);
-    check_inline_secrets(host, &mut errs);
     errs.into_result(())
 }
 
@@ -453,21 +410,6 @@ pub(crate) fn walk_strings(value: &serde_json::Value, path: &str, f: &mut dyn Fn
             }
         }
         _ => {}
-    }
-}
-
-fn check_inline_secrets(host: &HostDescription, errs: &mut ValidationErrors) {
-    for (component, key, instead) in INLINE_SECRET_KEYS {
-        let settings = match component {
-            "synapse" => &host.synapse.settings,
-            _ => &host.turn.settings,
-        };
-        if settings.contains_key(key) {
-            errs.push(
-                format!("{component}.settings.{key}"),
-                format!("secret values may not be written inline (they would end up in world-readable files): use {instead}"),
-            );
-        }
     }
 }
 

@@ -146,12 +146,19 @@ pub fn homeserver(
     }
     for e in config.privacy_violations().errors {
         let top = e.path.split(['.', '[']).next().unwrap_or_default();
-        let path = if s.settings.contains_key(top) {
-            format!("synapse.settings.{}", e.path)
-        } else {
-            format!("synapse (homeserver.yaml {})", e.path)
+        if !s.settings.contains_key(top) {
+            errs.push(format!("synapse (homeserver.yaml {})", e.path), e.message);
+            continue;
+        }
+        // A secret the host description manages: point at its field.
+        let message = match SecretKind::ALL.iter().find(|k| k.file_name() == e.path) {
+            Some(kind) => format!(
+                "secret values may not be written inline (they would end up in world-readable files): use {}",
+                kind.field()
+            ),
+            None => e.message,
         };
-        errs.push(path, e.message);
+        errs.push(format!("synapse.settings.{}", e.path), message);
     }
     errs.into_result(config)
 }
@@ -523,6 +530,22 @@ mod tests {
             .settings
             .insert("server_name".into(), serde_json::json!("example.org"));
         assert!(homeserver(&host, &ctx()).is_ok());
+    }
+
+    #[test]
+    fn inline_managed_secrets_point_at_the_secrets_field() {
+        let mut host = example();
+        host.synapse
+            .settings
+            .insert("macaroon_secret_key".into(), serde_json::json!("s3cr3t"));
+        let errs = homeserver(&host, &ctx()).expect_err("refused");
+        assert!(
+            errs.errors
+                .iter()
+                .any(|e| e.path == "synapse.settings.macaroon_secret_key"
+                    && e.message.ends_with("use secrets.macaroon_secret_key_file")),
+            "{errs}"
+        );
     }
 
     #[test]
