@@ -13,6 +13,10 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod workers;
+
+pub use workers::WorkersSettings;
+
 /// A free-form map of extra settings for one component, merged last into the
 /// emitted configuration (RFC 42 style). It may not break the invariants that
 /// keep the server private: each component model's `privacy_violations()`.
@@ -80,6 +84,8 @@ pub struct SynapseSettings {
     /// Extra `homeserver.yaml` keys, merged last. Keys that would break
     /// privacy (federation, registration, inline secrets) are refused.
     pub settings: FreeformSettings,
+    /// Synapse's worker processes and Redis. Absent: one process.
+    pub workers: Option<WorkersSettings>,
 }
 
 impl Default for SynapseSettings {
@@ -95,6 +101,7 @@ impl Default for SynapseSettings {
             encryption_by_default: EncryptionDefault::All,
             log_level: LogLevel::Warning,
             settings: FreeformSettings::new(),
+            workers: None,
         }
     }
 }
@@ -370,6 +377,9 @@ pub struct SecretsSettings {
     pub form_secret_file: Option<PathBuf>,
     /// The shared secret between Synapse and coturn (TURN REST API).
     pub turn_shared_secret_file: Option<PathBuf>,
+    /// The secret Synapse's processes authenticate replication requests
+    /// with (`synapse.workers`); the same file on every host.
+    pub worker_replication_secret_file: Option<PathBuf>,
 }
 
 impl Default for SecretsSettings {
@@ -381,6 +391,7 @@ impl Default for SecretsSettings {
             macaroon_secret_key_file: None,
             form_secret_file: None,
             turn_shared_secret_file: None,
+            worker_replication_secret_file: None,
         }
     }
 }
@@ -398,16 +409,19 @@ pub enum SecretKind {
     FormSecret,
     /// The TURN REST API shared secret.
     TurnSharedSecret,
+    /// The secret authenticating replication between Synapse's processes.
+    WorkerReplicationSecret,
 }
 
 impl SecretKind {
     /// Every secret, in a fixed order.
-    pub const ALL: [SecretKind; 5] = [
+    pub const ALL: [SecretKind; 6] = [
         SecretKind::SigningKey,
         SecretKind::RegistrationSharedSecret,
         SecretKind::MacaroonSecretKey,
         SecretKind::FormSecret,
         SecretKind::TurnSharedSecret,
+        SecretKind::WorkerReplicationSecret,
     ];
 
     /// The file name of this secret inside the secrets directory; also the
@@ -419,6 +433,7 @@ impl SecretKind {
             Self::MacaroonSecretKey => "macaroon_secret_key",
             Self::FormSecret => "form_secret",
             Self::TurnSharedSecret => "turn_shared_secret",
+            Self::WorkerReplicationSecret => "worker_replication_secret",
         }
     }
 
@@ -430,6 +445,7 @@ impl SecretKind {
             Self::MacaroonSecretKey => "secrets.macaroon_secret_key_file",
             Self::FormSecret => "secrets.form_secret_file",
             Self::TurnSharedSecret => "secrets.turn_shared_secret_file",
+            Self::WorkerReplicationSecret => "secrets.worker_replication_secret_file",
         }
     }
 }
@@ -443,6 +459,7 @@ impl SecretsSettings {
             SecretKind::MacaroonSecretKey => self.macaroon_secret_key_file.as_ref(),
             SecretKind::FormSecret => self.form_secret_file.as_ref(),
             SecretKind::TurnSharedSecret => self.turn_shared_secret_file.as_ref(),
+            SecretKind::WorkerReplicationSecret => self.worker_replication_secret_file.as_ref(),
         }
     }
 

@@ -13,6 +13,10 @@ use crate::error::ValidationErrors;
 use crate::host::{HostDescription, SecretKind, SynapseListen};
 use crate::values::{parse_duration_ms, parse_port_range, parse_size_bytes, PortRange};
 
+mod workers;
+
+pub use workers::is_private;
+
 /// Words that mark a value the user was meant to replace.
 const PLACEHOLDERS: [&str; 6] = [
     "change_me",
@@ -28,6 +32,7 @@ pub fn validate(host: &HostDescription) -> Result<(), ValidationErrors> {
     let mut errs = ValidationErrors::new();
     check_names(host, &mut errs);
     check_synapse(host, &mut errs);
+    workers::check(host, &mut errs);
     check_turn(host, &mut errs);
     check_element(host, &mut errs);
     check_proxy(host, &mut errs);
@@ -338,6 +343,8 @@ fn check_ports(host: &HostDescription, errs: &mut ValidationErrors) {
             range,
         });
     }
+    // Last, so that a collision is reported at the workers' field.
+    tcp.extend(workers::local_tcp_claims(host));
     let mut reported: BTreeMap<(String, String), ()> = BTreeMap::new();
     for (proto, claims) in [("TCP", &tcp), ("UDP", &udp)] {
         for (i, a) in claims.iter().enumerate() {

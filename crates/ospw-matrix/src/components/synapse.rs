@@ -912,9 +912,18 @@ impl HomeserverConfig {
     /// `homeserver.yaml` and what is expected. Absent keys count as
     /// Synapse's default. Empty when the configuration is private.
     pub fn privacy_violations(&self) -> ValidationErrors {
+        self.privacy_violations_with(&[])
+    }
+
+    /// [`HomeserverConfig::privacy_violations`] for a server whose
+    /// processes also talk over a private network: listeners, Redis and
+    /// `instance_map` may then use the `internal` addresses as well as
+    /// loopback and Unix sockets.
+    pub fn privacy_violations_with(&self, internal: &[IpAddr]) -> ValidationErrors {
         let mut errs = ValidationErrors::new();
         self.check_federation(&mut errs);
-        self.check_listeners(&mut errs);
+        self.check_listeners(internal, &mut errs);
+        self.check_replication(internal, &mut errs);
         for (key, value, default, why) in [
             (
                 "enable_registration",
@@ -1037,6 +1046,53 @@ impl HomeserverConfig {
         errs
     }
 
+    /// Redis and `instance_map` (worker replication) stay on this host or
+    /// the private network: a Redis over TCP needs a password, and no
+    /// process is reached at another address.
+    fn check_replication(&self, internal: &[IpAddr], errs: &mut ValidationErrors) {
+        let text = |v: &serde_yaml::Value| match v {
+            serde_yaml::Value::String(s) => Some(s.clone()),
+            serde_yaml::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        if let Some(serde_yaml::Value::Mapping(redis)) = self.extra.get("redis") {
+            let enabled = redis.get("enabled").and_then(serde_yaml::Value::as_bool) == Some(true);
+            let unix = redis.get("path").is_some_and(is_set);
+            if enabled && !unix {
+                let host = redis
+                    .get("host")
+                    .and_then(text)
+                    .unwrap_or_else(|| "localhost".to_owned());
+                if !is_local_or_internal(&host, internal) {
+                    errs.push(
+                        "redis.host",
+                        format!("{host:?} is neither loopback nor an address of the private network: replication would cross an untrusted network; expected a Unix socket (redis.path)"),
+                    );
+                }
+                let password = redis.get("password_path").is_some_and(is_set)
+                    || redis.get("password").is_some_and(is_set);
+                if !password {
+                    errs.push(
+                        "redis.password_path",
+                        "is absent while Redis is reached over TCP: whoever reaches the port could inject replication commands; expected a password file, or a Unix socket (redis.path)",
+                    );
+                }
+            }
+        }
+        if let Some(serde_yaml::Value::Mapping(map)) = self.extra.get("instance_map") {
+            for (name, location) in map {
+                let name = text(name).unwrap_or_default();
+                let host = location.get("host").and_then(text);
+                if let Some(host) = host.filter(|h| !is_local_or_internal(h, internal)) {
+                    errs.push(
+                        format!("instance_map.{name}.host"),
+                        format!("{host:?} is neither loopback nor an address of the private network: replication would cross an untrusted network; expected a Unix socket (path) or a private address"),
+                    );
+                }
+            }
+        }
+    }
+
     fn check_federation(&self, errs: &mut ValidationErrors) {
         match &self.federation_domain_whitelist {
             None => errs.push(
@@ -1094,71 +1150,135 @@ impl HomeserverConfig {
         }
     }
 
-    fn check_listeners(&self, errs: &mut ValidationErrors) {
+    fn check_listeners(&self, internal: &[IpAddr], errs: &mut ValidationErrors) {
+        // Replication is served only with the replication secret: without
+        // it, anyone who reaches the listener could send events as anyone.
+        let replication = self
+            .extra
+            .get("worker_replication_secret_path")
+            .is_some_and(is_set);
+        let resources: &[ResourceName] = if replication {
+            &[ResourceName::Client, ResourceName::Replication]
+        } else {
+            &[ResourceName::Client]
+        };
+        let rules = ListenerRules {
+            resources,
+            internal,
+        };
         for (i, l) in self.listeners.iter().flatten().enumerate() {
-            let at = format!("listeners[{i}]");
-            if l.kind != ListenerType::Http {
-                errs.push(
-                    format!("{at}.type"),
+            check_listener(&format!("listeners[{i}]"), l, &rules, errs);
+        }
+    }
+}
+
+/// What a listener may serve and where it may bind: the privacy rules of
+/// [`check_listener`].
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerRules<'a> {
+    /// The resources it may serve (never federation, keys or openid).
+    pub resources: &'a [ResourceName],
+    /// Addresses of a private network it may bind besides loopback (for
+    /// processes on other hosts; empty: loopback and Unix sockets only).
+    pub internal: &'a [IpAddr],
+}
+
+/// Checks one listener (`at` names it, e.g. `listeners[0]`): HTTP only,
+/// only the resources `rules` allow, and a Unix socket or a TCP port bound
+/// to loopback (or to an address of `rules.internal`).
+pub fn check_listener(at: &str, l: &Listener, rules: &ListenerRules, errs: &mut ValidationErrors) {
+    if l.kind != ListenerType::Http {
+        errs.push(
+            format!("{at}.type"),
+            format!(
+                "is {}: expected http (no manhole or metrics listener)",
+                match l.kind {
+                    ListenerType::Manhole => "manhole",
+                    _ => "metrics",
+                }
+            ),
+        );
+    }
+    let allowed: Vec<&str> = rules.resources.iter().map(|r| r.as_str()).collect();
+    for (j, res) in l.resources.iter().flatten().enumerate() {
+        for (k, name) in res.names.iter().enumerate() {
+            if !rules.resources.contains(name) {
+                let message = if allowed == ["client"] {
                     format!(
-                        "is {}: expected http (no manhole or metrics listener)",
-                        match l.kind {
-                            ListenerType::Manhole => "manhole",
-                            _ => "metrics",
-                        }
-                    ),
+                        "is {}: expected only client (no federation, keys, openid, metrics, replication or other resource)",
+                        name.as_str()
+                    )
+                } else {
+                    format!(
+                        "is {}: expected only {} (no federation, keys, openid, metrics or other resource)",
+                        name.as_str(),
+                        allowed.join(", ")
+                    )
+                };
+                errs.push(format!("{at}.resources[{j}].names[{k}]"), message);
+            }
+        }
+    }
+    match (l.port, &l.path) {
+        (Some(_), Some(_)) => errs.push(
+            at,
+            "has both port and path: expected a TCP port on loopback or a Unix socket path",
+        ),
+        (None, None) => errs.push(
+            at,
+            "has neither port nor path: expected a TCP port on loopback or a Unix socket path",
+        ),
+        (None, Some(_)) => {}
+        (Some(_), None) => {
+            let addrs = l.all_bind_addresses();
+            if addrs.is_empty() {
+                errs.push(
+                    format!("{at}.bind_addresses"),
+                    "is absent, which makes Synapse listen on every interface: expected loopback addresses (127.0.0.1, ::1)",
                 );
             }
-            for (j, res) in l.resources.iter().flatten().enumerate() {
-                for (k, name) in res.names.iter().enumerate() {
-                    if *name != ResourceName::Client {
-                        errs.push(
-                            format!("{at}.resources[{j}].names[{k}]"),
-                            format!(
-                                "is {}: expected only client (no federation, keys, openid, metrics, replication or other resource)",
-                                name.as_str()
-                            ),
-                        );
-                    }
-                }
-            }
-            match (l.port, &l.path) {
-                (Some(_), Some(_)) => errs.push(
-                    at,
-                    "has both port and path: expected a TCP port on loopback or a Unix socket path",
-                ),
-                (None, None) => errs.push(
-                    at,
-                    "has neither port nor path: expected a TCP port on loopback or a Unix socket path",
-                ),
-                (None, Some(_)) => {}
-                (Some(_), None) => {
-                    let addrs = l.all_bind_addresses();
-                    if addrs.is_empty() {
-                        errs.push(
-                            format!("{at}.bind_addresses"),
-                            "is absent, which makes Synapse listen on every interface: expected loopback addresses (127.0.0.1, ::1)",
-                        );
-                    }
-                    let listed = l.bind_addresses.as_ref().map_or(0, Vec::len);
-                    for (k, addr) in addrs.iter().enumerate() {
-                        let loopback = addr.parse::<IpAddr>().is_ok_and(|a| a.is_loopback());
-                        if !loopback {
-                            let path = if k < listed {
-                                format!("{at}.bind_addresses[{k}]")
-                            } else {
-                                format!("{at}.bind_address")
-                            };
-                            errs.push(
-                                path,
-                                format!("{addr:?} is not a loopback address: Synapse is reached only through the proxy; expected 127.0.0.1 or ::1, or a Unix socket"),
-                            );
-                        }
-                    }
+            let listed = l.bind_addresses.as_ref().map_or(0, Vec::len);
+            for (k, addr) in addrs.iter().enumerate() {
+                let parsed = addr.parse::<IpAddr>().ok();
+                let ok = parsed.is_some_and(|a| a.is_loopback() || rules.internal.contains(&a));
+                if !ok {
+                    let path = if k < listed {
+                        format!("{at}.bind_addresses[{k}]")
+                    } else {
+                        format!("{at}.bind_address")
+                    };
+                    let also = if rules.internal.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " or an address of the private network ({})",
+                            rules
+                                .internal
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    };
+                    errs.push(
+                        path,
+                        format!("{addr:?} is not a loopback address: Synapse is reached only through the proxy; expected 127.0.0.1 or ::1{also}, or a Unix socket"),
+                    );
                 }
             }
         }
     }
+}
+
+/// Whether `host` (a host name or address in `homeserver.yaml`) is this
+/// host's loopback or one of the `internal` addresses.
+fn is_local_or_internal(host: &str, internal: &[IpAddr]) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|a| a.is_loopback() || internal.contains(&a))
 }
 
 /// The top-level keys of `value` read as `null` that are not in `extra`

@@ -216,13 +216,17 @@ fn matrix_site(host: &HostDescription, upstream: &str) -> SiteBlock {
     // federation and key paths win over `/_matrix/*`.
     d.push(handle_404("/_matrix/federation/*"));
     d.push(handle_404("/_matrix/key/*"));
-    for path in ["/_matrix/*", "/_synapse/client/*"] {
-        d.push(Directive::with_block(
-            "handle",
-            [path],
-            vec![Directive::new("reverse_proxy", [upstream])],
-        ));
-    }
+    // With workers, client endpoints go to the workers that serve them.
+    let matrix = match &host.synapse.workers {
+        Some(w) => super::workers::matrix_routes(w, upstream),
+        None => vec![Directive::new("reverse_proxy", [upstream])],
+    };
+    d.push(Directive::with_block("handle", ["/_matrix/*"], matrix));
+    d.push(Directive::with_block(
+        "handle",
+        ["/_synapse/client/*"],
+        vec![Directive::new("reverse_proxy", [upstream])],
+    ));
     // Everything else, including /_synapse/admin/* and
     // /.well-known/matrix/server.
     d.push(Directive::with_block(

@@ -11,6 +11,7 @@ pub mod coturn;
 pub mod element;
 pub mod synapse;
 pub mod well_known;
+pub mod workers;
 
 use std::path::{Path, PathBuf};
 
@@ -59,6 +60,12 @@ pub mod paths {
     pub const HOMESERVER_YAML: &str = "synapse/homeserver.yaml";
     /// Synapse's logging configuration.
     pub const SYNAPSE_LOG_CONFIG: &str = "synapse/log.yaml";
+    /// The directory of the workers' configurations (`NAME.yaml`) and
+    /// logging configurations (`NAME.log.yaml`), with `synapse.workers`.
+    pub const SYNAPSE_WORKERS_DIR: &str = "synapse/workers";
+    /// The workers' manifest (names, kinds, configurations, listeners),
+    /// with `synapse.workers`.
+    pub const SYNAPSE_WORKERS_MANIFEST: &str = "synapse/workers.json";
     /// coturn's configuration without its secret; `ospw-matrix materialize
     /// coturn` adds the secret at service start.
     pub const TURNSERVER_TEMPLATE: &str = "coturn/turnserver.conf";
@@ -119,21 +126,31 @@ pub fn render(host: &HostDescription, ctx: &RenderContext) -> Result<Rendered, V
         errs.push(".", format!("cannot serialise the host description: {e}"));
         errs
     })?;
+    let worker_files = match &host.synapse.workers {
+        Some(w) => workers::files(host, w, &homeserver, ctx)?,
+        None => Vec::new(),
+    };
     let file = |path: &str, contents: String| RenderedFile {
         path: PathBuf::from(path),
         contents,
     };
+    let mut files = vec![
+        file(paths::HOMESERVER_YAML, homeserver_yaml),
+        file(paths::SYNAPSE_LOG_CONFIG, synapse::log_config(host)),
+    ];
+    files.extend(worker_files);
     Ok(Rendered {
-        files: vec![
-            file(paths::HOMESERVER_YAML, homeserver_yaml),
-            file(paths::SYNAPSE_LOG_CONFIG, synapse::log_config(host)),
-            file(paths::TURNSERVER_TEMPLATE, turnserver.to_conf_string()),
-            file(paths::ELEMENT_CONFIG, element.to_json_string()),
-            file(paths::CADDY_SITES, sites.to_caddyfile()),
-            file(paths::CADDYFILE, caddy::standalone_caddyfile(host, ctx)),
-            file(paths::WELL_KNOWN_CLIENT, well_known::client(host)),
-            file(paths::HOST_JSON, host_json + "\n"),
-        ],
+        files: files
+            .into_iter()
+            .chain([
+                file(paths::TURNSERVER_TEMPLATE, turnserver.to_conf_string()),
+                file(paths::ELEMENT_CONFIG, element.to_json_string()),
+                file(paths::CADDY_SITES, sites.to_caddyfile()),
+                file(paths::CADDYFILE, caddy::standalone_caddyfile(host, ctx)),
+                file(paths::WELL_KNOWN_CLIENT, well_known::client(host)),
+                file(paths::HOST_JSON, host_json + "\n"),
+            ])
+            .collect(),
     })
 }
 

@@ -133,6 +133,14 @@ pub fn homeserver(
         extra: Extra::new(),
         null_keys: Vec::new(),
     };
+    let mut config = config;
+    let internal = match &s.workers {
+        Some(w) => {
+            super::workers::apply_to_homeserver(host, w, &mut config);
+            super::workers::internal_addresses(w)
+        }
+        None => Vec::new(),
+    };
 
     let derived = if s.settings.is_empty() {
         None
@@ -144,7 +152,8 @@ pub fn homeserver(
     if let Some(derived) = &derived {
         check_derived_keys(derived, &config, &s.settings, &mut errs);
     }
-    for e in config.privacy_violations().errors {
+    super::workers::check_settings(host, &s.settings, &mut errs);
+    for e in config.privacy_violations_with(&internal).errors {
         let top = e.path.split(['.', '[']).next().unwrap_or_default();
         if !s.settings.contains_key(top) {
             errs.push(format!("synapse (homeserver.yaml {})", e.path), e.message);
