@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian 12 machine, as
-# root: PostgreSQL 15, coturn, Caddy, Nix (for parsing and evaluating the
-# modules), Python with venv and a C compiler with libpq-dev (to build
+# root: PostgreSQL 15, coturn, Caddy, Redis (Synapse's workers), Nix (for
+# parsing and evaluating the modules), Python with venv and a C compiler with libpq-dev (to build
 # psycopg2), curl, Rust when missing (rustc-web), and Synapse from PyPI into a virtual environment at
 # $OSPW_VENV (default /opt/ospw-venv); then checks that every program the
 # tests spawn is on PATH (PROGRAMS below; crates/ospw-matrix-cli/tests/
@@ -12,12 +12,12 @@ OSPW_VENV=${OSPW_VENV:-/opt/ospw-venv}
 # A minimal Debian 12 (e.g. the debian:12 image) has none of python3, venv,
 # gcc, curl or procps (`kill`); util-linux (`setpriv`), passwd (`useradd`) and
 # libc-bin (`getent`) are listed for completeness.
-APT_PACKAGES=(postgresql-15 postgresql-client-15 libpq-dev coturn caddy nix-bin jq
+APT_PACKAGES=(postgresql-15 postgresql-client-15 libpq-dev coturn caddy redis-server nix-bin jq
   python3 python3-venv python3-dev gcc libc6-dev curl ca-certificates procps
   util-linux passwd libc-bin)
 # Every program a test spawns by name (PostgreSQL's own programs are run from
 # /usr/lib/postgresql/15/bin and checked there).
-PROGRAMS=(turnserver turnutils_uclient turnutils_peer caddy curl python3 setpriv
+PROGRAMS=(turnserver turnutils_uclient turnutils_peer caddy redis-server curl python3 setpriv
   getent useradd id kill sh sleep nix-instantiate jq cargo rustc)
 PG_PROGRAMS=(initdb postgres pg_ctl pg_isready psql createdb dropdb pg_dump pg_restore)
 
@@ -53,15 +53,17 @@ fi
 
 # The Debian packages start their services; the tests start their own
 # instances on other ports and directories, so stop the system ones.
-for svc in coturn caddy postgresql; do
+for svc in coturn caddy postgresql redis-server; do
   systemctl stop "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
 done
 
-if ! "$OSPW_VENV/bin/python" -c 'import synapse, psycopg2, jsonschema, lxml' >/dev/null 2>&1; then
-  echo "install-test-deps: creating $OSPW_VENV with matrix-synapse[postgres,url-preview]"
+if ! "$OSPW_VENV/bin/python" -c 'import synapse, psycopg2, jsonschema, lxml, txredisapi, hiredis' >/dev/null 2>&1; then
+  echo "install-test-deps: creating $OSPW_VENV with matrix-synapse[postgres,url-preview,redis]"
   python3 -m venv "$OSPW_VENV"
   "$OSPW_VENV/bin/pip" install -q --upgrade pip
-  "$OSPW_VENV/bin/pip" install -q 'matrix-synapse[postgres,url-preview]' jsonschema
+  # An existing venv keeps its Synapse (pip upgrades nothing already
+  # satisfied) and gains the redis extra the workers need.
+  "$OSPW_VENV/bin/pip" install -q 'matrix-synapse[postgres,url-preview,redis]' jsonschema
 fi
 echo "install-test-deps: Synapse $("$OSPW_VENV/bin/python" -c 'import synapse; print(synapse.__version__)') in $OSPW_VENV"
 

@@ -13,3 +13,4 @@ pub mod stun;
 pub mod synapse_log;
 pub mod util;
 pub mod wait;
+pub mod workers;

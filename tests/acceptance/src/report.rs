@@ -7,6 +7,7 @@ pub struct Report {
     started: Instant,
     passed: usize,
     failed: Vec<String>,
+    prefix: String,
 }
 
 impl Default for Report {
@@ -22,13 +23,22 @@ impl Report {
             started: Instant::now(),
             passed: 0,
             failed: Vec::new(),
+            prefix: String::new(),
         }
+    }
+
+    /// Prefixes the names of the checks and sections that follow (e.g.
+    /// `[workers] `, when the same checks run against another stack).
+    pub fn set_prefix(&mut self, prefix: &str) {
+        self.prefix = prefix.to_owned();
     }
 
     /// Records one check: `Ok(detail)` passes, `Err` fails with its cause.
     /// Returns whether it passed.
     pub fn check<T: std::fmt::Display>(&mut self, name: &str, result: anyhow::Result<T>) -> bool {
         let t = self.started.elapsed().as_secs_f32();
+        let name = format!("{}{name}", self.prefix);
+        let name = name.as_str();
         match result {
             Ok(detail) => {
                 self.passed += 1;
@@ -50,7 +60,7 @@ impl Report {
 
     /// A section heading.
     pub fn section(&self, title: &str) {
-        println!("\n== {title}");
+        println!("\n== {}{title}", self.prefix);
     }
 
     /// Number of passed checks.

@@ -1,6 +1,7 @@
 //! The stack under test, started from the CLI's rendered files in a fresh
 //! run directory: its own PostgreSQL cluster, one or more Synapses, and,
-//! when [`Options`] asks for them, coturn and Caddy (`tls internal`).
+//! when [`Options`] asks for them, coturn and Caddy (`tls internal`), and
+//! Synapse's workers with Redis.
 //!
 //! Every program runs as the unprivileged service user in its own process
 //! group. Dropping the [`Stack`] stops them all (Synapses and the other
@@ -40,6 +41,10 @@ pub struct Options {
     pub cmd_timeout: Duration,
     /// A Synapse's start (the first one creates its schema).
     pub synapse_start: Duration,
+    /// The main host's `synapse.workers` (YAML lines of its body, without
+    /// `socket_dir` and `redis`, which the run sets), e.g. `preset: small`:
+    /// Synapse then runs with its workers and Redis (`redis-server`).
+    pub workers: Option<&'static str>,
 }
 
 impl Options {
@@ -52,6 +57,15 @@ impl Options {
             fast_postgres: false,
             cmd_timeout: Duration::from_secs(60),
             synapse_start: Duration::from_secs(240),
+            workers: None,
+        }
+    }
+
+    /// [`Options::full`] with Synapse's workers (`synapse.workers` = `workers`).
+    pub fn full_with_workers(name: &'static str, workers: &'static str) -> Self {
+        Self {
+            workers: Some(workers),
+            ..Self::full(name)
         }
     }
 
@@ -64,6 +78,7 @@ impl Options {
             fast_postgres: true,
             cmd_timeout: Duration::from_secs(120),
             synapse_start: Duration::from_secs(300),
+            workers: None,
         }
     }
 }
@@ -142,6 +157,9 @@ impl Tools {
         if opts.caddy {
             programs.push("caddy");
         }
+        if opts.workers.is_some() {
+            programs.push("redis-server");
+        }
         programs.push("setpriv");
         for prog in programs {
             ensure!(
@@ -187,6 +205,10 @@ pub struct Paths {
     pub host_yaml: PathBuf,
     /// The materialized coturn configuration.
     pub turn_conf: PathBuf,
+    /// The workers' Unix sockets (`synapse.workers.socket_dir`).
+    pub sockets: PathBuf,
+    /// Redis's directory and socket.
+    pub redis: PathBuf,
 }
 
 impl Paths {
@@ -204,6 +226,8 @@ impl Paths {
             logs: root.join("logs"),
             host_yaml: root.join("host.yaml"),
             turn_conf: root.join("state/turnserver.conf"),
+            sockets: root.join("state/sock"),
+            redis: root.join("state/redis"),
             root,
         }
     }
@@ -272,6 +296,8 @@ pub struct Host {
     pub proxy_ports: Option<(u16, u16)>,
     /// Login rate limits high enough for many logins in a row.
     pub relaxed_login_limits: bool,
+    /// The body of `synapse.workers` (YAML lines indented by four spaces).
+    pub workers: Option<String>,
 }
 
 impl Host {
@@ -294,6 +320,7 @@ impl Host {
             element_webroot: None,
             proxy_ports: None,
             relaxed_login_limits: false,
+            workers: None,
         }
     }
 }
@@ -427,6 +454,10 @@ impl Stack {
         }
         mkdir(&p.state, 0o755, Some(&self.user))?;
         let mut private = vec![&p.synapse_data, &p.pg_sock, &p.home];
+        if self.opts.workers.is_some() {
+            private.push(&p.sockets);
+            private.push(&p.redis);
+        }
         if self.opts.caddy {
             private.push(&p.caddy_home);
         }
@@ -523,6 +554,10 @@ impl Stack {
                  \x20     failed_attempts: {per_second: 100, burst_count: 100}\n",
             );
         }
+        if let Some(workers) = &host.workers {
+            y.push_str("  workers:\n");
+            y.push_str(workers);
+        }
         if let Some((port, min, max)) = host.turn {
             y.push_str(&format!(
                 "turn:\n\
@@ -572,7 +607,133 @@ impl Stack {
             h.element_webroot = Some(self.p.webroot.clone());
             h.proxy_ports = Some((self.ports.http, self.ports.https));
         }
+        if let Some(workers) = self.opts.workers {
+            let mut body = String::new();
+            for line in workers.lines() {
+                body.push_str(&format!("    {line}\n"));
+            }
+            body.push_str(&format!(
+                "    socket_dir: {}\n    redis:\n      unix: {{path: {}}}\n",
+                q(&self.p.sockets),
+                q(&self.redis_socket())
+            ));
+            h.workers = Some(body);
+        }
         h
+    }
+
+    /// Redis's Unix socket.
+    pub fn redis_socket(&self) -> PathBuf {
+        self.p.redis.join("redis.sock")
+    }
+
+    /// Starts Redis (service `redis`) on its Unix socket only (no TCP port,
+    /// no persistence) and waits until it answers.
+    pub async fn start_redis(&mut self) -> Result<()> {
+        let conf = self.p.redis.join("redis.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "# Written by the acceptance suite: a Unix socket only, nothing on disk.\n\
+                 port 0\n\
+                 unixsocket {}\n\
+                 unixsocketperm 700\n\
+                 save \"\"\n\
+                 appendonly no\n\
+                 dir {}\n\
+                 daemonize no\n",
+                self.redis_socket().display(),
+                self.p.redis.display()
+            ),
+        )?;
+        let mut cmd = self.user.command("redis-server", &self.p.home);
+        cmd.arg(&conf);
+        self.spawn("redis", cmd, libc::SIGTERM)?;
+        let sock = self.redis_socket();
+        wait::until(
+            "Redis's socket",
+            SERVICE_START,
+            Duration::from_millis(100),
+            || {
+                let sock = sock.clone();
+                async move {
+                    let Ok(mut s) = tokio::net::UnixStream::connect(&sock).await else {
+                        return Ok(None);
+                    };
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    s.write_all(b"PING\r\n").await?;
+                    let mut buf = [0u8; 16];
+                    let n = s.read(&mut buf).await?;
+                    Ok(buf[..n].starts_with(b"+PONG").then_some(()))
+                }
+            },
+        )
+        .await?;
+        self.service_mut("redis")?.check_running()
+    }
+
+    /// The main host's workers (from the rendered manifest; empty without).
+    pub fn workers(&self) -> Result<Vec<crate::workers::Worker>> {
+        crate::workers::manifest(&self.p.out)
+    }
+
+    /// Starts every worker of the rendered manifest (service
+    /// `synapse-NAME` each, started together) and waits until each answers
+    /// `/health` on its socket.
+    pub async fn start_workers(&mut self) -> Result<()> {
+        let workers = self.workers()?;
+        let hs = self.p.out.join("synapse/homeserver.yaml");
+        let data = self.p.synapse_data.clone();
+        for w in &workers {
+            let mut cmd = self.user.command(&self.python, &self.p.home);
+            cmd.args(["-m", &w.app, "-c"])
+                .arg(&hs)
+                .arg("-c")
+                .arg(&w.config)
+                .current_dir(&data);
+            self.spawn(&w.service(), cmd, libc::SIGTERM)?;
+        }
+        let deadline = std::time::Instant::now() + self.opts.synapse_start;
+        for w in &workers {
+            let sock = w
+                .health_socket()
+                .ok_or_else(|| anyhow!("{} has no listener", w.name))?
+                .to_owned();
+            loop {
+                self.service_mut(&w.service())?.check_running()?;
+                if let Ok((200, _)) = crate::workers::unix_get(&sock, "/health").await {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    bail!(
+                        "{} did not answer /health on {} within {:?}",
+                        w.name,
+                        sock.display(),
+                        self.opts.synapse_start
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the workers (in reverse order) and the main Synapse; fails
+    /// naming each process that had to be killed.
+    pub fn stop_synapse(&mut self, grace: Duration) -> Result<()> {
+        let mut killed = Vec::new();
+        let mut names: Vec<String> = self.workers()?.iter().map(|w| w.service()).collect();
+        names.reverse();
+        names.push("synapse".to_owned());
+        for name in names {
+            if let Some(mut s) = self.take_service(&name) {
+                if s.stop(grace).is_none() {
+                    killed.push(name);
+                }
+            }
+        }
+        ensure!(killed.is_empty(), "had to be killed: {}", killed.join(", "));
+        Ok(())
     }
 
     /// A PostgreSQL program, as the service user.
@@ -748,12 +909,21 @@ impl Stack {
     }
 
     /// Starts the main Synapse (service `synapse`) from the rendered
-    /// `synapse/homeserver.yaml`.
+    /// `synapse/homeserver.yaml`; with workers, Redis first (unless it
+    /// runs) and the workers after it.
     pub async fn start_main_synapse(&mut self) -> Result<()> {
         let config = self.p.out.join("synapse/homeserver.yaml");
         let data = self.p.synapse_data.clone();
+        let workers = self.opts.workers.is_some();
+        if workers && self.service_mut("redis").is_err() {
+            self.start_redis().await?;
+        }
         self.start_synapse("synapse", &config, &data, self.ports.synapse)
-            .await
+            .await?;
+        if workers {
+            self.start_workers().await?;
+        }
+        Ok(())
     }
 
     /// The main Synapse's own listener: `http://127.0.0.1:PORT{path}`.
