@@ -108,6 +108,52 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     Ok(ms)
 }
 
+/// Parses an `https://` URL the operator wrote into a typed field and
+/// returns its host (lower case). The host must be a DNS name; user info,
+/// white space, control characters and characters that need quoting in
+/// HTML or JSON are refused.
+pub fn parse_https_url(text: &str) -> Result<String, String> {
+    let expected = "expected an https:// URL such as https://chat.example.org/help";
+    let Some(rest) = text.strip_prefix("https://") else {
+        return Err(format!("{text:?} is not an https:// URL: {expected}"));
+    };
+    if text.len() > 2000 {
+        return Err(format!(
+            "is {} characters long: {expected} of at most 2000",
+            text.len()
+        ));
+    }
+    if let Some(c) = text.chars().find(|c| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '"' | '<' | '>' | '\\' | '`' | '{' | '}' | '^' | '|')
+    }) {
+        return Err(format!("{text:?} contains {c:?}: {expected}"));
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.contains('@') {
+        return Err(format!(
+            "{text:?} carries user info before @, which hides the real host: {expected}"
+        ));
+    }
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) => {
+            if port.parse::<u16>().map_or(true, |p| p == 0) {
+                return Err(format!("{text:?} has an invalid port: {expected}"));
+            }
+            h
+        }
+        None => authority,
+    };
+    if !crate::validate::is_dns_name(host) {
+        return Err(format!(
+            "{text:?} does not name a host by its DNS name: {expected}"
+        ));
+    }
+    Ok(host.to_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +193,33 @@ mod tests {
             "99999999999999T",
         ] {
             assert!(parse_size_bytes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn https_urls() {
+        assert_eq!(
+            parse_https_url("https://Tiles.example.org:8443/style.json?key=1").as_deref(),
+            Ok("tiles.example.org")
+        );
+        assert_eq!(
+            parse_https_url("https://chat.example.org").as_deref(),
+            Ok("chat.example.org")
+        );
+        for bad in [
+            "http://chat.example.org",
+            "//chat.example.org",
+            "javascript:alert(1)",
+            "https://chat.example.org@evil.example/",
+            "https://evil.example\\@chat.example.org/",
+            "https://chat.example.org/a b",
+            "https://chat.example.org/\n",
+            "https://192.0.2.1/",
+            "https://chat.example.org:0/",
+            "https://chat.example.org/\"onmouseover=x",
+            "https:///x",
+        ] {
+            assert!(parse_https_url(bad).is_err(), "{bad}");
         }
     }
 

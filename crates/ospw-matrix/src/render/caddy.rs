@@ -44,11 +44,24 @@ pub fn sites(host: &HostDescription, ctx: &RenderContext) -> Result<CaddySites, 
         return Err(errs);
     }
     let serve_base = host.delegates_from_base_domain() && host.proxy.serve_base_domain;
-    let mut element = element_site(host, &webroot, &element_dir);
+    let logo = host
+        .element
+        .branding
+        .logo_file
+        .as_ref()
+        .map(|f| logo_route(f, &mut errs));
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let mut element = element_site(host, &webroot, &element_dir, logo.flatten());
     if serve_base && host.base_domain == host.element_host {
         // Element on the base domain itself: one site block serves both
         // (two blocks for one address would be ambiguous to Caddy).
-        let at = element.directives.len().saturating_sub(3);
+        let at = element
+            .directives
+            .iter()
+            .position(|d| d.name == "@config")
+            .unwrap_or(element.directives.len());
         element
             .directives
             .insert(at, handle_404("/.well-known/matrix/server"));
@@ -236,7 +249,21 @@ fn matrix_site(host: &HostDescription, upstream: &str) -> SiteBlock {
     }
 }
 
-fn element_site(host: &HostDescription, webroot: &str, element_dir: &str) -> SiteBlock {
+/// The logo file as (directory, file name) for a `handle` that serves
+/// that one file.
+fn logo_route(file: &std::path::Path, errs: &mut ValidationErrors) -> Option<(String, String)> {
+    let dir = file.parent()?;
+    let name = file.file_name()?.to_str()?.to_owned();
+    let dir = path_text(dir, "element.branding.logo_file", errs);
+    Some((dir, name))
+}
+
+fn element_site(
+    host: &HostDescription,
+    webroot: &str,
+    element_dir: &str,
+    logo: Option<(String, String)>,
+) -> SiteBlock {
     let mut d = common(host);
     d.push(Directive::with_block(
         "header",
@@ -274,6 +301,29 @@ fn element_site(host: &HostDescription, webroot: &str, element_dir: &str) -> Sit
             Directive::new("file_server", Vec::<String>::new()),
         ],
     ));
+    // The welcome page, rendered beside config.json (Element's own
+    // welcome.html in the webroot links to element.io and others).
+    d.push(Directive::with_block(
+        "handle",
+        [format!("/{}", super::element::WELCOME_URL)],
+        vec![
+            Directive::new("header", ["Cache-Control", "no-cache"]),
+            Directive::new("root", ["*", element_dir]),
+            Directive::new("file_server", Vec::<String>::new()),
+        ],
+    ));
+    // The logo: this one file, nothing else of its directory.
+    if let (Some((dir, name)), Some(url)) = (logo, super::element::logo_url(host)) {
+        d.push(Directive::with_block(
+            "handle",
+            [format!("/{url}")],
+            vec![
+                Directive::new("root", ["*", dir.as_str()]),
+                Directive::new("rewrite", ["*".to_owned(), format!("/{name}")]),
+                Directive::new("file_server", Vec::<String>::new()),
+            ],
+        ));
+    }
     d.push(Directive::with_block(
         "handle",
         Vec::<String>::new(),
@@ -406,7 +456,8 @@ mod tests {
                         .ends_with(&["Cache-Control".into(), "no-cache".into()])
             })
             .count();
-        assert_eq!(no_cache, 2);
+        // config.json, index.html and the welcome page.
+        assert_eq!(no_cache, 3);
     }
 
     #[test]
