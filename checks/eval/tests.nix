@@ -1414,6 +1414,21 @@ in
             element = {
               settingDefaults.UIFeature.feedback = false;
               settings.show_labs_settings = false;
+              forceTurn = true;
+              mapStyleUrl = "https://tiles.example.org/style.json";
+              jitsiDomain = "meet.example.org";
+              branding = {
+                welcomeText = "Welcome";
+                logoFile = "/etc/chat/logo.svg";
+                footerLinks = [
+                  {
+                    text = "Rules";
+                    url = "https://example.org/rules";
+                  }
+                ];
+                helpUrl = "https://example.org/help";
+                desktopDownloadUrl = "https://example.org/apps";
+              };
             };
             proxy = {
               tls = "internal";
