@@ -69,6 +69,16 @@ const CASES: &[(&str, &str)] = &[
     ("proxy: {tls: selfsigned}", "proxy.tls"),
     ("proxy: {bind: [0.0.0.300]}", "proxy.bind[0]"),
     ("proxy: {admin: nowhere}", "proxy.admin"),
+    // Caddy's admin endpoint has no authentication: loopback, a socket or off.
+    ("proxy: {admin: ':2019'}", "proxy.admin"),
+    ("proxy: {admin: '0.0.0.0:2019'}", "proxy.admin"),
+    ("proxy: {admin: '[::]:2019'}", "proxy.admin"),
+    ("proxy: {admin: '192.0.2.7:2019'}", "proxy.admin"),
+    ("proxy: {admin: 'admin.example.org:2019'}", "proxy.admin"),
+    ("proxy: {admin: '{env.CADDY_ADMIN}'}", "proxy.admin"),
+    ("proxy: {admin: 'tcp4/0.0.0.0:2019'}", "proxy.admin"),
+    ("proxy: {admin: 'localhost:2019-2040'}", "proxy.admin"),
+    ("proxy: {admin: 'OFF'}", "proxy.admin"),
     // Port collisions.
     ("proxy: {http_port: 8443, https_port: 8443}", "proxy.https_port"),
     ("proxy: {https_port: 8008}", "proxy.https_port"),

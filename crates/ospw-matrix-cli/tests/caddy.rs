@@ -562,3 +562,172 @@ fn run_caddy(unix: bool) {
     );
     drop(server);
 }
+
+/// Addresses Caddy listens on (TCP, LISTEN state) for `port`, from
+/// /proc/net/tcp and tcp6, as `ip` text.
+fn listening_addresses(port: u16) -> Vec<String> {
+    let mut out = Vec::new();
+    for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 4 || fields[3] != "0A" {
+                continue;
+            }
+            let Some((addr, p)) = fields[1].split_once(':') else {
+                continue;
+            };
+            if u16::from_str_radix(p, 16).ok() != Some(port) {
+                continue;
+            }
+            let bytes: Vec<u8> = (0..addr.len() / 2)
+                .filter_map(|i| u8::from_str_radix(&addr[2 * i..2 * i + 2], 16).ok())
+                .collect();
+            // The kernel prints each 32-bit word in host (little-endian) order.
+            let fixed: Vec<u8> = bytes
+                .chunks(4)
+                .flat_map(|w| w.iter().rev().copied().collect::<Vec<u8>>())
+                .collect();
+            let ip = if v6 {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&fixed[..16]);
+                std::net::IpAddr::from(a)
+            } else {
+                std::net::IpAddr::from([fixed[0], fixed[1], fixed[2], fixed[3]])
+            };
+            out.push(ip.to_string());
+        }
+    }
+    out
+}
+
+/// Runs `caddy run` on `caddyfile` (environment `env`) until its admin
+/// endpoint listens on `port`, and returns the addresses it listens on.
+fn admin_listens_on(
+    bin: &Path,
+    dir: &Path,
+    caddyfile: &Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Vec<String> {
+    let log = std::fs::File::create(dir.join("caddy-admin.log")).unwrap();
+    let mut cmd = caddy(bin, dir);
+    cmd.args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(caddyfile)
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let server = KillOnDrop(cmd.spawn().expect("start caddy"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = listening_addresses(port);
+        if !found.is_empty() {
+            drop(server);
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "caddy never listened on {port}: {}",
+            std::fs::read_to_string(dir.join("caddy-admin.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Class 9: Caddy's admin endpoint (no authentication) stays on loopback,
+/// a Unix socket, or off. What the renderer accepts is what Caddy uses; what
+/// it refuses Caddy really would expose (checked with the real Caddy).
+#[test]
+fn admin_endpoint_stays_off_the_network() {
+    let Some(bin) = require("caddy", which("caddy")) else {
+        return;
+    };
+    let dir = TempDir::new("caddy-admin");
+    let port = free_port();
+    let sock = dir.path().join("admin.sock");
+    let accepted = [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        format!("unix/{}", sock.display()),
+        "off".to_owned(),
+    ];
+    for admin in &accepted {
+        let sub = TempDir::new("caddy-admin-ok");
+        let out = render(
+            sub.path(),
+            &format!("{NAMES}proxy:\n  admin: \"{admin}\"\n"),
+        );
+        let o = caddy(&bin, sub.path())
+            .args(["adapt", "--adapter", "caddyfile", "--config"])
+            .arg(out.join("caddy/Caddyfile"))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{admin}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        if admin == "off" {
+            assert_eq!(v["admin"]["disabled"], true, "{v}");
+        } else {
+            assert_eq!(v["admin"]["listen"], admin.as_str(), "{admin}");
+        }
+    }
+    // The rendered loopback address is where the running Caddy listens.
+    let sub = TempDir::new("caddy-admin-run");
+    let out = render(
+        sub.path(),
+        &format!(
+            "{NAMES}proxy:\n  tls: internal\n  http_port: {}\n  https_port: {}\n  \
+             bind: [127.0.0.1]\n  admin: \"127.0.0.1:{port}\"\n",
+            free_port(),
+            free_port()
+        ),
+    );
+    let found = admin_listens_on(&bin, sub.path(), &out.join("caddy/Caddyfile"), port, &[]);
+    assert_eq!(
+        found,
+        vec!["127.0.0.1"],
+        "admin endpoint listens on {found:?}"
+    );
+
+    // Refused, naming proxy.admin: each would take the endpoint elsewhere.
+    let wide = free_port();
+    for admin in [
+        format!(":{wide}"),
+        format!("0.0.0.0:{wide}"),
+        format!("[::]:{wide}"),
+        "{env.OSPW_ADMIN}".to_owned(),
+        format!("tcp4/0.0.0.0:{wide}"),
+        format!("example.org:{wide}"),
+    ] {
+        let sub = TempDir::new("caddy-admin-bad");
+        let host = sub.path().join("host.yaml");
+        std::fs::write(&host, format!("{NAMES}proxy:\n  admin: \"{admin}\"\n")).unwrap();
+        let o = support::render_to(Some(&host), &sub.path().join("out"));
+        support::assert_fails_naming(&o, &["proxy.admin"]);
+    }
+    // What Caddy itself makes of two of them: the wildcard address, and a
+    // placeholder filled from the environment when Caddy starts.
+    for (admin, env) in [
+        (format!(":{wide}"), vec![]),
+        (
+            "{env.OSPW_ADMIN}".to_owned(),
+            vec![("OSPW_ADMIN", format!(":{wide}"))],
+        ),
+    ] {
+        let sub = TempDir::new("caddy-admin-wide");
+        let file = sub.path().join("Caddyfile");
+        std::fs::write(&file, format!("{{\n\tadmin {admin}\n}}\n")).unwrap();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let found = admin_listens_on(&bin, sub.path(), &file, wide, &env);
+        assert!(
+            found.iter().all(|a| a == "0.0.0.0" || a == "::"),
+            "{admin}: {found:?}"
+        );
+    }
+}

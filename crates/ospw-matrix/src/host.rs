@@ -380,8 +380,11 @@ pub struct ProxySettings {
     /// `/.well-known/matrix/client`). Turn off when the base domain's web site
     /// is hosted elsewhere, and publish the rendered file there.
     pub serve_base_domain: bool,
-    /// Caddy's admin endpoint address (`off` to disable) in the standalone
-    /// Caddyfile. NixOS manages Caddy's global options itself.
+    /// Caddy's admin endpoint in the standalone Caddyfile: `off`, a
+    /// loopback address with one port (`localhost:2019`, `127.0.0.1:2019`,
+    /// `[::1]:2019`) or a Unix socket (`unix//run/caddy/admin.sock`). It has
+    /// no authentication, so it never listens on the network. NixOS manages
+    /// Caddy's global options itself.
     pub admin: String,
 }
 

@@ -12,7 +12,8 @@ use std::path::Path;
 use crate::error::ValidationErrors;
 use crate::host::{HostDescription, SecretKind, SynapseListen};
 use crate::values::{
-    parse_duration_ms, parse_https_url, parse_port_range, parse_size_bytes, PortRange,
+    parse_admin_listen, parse_duration_ms, parse_https_url, parse_port_range, parse_size_bytes,
+    AdminListen, PortRange,
 };
 
 /// Words that mark a value the user was meant to replace.
@@ -380,20 +381,8 @@ fn check_proxy(host: &HostDescription, errs: &mut ValidationErrors) {
     for (i, addr) in p.bind.iter().enumerate() {
         ip(errs, &format!("proxy.bind[{i}]"), addr);
     }
-    if p.admin != "off" {
-        let valid = p
-            .admin
-            .rsplit_once(':')
-            .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok_and(|n| n != 0));
-        if !valid {
-            errs.push(
-                "proxy.admin",
-                format!(
-                    "{:?} is not an address: expected host:port such as localhost:2019, or off",
-                    p.admin
-                ),
-            );
-        }
+    if let Err(message) = parse_admin_listen(&p.admin) {
+        errs.push("proxy.admin", message);
     }
 }
 
@@ -471,13 +460,10 @@ fn check_ports(host: &HostDescription, errs: &mut ValidationErrors) {
 /// The port of Caddy's admin endpoint (`host:port`), unless it is `off` or
 /// not an address (reported by [`check_proxy`]).
 fn admin_port(admin: &str) -> Option<u16> {
-    if admin == "off" {
-        return None;
+    match parse_admin_listen(admin) {
+        Ok(AdminListen::Loopback { port }) => Some(port),
+        _ => None,
     }
-    admin
-        .rsplit_once(':')
-        .and_then(|(_, port)| port.parse::<u16>().ok())
-        .filter(|p| *p != 0)
 }
 
 fn check_placeholders(host: &HostDescription, errs: &mut ValidationErrors) {
