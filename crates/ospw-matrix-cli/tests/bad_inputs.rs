@@ -79,6 +79,16 @@ const CASES: &[(&str, &str)] = &[
     ("proxy: {admin: 'tcp4/0.0.0.0:2019'}", "proxy.admin"),
     ("proxy: {admin: 'localhost:2019-2040'}", "proxy.admin"),
     ("proxy: {admin: 'OFF'}", "proxy.admin"),
+    // Values Caddy would read as something else (placeholders, {$VAR}, line breaks).
+    ("element: {webroot: '/srv/{header.X-Root}'}", "element.webroot"),
+    ("element: {webroot: '/srv/{$HOME}/element'}", "element.webroot"),
+    ("element: {webroot: \"/srv/el\\nement\"}", "element.webroot"),
+    ("synapse: {listen: {unix: {path: '/run/{query.s}/client.sock'}}}", "synapse.listen.unix.path"),
+    ("synapse: {listen: {unix: {path: '/run/synapse/client.sock|0777'}}}", "synapse.listen.unix.path"),
+    ("proxy: {acme_email: '{$EMAIL}@example.org'}", "proxy.acme_email"),
+    ("proxy: {acme_email: '#admin@example.org'}", "proxy.acme_email"),
+    ("proxy: {acme_email: 'ad min@example.org'}", "proxy.acme_email"),
+    ("element: {branding: {logo_file: '/srv/{path}/logo.svg'}}", "element.branding.logo_file"),
     // Port collisions.
     ("proxy: {http_port: 8443, https_port: 8443}", "proxy.https_port"),
     ("proxy: {https_port: 8008}", "proxy.https_port"),

@@ -731,3 +731,181 @@ fn admin_endpoint_stays_off_the_network() {
         );
     }
 }
+
+/// Every string value in `v` under a key named `key`.
+fn values_named(v: &serde_json::Value, key: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, item) in map {
+                match item {
+                    serde_json::Value::String(s) if k == key => out.push(s.clone()),
+                    _ => values_named(item, key, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|i| values_named(i, key, out)),
+        _ => {}
+    }
+}
+
+/// Class 3 for the Caddyfile: every value written into it is read back by
+/// the real Caddy exactly as written, and what Caddy would read otherwise
+/// (placeholders, `{$VAR}`, line breaks) is refused naming the field.
+#[test]
+fn caddy_reads_every_written_value_back() {
+    let Some(bin) = require("caddy", which("caddy")) else {
+        return;
+    };
+    let dir = TempDir::new("caddy-values");
+    // Odd but plain: quotes, apostrophes, #, a backslash, a backtick,
+    // spaces, non-ASCII letters.
+    let webroot = dir.path().join("element web/it's #1 \"chät\" a\\b `c`");
+    let socket = dir.path().join("synapse sock/client's.sock");
+    let email = "o'brien+chat@example.org";
+    let out = dir.path().join("rendered out #1");
+    let yaml = format!(
+        "{NAMES}synapse:\n  listen:\n    unix:\n      path: {}\n\
+         element:\n  webroot: {}\n\
+         proxy:\n  acme_email: {}\n",
+        serde_json::to_string(&socket.display().to_string()).unwrap(),
+        serde_json::to_string(&webroot.display().to_string()).unwrap(),
+        serde_json::to_string(email).unwrap(),
+    );
+    let host = dir.path().join("host.yaml");
+    std::fs::write(&host, yaml).unwrap();
+    assert_renders(Some(&host), &out);
+    let o = caddy(&bin, dir.path())
+        .args(["adapt", "--adapter", "caddyfile", "--config"])
+        .arg(out.join("caddy/Caddyfile"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut roots = Vec::new();
+    values_named(&v, "root", &mut roots);
+    assert!(roots.contains(&webroot.display().to_string()), "{roots:?}");
+    assert!(
+        roots.contains(&out.join("element").display().to_string()),
+        "{roots:?}"
+    );
+    let mut dials = Vec::new();
+    values_named(&v, "dial", &mut dials);
+    assert!(
+        dials.contains(&format!("unix/{}", socket.display())),
+        "{dials:?}"
+    );
+    let mut emails = Vec::new();
+    values_named(&v, "email", &mut emails);
+    assert!(
+        !emails.is_empty() && emails.iter().all(|e| e == email),
+        "{emails:?}"
+    );
+
+    // Refused, naming the field: each would be read differently by Caddy.
+    for (field, yaml) in [
+        (
+            "element.webroot",
+            "element:\n  webroot: \"/srv/{header.X-Root}\"\n",
+        ),
+        (
+            "element.webroot",
+            "element:\n  webroot: \"/srv/{$HOME}/element\"\n",
+        ),
+        (
+            "element.webroot",
+            "element:\n  webroot: \"/srv/el\\nement\"\n",
+        ),
+        (
+            "element.webroot",
+            "element:\n  webroot: \"/srv/{env.WEBROOT}\"\n",
+        ),
+        (
+            "synapse.listen.unix.path",
+            "synapse:\n  listen:\n    unix:\n      path: \"/run/{query.s}.sock\"\n",
+        ),
+        (
+            "synapse.listen.unix.path",
+            "synapse:\n  listen:\n    unix:\n      path: \"/run/s.sock|0777\"\n",
+        ),
+        (
+            "proxy.acme_email",
+            "proxy:\n  acme_email: \"{$EMAIL}@example.org\"\n",
+        ),
+        (
+            "proxy.acme_email",
+            "proxy:\n  acme_email: \"#me@example.org\"\n",
+        ),
+        (
+            "element.branding.logo_file",
+            "element:\n  branding:\n    logo_file: \"/srv/{path}/logo.svg\"\n",
+        ),
+    ] {
+        let sub = TempDir::new("caddy-values-bad");
+        let host = sub.path().join("host.yaml");
+        std::fs::write(&host, format!("{NAMES}{yaml}")).unwrap();
+        let o = support::render_to(Some(&host), &sub.path().join("out"));
+        support::assert_fails_naming(&o, &[field]);
+    }
+
+    // Why: a running Caddy given a placeholder in `root` serves whatever
+    // directory the client names, and `{$VAR}` is replaced even in quotes.
+    let Some(curl) = require("curl", which("curl")) else {
+        return;
+    };
+    let run = TempDir::new("caddy-values-run");
+    std::fs::create_dir_all(run.path().join("webroot")).unwrap();
+    std::fs::create_dir_all(run.path().join("private")).unwrap();
+    std::fs::write(run.path().join("webroot/index.html"), "PUBLIC").unwrap();
+    std::fs::write(run.path().join("private/index.html"), "PRIVATE").unwrap();
+    let (http, https) = (free_port(), free_port());
+    let file = run.path().join("Caddyfile");
+    std::fs::write(
+        &file,
+        format!(
+            "{{\n\tadmin off\n\tlocal_certs\n\tskip_install_trust\n\thttp_port {http}\n\thttps_port {https}\n}}\n\
+             chat.example.org:{https} {{\n\tbind 127.0.0.1\n\ttls internal\n\
+             \troot * \"{}/{{header.X-Root}}\"\n\theader X-Env \"{{$OSPW_CADDY_PROBE}}\"\n\tfile_server\n}}\n",
+            run.path().display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(run.path().join("caddy.log")).unwrap();
+    let server = KillOnDrop(
+        caddy(&bin, run.path())
+            .env("OSPW_CADDY_PROBE", "from the environment")
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&file)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
+    let get = |root: &str| {
+        let o = Command::new(&curl)
+            .args(["-sS", "-k", "-i", "--max-time", "5", "-H"])
+            .arg(format!("X-Root: {root}"))
+            .arg("--resolve")
+            .arg(format!("chat.example.org:{https}:127.0.0.1"))
+            .arg(format!("https://chat.example.org:{https}/"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !get("webroot").contains("PUBLIC") {
+        assert!(
+            Instant::now() < deadline,
+            "caddy never answered: {}",
+            std::fs::read_to_string(run.path().join("caddy.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = get("private");
+    assert!(r.contains("PRIVATE"), "{r}");
+    assert!(
+        r.to_ascii_lowercase()
+            .contains("x-env: from the environment"),
+        "{r}"
+    );
+    drop(server);
+}

@@ -365,14 +365,45 @@ fn public_service(errs: &mut ValidationErrors, path: &str, host: &str, what: &st
 fn check_proxy(host: &HostDescription, errs: &mut ValidationErrors) {
     let p = &host.proxy;
     if let Some(email) = &p.acme_email {
-        let valid = email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && is_dns_name(domain))
-            && !email.chars().any(char::is_whitespace);
+        // The address is written into the Caddyfile bare (NixOS's
+        // services.caddy writes `email ADDRESS` unquoted): the local part
+        // takes the RFC 5322 atext characters that are plain Caddyfile text
+        // (no braces: placeholders; no #: a comment; no quotes).
+        let local_ok = |local: &str| {
+            !local.is_empty()
+                && local.chars().all(|c| {
+                    c.is_ascii_alphanumeric()
+                        || matches!(
+                            c,
+                            '.' | '!'
+                                | '$'
+                                | '%'
+                                | '&'
+                                | '\''
+                                | '*'
+                                | '+'
+                                | '/'
+                                | '='
+                                | '?'
+                                | '^'
+                                | '_'
+                                | '|'
+                                | '~'
+                                | '-'
+                        )
+                })
+        };
+        let valid = email.len() <= 254
+            && email
+                .split_once('@')
+                .is_some_and(|(local, domain)| local_ok(local) && is_dns_name(domain));
         if !valid {
             errs.push(
                 "proxy.acme_email",
-                format!("{email:?} is not an e-mail address: expected name@example.org"),
+                format!(
+                    "{email:?} is not an e-mail address Caddy can be given: expected name@example.org \
+                     (the name of letters, digits and . ! $ % & ' * + / = ? ^ _ | ~ -)"
+                ),
             );
         }
     }
