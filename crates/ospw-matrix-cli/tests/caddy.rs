@@ -435,6 +435,11 @@ fn run_caddy(unix: bool) {
     std::fs::write(webroot.join("index.html"), "ELEMENT INDEX").unwrap();
     std::fs::write(webroot.join("config.json"), "{\"stale\": true}").unwrap();
     std::fs::write(webroot.join("bundle.js"), "console.log(1)").unwrap();
+    std::fs::write(webroot.join("welcome.html"), "ELEMENT'S OWN WELCOME").unwrap();
+    let branding = dir.path().join("branding");
+    std::fs::create_dir_all(&branding).unwrap();
+    std::fs::write(branding.join("logo.svg"), "<svg>LOGO</svg>").unwrap();
+    std::fs::write(branding.join("private.txt"), "NOT SERVED").unwrap();
     let listen = if unix {
         let socket = dir.path().join("synapse.sock");
         fake_synapse_unix(&socket);
@@ -446,10 +451,12 @@ fn run_caddy(unix: bool) {
     let (http_port, https_port) = (free_port(), free_port());
     let yaml = format!(
         "{NAMES}synapse:\n  listen:\n{listen}\
-         element:\n  webroot: {}\n\
+         element:\n  webroot: {}\n  branding:\n    welcome_text: Hello from the test\n    \
+         logo_file: {}/logo.svg\n\
          proxy:\n  tls: internal\n  http_port: {http_port}\n  https_port: {https_port}\n  \
          bind: [127.0.0.1]\n  admin: \"off\"\n",
-        webroot.display()
+        webroot.display(),
+        branding.display()
     );
     let out = render(dir.path(), &yaml);
     let log = std::fs::File::create(dir.path().join("caddy.log")).unwrap();
@@ -548,6 +555,22 @@ fn run_caddy(unix: bool) {
     );
     assert!(r.header("Strict-Transport-Security").is_some());
     assert_eq!(r.header("Server"), None);
+    // The welcome page and the logo from the rendered output and the
+    // logo file, nothing else of the logo's directory.
+    let r = get("chat.example.org", "/welcome.html");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body,
+        std::fs::read_to_string(out.join("element/welcome.html")).unwrap()
+    );
+    assert!(r.body.contains("Hello from the test"), "{}", r.body);
+    assert_eq!(r.header("Cache-Control"), Some("no-cache"));
+    let r = get("chat.example.org", "/branding/logo.svg");
+    assert_eq!((r.status, r.body.as_str()), (200, "<svg>LOGO</svg>"));
+    for path in ["/branding/private.txt", "/branding/logo.svg/../private.txt"] {
+        let r = get("chat.example.org", path);
+        assert!(!r.body.contains("NOT SERVED"), "{path}: {}", r.body);
+    }
     let r = get("chat.example.org", "/bundle.js");
     assert_eq!((r.status, r.body.as_str()), (200, "console.log(1)"));
     assert_eq!(
