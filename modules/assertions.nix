@@ -29,6 +29,7 @@ let
       turn_password = "secrets.turnSharedSecretFile";
       signing_key = "secrets.signingKeyFile";
       recaptcha_private_key = "a file read with recaptcha_private_key_path";
+      worker_replication_secret = "secrets.workerReplicationSecretFile";
     };
     turn = {
       static-auth-secret = "secrets.turnSharedSecretFile";

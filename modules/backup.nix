@@ -212,7 +212,7 @@ in
           # authentication), which needs setuid/setgid.
           User = "root";
           Group = "root";
-          LoadCredential = ospwLib.loadCredentials cfg (lib.attrNames ospwLib.secretOptions);
+          LoadCredential = ospwLib.loadCredentials cfg (ospwLib.synapseSecrets cfg);
           CapabilityBoundingSet = [
             "CAP_DAC_READ_SEARCH"
             "CAP_SETUID"

@@ -53,6 +53,22 @@ let
       encryption_by_default = cfg.synapse.encryptionByDefault;
       log_level = cfg.synapse.logLevel;
       inherit (cfg.synapse) settings;
+      workers =
+        let
+          w = cfg.synapse.workers;
+        in
+        if w.enable then
+          dropNulls {
+            inherit (w) preset sync client media background;
+            event_persister = w.eventPersister;
+            stream_writer = w.streamWriter;
+            socket_dir = "/run/ospw-matrix-workers";
+            redis.unix.path = config.services.redis.servers.ospw-matrix.unixSocket;
+            # Each worker unit's own credentials (LoadCredential).
+            credentials_dir = "/run/credentials/ospw-matrix-synapse-worker-{name}.service";
+          }
+        else
+          null;
     };
 
     turn = dropNulls {
@@ -127,6 +143,7 @@ let
     "synapse.media_store_path" = "synapse.mediaStorePath";
     "synapse.max_upload_size" = "synapse.maxUploadSize";
     "synapse.settings" = "synapse.settings";
+    "synapse.workers" = "synapse.workers";
     "turn.host" = "turn.host";
     "turn.realm" = "turn.realm";
     "turn.listening_ips" = "turn.listeningIps";

@@ -10,7 +10,16 @@ rec {
     macaroon_secret_key = "macaroonSecretKeyFile";
     form_secret = "formSecretFile";
     turn_shared_secret = "turnSharedSecretFile";
+    worker_replication_secret = "workerReplicationSecretFile";
   };
+
+  # The credentials Synapse (and the backup) needs: every secret, the
+  # replication secret only with workers.
+  synapseSecrets =
+    cfg:
+    lib.filter (name: name != "worker_replication_secret" || cfg.synapse.workers.enable) (
+      lib.attrNames secretOptions
+    );
 
   secretsDir = cfg: "${cfg.stateDir}/secrets";
 

@@ -508,6 +508,7 @@ in
       macaroonSecretKeyFile = secretFile "Synapse's macaroon secret key";
       formSecretFile = secretFile "Synapse's form secret";
       turnSharedSecretFile = secretFile "the TURN REST API secret shared by Synapse and coturn";
+      workerReplicationSecretFile = secretFile "the secret Synapse's processes authenticate replication with (synapse.workers)";
     };
 
     # Results, for the other module files, for tests and for users who want

@@ -35,7 +35,7 @@ in
         StateDirectoryMode = "0700";
         # Nothing to generate when every secret comes from a file.
         ExecStart =
-          if ospwLib.allProvided cfg (lib.attrNames ospwLib.secretOptions) then
+          if ospwLib.allProvided cfg (ospwLib.synapseSecrets cfg) then
             "${lib.getExe' pkgs.coreutils "true"}"
           else
             "${lib.getExe' cfg.package "ospw-matrix"} secrets init --dir ${ospwLib.secretsDir cfg}";

@@ -72,7 +72,7 @@ in
           ExecReload = "${lib.getExe' pkgs.coreutils "kill"} -HUP $MAINPID";
           Restart = "on-failure";
           RestartSec = "5s";
-          LoadCredential = ospwLib.loadCredentials cfg (lib.attrNames ospwLib.secretOptions);
+          LoadCredential = ospwLib.loadCredentials cfg (ospwLib.synapseSecrets cfg);
           # (A media store inside the data directory is covered by it; one
           # outside is created by tmpfiles, as ReadWritePaths= must exist.)
           ReadWritePaths = [ dataDir ] ++ lib.optional (!lib.hasPrefix "${dataDir}/" mediaStore) mediaStore;

@@ -139,6 +139,7 @@ in
 
     systemd.services = opt (types.attrsOf (types.submodule serviceOptions)) { };
     systemd.timers = opt (types.attrsOf (types.submodule timerOptions)) { };
+    systemd.targets = opt (types.attrsOf (types.submodule { options = commonUnitOptions; })) { };
     systemd.tmpfiles.rules = opt (types.listOf types.str) [ ];
 
     networking.firewall = {
@@ -171,6 +172,46 @@ in
       email = opt (types.nullOr types.str) null;
       globalConfig = opt types.lines "";
       extraConfig = opt types.lines "";
+    };
+
+    # services/databases/redis.nix: one server per name, its user (and
+    # group) redis-NAME, its socket /run/redis-NAME/redis.sock, no TCP port
+    # unless the name is empty.
+    services.redis.servers = mkOption {
+      type = types.attrsOf (
+        types.submodule (
+          { name, ... }:
+          {
+            options = {
+              enable = opt types.bool false;
+              user = opt types.str (if name == "" then "redis" else "redis-${name}");
+              port = opt types.port (if name == "" then 6379 else 0);
+              bind = opt (types.nullOr types.str) "127.0.0.1";
+              unixSocket = opt (types.nullOr types.path) (
+                if name == "" then "/run/redis/redis.sock" else "/run/redis-${name}/redis.sock"
+              );
+              unixSocketPerm = opt types.int 660;
+              save = opt (types.listOf (types.listOf types.int)) [
+                [
+                  900
+                  1
+                ]
+                [
+                  300
+                  10
+                ]
+                [
+                  60
+                  10000
+                ]
+              ];
+              appendOnly = opt types.bool false;
+              requirePassFile = opt (types.nullOr types.path) null;
+            };
+          }
+        )
+      );
+      default = { };
     };
 
     services.matrix-synapse = enableOnly;

@@ -38,6 +38,14 @@ let
   withBackup = {
     services.ospw-matrix.backup.enable = true;
   };
+
+  workersWith = extra: {
+    services.ospw-matrix.synapse.workers = {
+      enable = true;
+    }
+    // extra;
+  };
+  workersSmall = workersWith { };
   backupConfig = configWith withBackup;
 
   # The host description files the module derives for `backup` and
@@ -230,6 +238,7 @@ in
         "vm-basic"
         "vm-calls"
         "vm-restart"
+        "vm-workers"
       ]
     ]
     [
@@ -2209,4 +2218,248 @@ in
         true
       ]
     ];
+
+  # ---------------------------------------------------------------- workers
+
+  workers-off-by-default = expect [
+    [
+      "no Redis server"
+      (config.services.redis.servers ? ospw-matrix)
+      false
+    ]
+    [
+      "no target"
+      (config.systemd.targets ? ospw-matrix-synapse)
+      false
+    ]
+    [
+      "no worker unit"
+      (lib.filter (lib.hasPrefix "ospw-matrix-synapse-worker-") (lib.attrNames config.systemd.services))
+      [ ]
+    ]
+    [
+      "no workers in the host description"
+      (config.services.ospw-matrix.hostDescription.synapse ? workers)
+      false
+    ]
+    [
+      "no replication secret loaded"
+      (lib.any (contains "worker_replication_secret") (synapse config).serviceConfig.LoadCredential)
+      false
+    ]
+  ];
+
+  workers-small-units = expect (
+    let
+      c = configWith workersSmall;
+      names = [
+        "sync1"
+        "client1"
+      ];
+      workerUnits = map (n: "ospw-matrix-synapse-worker-${n}") names;
+    in
+    [
+      [
+        "units"
+        c.services.ospw-matrix.synapse.workers.units
+        (map (u: "${u}.service") workerUnits)
+      ]
+      [
+        "the target wants Synapse and every worker"
+        c.systemd.targets.ospw-matrix-synapse.wants
+        ([ "ospw-matrix-synapse.service" ] ++ map (u: "${u}.service") workerUnits)
+      ]
+      [
+        "the target is wanted at boot"
+        c.systemd.targets.ospw-matrix-synapse.wantedBy
+        [ "multi-user.target" ]
+      ]
+      [
+        "the main unit is part of the target, after and requiring Redis"
+        (
+          let
+            m = synapse c;
+          in
+          [
+            m.partOf
+            (lib.elem "redis-ospw-matrix.service" m.after)
+            (lib.elem "redis-ospw-matrix.service" m.requires)
+          ]
+        )
+        [
+          [ "ospw-matrix-synapse.target" ]
+          true
+          true
+        ]
+      ]
+    ]
+    ++ map (u: [
+      "${u}: ordered after, requiring, and part of the main unit and the target"
+      (
+        let
+          w = unit c u;
+        in
+        {
+          inherit (w) after requires partOf wantedBy;
+        }
+      )
+      {
+        after = [
+          "ospw-matrix-synapse.service"
+          "redis-ospw-matrix.service"
+        ];
+        requires = [
+          "ospw-matrix-synapse.service"
+          "redis-ospw-matrix.service"
+        ];
+        partOf = [
+          "ospw-matrix-synapse.target"
+          "ospw-matrix-synapse.service"
+        ];
+        wantedBy = [ "ospw-matrix-synapse.target" ];
+      }
+    ]) workerUnits
+    ++ map (n: [
+      "worker ${n} runs synapse_worker with the shared and its own configuration"
+      (unit c "ospw-matrix-synapse-worker-${n}").serviceConfig.ExecStart
+      "${pkgs.matrix-synapse}/bin/synapse_worker --config-path ${render c}/synapse/homeserver.yaml --config-path ${render c}/synapse/workers/${n}.yaml"
+    ]) names
+  );
+
+  workers-same-hardening-and-credentials = noErrors (
+    let
+      c = configWith workersSmall;
+      main = removeAttrs (synapse c).serviceConfig [
+        "ExecStart"
+        "ExecReload"
+        "RuntimeDirectory"
+        "RuntimeDirectoryMode"
+      ];
+    in
+    lib.concatMap (
+      n:
+      let
+        w = removeAttrs (unit c "ospw-matrix-synapse-worker-${n}").serviceConfig [ "ExecStart" ];
+      in
+      lib.optional (w != main) "worker ${n}: ${builtins.toJSON w} differs from the main unit's ${builtins.toJSON main}"
+    ) [
+      "sync1"
+      "client1"
+    ]
+    ++ lib.optional (!(lib.elem "worker_replication_secret:${secretsDir}/worker_replication_secret" (synapse c).serviceConfig.LoadCredential)) "the replication secret is not a credential"
+    ++ lib.optional (!(lib.elem "/run/ospw-matrix-workers" (synapse c).serviceConfig.ReadWritePaths)) "the socket directory is not writable"
+    # The sandboxing of lib.nix, unrelaxed but for what the main unit relaxes.
+    ++ lib.concatLists (
+      lib.mapAttrsToList (
+        k: v:
+        lib.optional (
+          !(lib.elem k [ "MemoryDenyWriteExecute" ]) && (unit c "ospw-matrix-synapse-worker-sync1").serviceConfig.${k} or null != v
+        ) "worker sync1: ${k} is not the shared hardening's"
+      ) (import ../../modules/lib.nix { inherit lib; }).hardening
+    )
+  );
+
+  workers-redis-groups-sockets-and-host-description = expect (
+    let
+      c = configWith workersSmall;
+      hd = c.services.ospw-matrix.hostDescription.synapse.workers;
+    in
+    [
+      [
+        "Redis: enabled, no TCP port, nothing saved, socket 0660"
+        {
+          inherit (c.services.redis.servers.ospw-matrix)
+            enable
+            port
+            save
+            appendOnly
+            unixSocketPerm
+            ;
+        }
+        {
+          enable = true;
+          port = 0;
+          save = [ ];
+          appendOnly = false;
+          unixSocketPerm = 660;
+        }
+      ]
+      [
+        "Synapse's user is in Redis's group"
+        (lib.elem "redis-ospw-matrix" c.users.users.synapse.extraGroups)
+        true
+      ]
+      [
+        "Caddy is in Synapse's group (the workers' sockets)"
+        (lib.elem "synapse" c.users.users.caddy.extraGroups)
+        true
+      ]
+      [
+        "the socket directory"
+        (lib.elem "d /run/ospw-matrix-workers 0750 synapse synapse - -" c.systemd.tmpfiles.rules)
+        true
+      ]
+      [
+        "the host description's workers"
+        hd
+        {
+          preset = "small";
+          socket_dir = "/run/ospw-matrix-workers";
+          redis.unix.path = "/run/redis-ospw-matrix/redis.sock";
+          credentials_dir = "/run/credentials/ospw-matrix-synapse-worker-{name}.service";
+        }
+      ]
+      [
+        "each worker's credentials directory is its unit's"
+        (map (n: builtins.replaceStrings [ "{name}" ] [ n ] hd.credentials_dir) [
+          "sync1"
+          "client1"
+        ])
+        (map (u: "/run/credentials/${u}") c.services.ospw-matrix.synapse.workers.units)
+      ]
+      [
+        "Caddy starts after the workers"
+        (lib.all (u: lib.elem u c.systemd.services.caddy.after) c.services.ospw-matrix.synapse.workers.units)
+        true
+      ]
+    ]
+  );
+
+  workers-presets-and-counts = expect [
+    [
+      "medium: the crate's presets, in the crate's order"
+      (configWith (workersWith { preset = "medium"; })).services.ospw-matrix.synapse.workers.units
+      (map (n: "ospw-matrix-synapse-worker-${n}.service") [
+        "sync1"
+        "sync2"
+        "client1"
+        "client2"
+        "event_persister1"
+        "stream_writer1"
+        "media1"
+        "background1"
+      ])
+    ]
+    [
+      "explicit counts replace the preset's"
+      (configWith (workersWith {
+        sync = 2;
+        client = 0;
+        eventPersister = 1;
+      })).services.ospw-matrix.synapse.workers.units
+      (map (n: "ospw-matrix-synapse-worker-${n}.service") [
+        "sync1"
+        "sync2"
+        "event_persister1"
+      ])
+    ]
+    [
+      "explicit counts are in the host description"
+      (configWith (workersWith {
+        sync = 2;
+        streamWriter = 1;
+      })).services.ospw-matrix.hostDescription.synapse.workers.stream_writer
+      1
+    ]
+  ];
 }

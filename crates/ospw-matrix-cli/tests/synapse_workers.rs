@@ -121,9 +121,11 @@ struct Host {
 }
 
 impl Host {
+    /// `DIR` in `workers` is replaced by the host's temporary directory.
     fn render(tag: &str, workers: &str, extra_secrets: &str) -> Host {
         let tmp = TempDir::new(tag);
         let dir = tmp.path();
+        let workers = workers.replace("DIR", &dir.display().to_string());
         let secrets = dir.join("secrets");
         let out = run(&["secrets", "init", "--dir", secrets.to_str().expect("utf8")]);
         assert!(out.status.success(), "secrets init: {out:?}");
@@ -452,6 +454,50 @@ fn small_preset_and_remote_workers_over_tcp_are_accepted_by_synapse() {
             ),
         }
     }
+}
+
+#[test]
+fn each_worker_reads_the_secrets_from_its_own_credentials_directory() {
+    let (Some(python), Some(schema)) = (python(), schema_file()) else {
+        return;
+    };
+    let h = Host::render(
+        "workers-credentials",
+        "    preset: small\n    credentials_dir: DIR/credentials/{name}",
+        "",
+    );
+    let hs = h.out("synapse/homeserver.yaml");
+    accepted(&python, &schema, &[vec![hs.as_path()]]);
+    // Each worker's own copy of the secrets (as systemd's LoadCredential
+    // gives each unit), and the shared directory gone: the workers load
+    // only if they read their own.
+    let workers = h.workers();
+    let shared = h.tmp.path().join("secrets");
+    for (name, _) in &workers {
+        let own = h.tmp.path().join("credentials").join(name);
+        std::fs::create_dir_all(&own).expect("mkdir");
+        for f in std::fs::read_dir(&shared).expect("secrets").flatten() {
+            std::fs::copy(f.path(), own.join(f.file_name())).expect("copy");
+        }
+    }
+    std::fs::remove_dir_all(&shared).expect("remove the shared secrets");
+    let sets: Vec<Vec<&Path>> = workers
+        .iter()
+        .map(|(_, f)| vec![hs.as_path(), f.as_path()])
+        .collect();
+    let got = accepted(&python, &schema, &sets);
+    assert!(got.iter().all(|g| g["replication_secret_set"] == true));
+    // The main process, which has no copy, no longer loads.
+    let out = Command::new(&python)
+        .args(["-m", "synapse.config", "-c"])
+        .arg(&hs)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run");
+    assert!(
+        !out.status.success(),
+        "the main process loaded without its secrets"
+    );
 }
 
 #[test]

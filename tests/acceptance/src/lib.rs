@@ -2,8 +2,11 @@
 //! `tests/operations.rs`): the stack under test, running programs, HTTP and
 //! Matrix clients, the report of checks.
 
+#[cfg(feature = "matrix")]
 pub mod client;
+#[cfg(feature = "matrix")]
 pub mod http;
+pub mod load;
 pub mod net;
 pub mod ports;
 pub mod proc;

@@ -298,6 +298,10 @@ pub struct Host {
     pub relaxed_login_limits: bool,
     /// The body of `synapse.workers` (YAML lines indented by four spaces).
     pub workers: Option<String>,
+    /// Synapse's log level (`INFO`, so that the checks can read its access log).
+    pub log_level: &'static str,
+    /// Further `synapse.settings` keys (a YAML mapping).
+    pub settings: Option<String>,
 }
 
 impl Host {
@@ -321,6 +325,8 @@ impl Host {
             proxy_ports: None,
             relaxed_login_limits: false,
             workers: None,
+            log_level: "INFO",
+            settings: None,
         }
     }
 }
@@ -537,22 +543,30 @@ impl Stack {
              \x20   socket_dir: {sock}\n\
              \x20   port: {pgp}\n\
              \x20 data_dir: {data}\n\
-             \x20 log_level: INFO\n",
+             \x20 log_level: {level}\n",
             port = host.synapse_port,
             db = host.database,
             user = self.user.name,
             sock = q(&self.p.pg_sock),
             pgp = self.ports.pg,
             data = q(&host.data_dir),
+            level = host.log_level,
         );
+        if host.relaxed_login_limits || host.settings.is_some() {
+            y.push_str("  settings:\n");
+        }
         if host.relaxed_login_limits {
             y.push_str(
-                "  settings:\n\
-                 \x20   rc_login:\n\
+                "\x20   rc_login:\n\
                  \x20     address: {per_second: 100, burst_count: 100}\n\
                  \x20     account: {per_second: 100, burst_count: 100}\n\
                  \x20     failed_attempts: {per_second: 100, burst_count: 100}\n",
             );
+        }
+        if let Some(settings) = &host.settings {
+            for line in settings.lines() {
+                y.push_str(&format!("    {line}\n"));
+            }
         }
         if let Some(workers) = &host.workers {
             y.push_str("  workers:\n");

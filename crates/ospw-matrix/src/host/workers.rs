@@ -71,6 +71,11 @@ pub struct WorkersSettings {
     /// Workers on other hosts of a private network: replication then runs
     /// over TCP on that network.
     pub remote: Option<RemoteWorkers>,
+    /// Where each worker reads the secrets instead of `secrets` (every one
+    /// under its `secrets` file name), `{name}` replaced by the worker's
+    /// name: systemd's per-unit credentials directory, such as
+    /// `/run/credentials/ospw-matrix-synapse-worker-{name}.service` (NixOS).
+    pub credentials_dir: Option<PathBuf>,
 }
 
 impl Default for WorkersSettings {
@@ -86,6 +91,7 @@ impl Default for WorkersSettings {
             socket_dir: PathBuf::from("/run/ospw-matrix-workers"),
             redis: RedisSettings::default(),
             remote: None,
+            credentials_dir: None,
         }
     }
 }
@@ -422,6 +428,19 @@ impl WorkersSettings {
         }
     }
 }
+
+impl WorkersSettings {
+    /// The directory worker `name` reads its secrets from, if not `secrets`.
+    pub fn credentials_dir_of(&self, name: &str) -> Option<PathBuf> {
+        let dir = self.credentials_dir.as_ref()?;
+        Some(PathBuf::from(
+            dir.to_string_lossy().replace(CREDENTIALS_NAME, name),
+        ))
+    }
+}
+
+/// The placeholder for the worker's name in `credentials_dir`.
+pub const CREDENTIALS_NAME: &str = "{name}";
 
 impl Endpoint {
     /// The socket path of a Unix endpoint.

@@ -232,8 +232,10 @@ pub fn apply_to_homeserver(
     }
 }
 
-/// One worker's configuration file.
-pub fn worker_config(pw: &PlannedWorker, ctx: &RenderContext) -> WorkerConfig {
+/// One worker's configuration file: its application, name, listeners and
+/// logging configuration, and with `credentials_dir` the path of every
+/// secret in its own directory.
+pub fn worker_config(w: &WorkersSettings, pw: &PlannedWorker, ctx: &RenderContext) -> WorkerConfig {
     let mut listeners = Vec::new();
     if let Some(http) = &pw.http {
         let (names, mode, proxied) = match pw.kind {
@@ -251,6 +253,15 @@ pub fn worker_config(pw: &PlannedWorker, ctx: &RenderContext) -> WorkerConfig {
             false,
         ));
     }
+    let mut extra = Extra::new();
+    if let Some(dir) = w.credentials_dir_of(&pw.name) {
+        for kind in SecretKind::ALL {
+            extra.insert(
+                format!("{}_path", kind.file_name()),
+                dir.join(kind.file_name()).display().to_string().into(),
+            );
+        }
+    }
     WorkerConfig {
         worker_app: Some(pw.kind.app().to_owned()),
         worker_name: Some(pw.name.clone()),
@@ -261,7 +272,7 @@ pub fn worker_config(pw: &PlannedWorker, ctx: &RenderContext) -> WorkerConfig {
                 .display()
                 .to_string(),
         ),
-        extra: Extra::new(),
+        extra,
     }
 }
 
@@ -320,7 +331,7 @@ pub fn files(
     let mut errs = ValidationErrors::new();
     let mut out = Vec::new();
     for pw in &plan.workers {
-        let config = worker_config(pw, ctx);
+        let config = worker_config(w, pw, ctx);
         for e in config.privacy_violations(homeserver, &internal).errors {
             errs.push(
                 format!(

@@ -10,7 +10,8 @@ use super::{absolute, ip, nonzero_port, Claim};
 use crate::components::synapse::Cidr;
 use crate::error::ValidationErrors;
 use crate::host::workers::{
-    Endpoint, RedisSettings, WorkerKind, WorkerPlan, WorkersSettings, MAX_SOCKET_PATH, MAX_WORKERS,
+    Endpoint, RedisSettings, WorkerKind, WorkerPlan, WorkersSettings, CREDENTIALS_NAME,
+    MAX_SOCKET_PATH, MAX_WORKERS,
 };
 use crate::host::{HostDescription, SynapseListen};
 use crate::values::PortRange;
@@ -95,6 +96,21 @@ pub(super) fn check(host: &HostDescription, errs: &mut ValidationErrors) {
         );
     }
     absolute(errs, &format!("{AT}.socket_dir"), &w.socket_dir);
+    if let Some(dir) = &w.credentials_dir {
+        let field = format!("{AT}.credentials_dir");
+        absolute(errs, &field, dir);
+        let text = dir.to_string_lossy();
+        let rest = text.replacen(CREDENTIALS_NAME, "", 1);
+        if rest.contains(['{', '}']) || text.chars().any(char::is_control) {
+            errs.push(
+                field,
+                format!(
+                    "{text:?} is not a directory path with at most one {CREDENTIALS_NAME}: \
+                     expected such as /run/credentials/ospw-matrix-synapse-worker-{{name}}.service"
+                ),
+            );
+        }
+    }
     let plan = w.plan();
     check_redis(w, &plan, errs);
     check_remote(w, errs);
@@ -625,6 +641,29 @@ mod tests {
             ],
             "{errs}"
         );
+    }
+
+    #[test]
+    fn credentials_dir() {
+        let small = |dir: &str| WorkersSettings {
+            preset: Some(WorkerPreset::Small),
+            credentials_dir: Some(dir.into()),
+            ..WorkersSettings::default()
+        };
+        assert!(with(small("/run/credentials/w-{name}.service")).is_empty());
+        assert!(with(small("/run/shared")).is_empty());
+        for bad in [
+            "run/c/{name}",
+            "/run/{name}/{name}",
+            "/run/{worker}",
+            "/run/a\nb",
+        ] {
+            assert_eq!(
+                with(small(bad)),
+                vec!["synapse.workers.credentials_dir"],
+                "{bad}"
+            );
+        }
     }
 
     #[test]
