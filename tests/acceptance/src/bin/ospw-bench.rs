@@ -219,7 +219,7 @@ fn role(cmd: &str) -> String {
             .split_whitespace()
             .filter_map(|w| w.strip_suffix(".yaml"))
             .filter_map(|w| w.rsplit('/').next())
-            .last()
+            .next_back()
             .unwrap_or("worker");
         format!("synapse {name}")
     } else if cmd.starts_with("postgres") || cmd.contains("/postgres ") || cmd.contains("postgres:")
