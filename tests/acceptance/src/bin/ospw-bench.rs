@@ -350,7 +350,7 @@ fn cpu(a: &Snapshot, b: &Snapshot, seconds: f64) -> Value {
             })
             .filter(|(_, d)| *d > 0)
             .collect();
-        list.sort_by(|x, y| y.1.cmp(&x.1));
+        list.sort_by_key(|x| std::cmp::Reverse(x.1));
         threads.insert(
             role.clone(),
             json!(list
