@@ -175,6 +175,54 @@ const CASES: &[(&str, &str)] = &[
     // Ports other programs hold: Caddy's HTTP/3 (UDP) and admin endpoint.
     ("turn: {relay_ports: 400-500}", "turn.relay_ports"),
     ("synapse: {listen: {tcp: {address: 127.0.0.1, port: 2019}}}", "synapse.listen.tcp.port"),
+    // Workers (synapse.workers): counts, presets, Redis, sockets, other hosts.
+    ("synapse: {workers: {}}", "synapse.workers"),
+    ("synapse: {workers: {sync: 0, client: 0}}", "synapse.workers"),
+    ("synapse: {workers: {preset: huge}}", "synapse.workers.preset"),
+    ("synapse: {workers: {sync: 17}}", "synapse.workers.sync"),
+    ("synapse: {workers: {client: 99999}}", "synapse.workers.client"),
+    ("synapse: {workers: {sync: -1}}", "synapse.workers.sync"),
+    ("synapse: {workers: {media: 2}}", "synapse.workers.media"),
+    ("synapse: {workers: {background: 2}}", "synapse.workers.background"),
+    ("synapse: {workers: {stream_writer: 2}}", "synapse.workers.stream_writer"),
+    ("synapse: {workers: {sync: 16, client: 16, event_persister: 1}}", "synapse.workers"),
+    ("synapse: {workers: {preset: small, synchrotron: 1}}", "synapse.workers"),
+    ("synapse: {workers: {preset: small, socket_dir: run/workers}}", "synapse.workers.socket_dir"),
+    (
+        "synapse: {workers: {preset: small, socket_dir: /run/a-directory-name-long-enough-that-the-socket-paths-of-the-workers-exceed-what-linux-allows}}",
+        "synapse.workers.socket_dir",
+    ),
+    ("synapse: {workers: {preset: small, redis: {unix: {path: redis.sock}}}}", "synapse.workers.redis.unix.path"),
+    ("synapse: {workers: {preset: small, redis: {tcp: {address: 127.0.0.1, port: 6379, password_file: /p}}}}", "synapse.workers.redis.tcp"),
+    ("synapse: {workers: {preset: small, redis: {tcp: {address: 127.0.0.1, port: 6379}}}}", "synapse.workers.redis"),
+    ("synapse: {workers: {preset: small, redis: {unix: {path: /run/ospw-matrix-workers/sync1.sock}}}}", "synapse.workers.redis.unix.path"),
+    ("synapse: {workers: {preset: small, credentials_dir: '/run/{name}/{name}'}}", "synapse.workers.credentials_dir"),
+    (
+        "synapse: {workers: {preset: small, redis: {tcp: {address: 10.0.0.1, port: 6379, password_file: /p}}, remote: {address: 203.0.113.1, first_port: 9093, hosts: [{name: b, address: 10.0.0.2, first_port: 8100, workers: [sync1]}]}}}",
+        "synapse.workers.remote.address",
+    ),
+    (
+        "synapse: {workers: {preset: small, redis: {tcp: {address: 10.0.0.1, port: 6379, password_file: /p}}, remote: {address: 10.0.0.1, first_port: 9093, hosts: [{name: b, address: 10.0.0.2, first_port: 8100, workers: [sync9]}]}}}",
+        "synapse.workers.remote.hosts[0].workers[0]",
+    ),
+    (
+        "synapse: {workers: {preset: small, redis: {tcp: {address: 10.0.0.1, port: 6379, password_file: /p}}, remote: {address: 10.0.0.1, first_port: 443, hosts: [{name: b, address: 10.0.0.2, first_port: 8100, workers: [sync1]}]}}}",
+        "synapse.workers.remote.first_port",
+    ),
+    (
+        "synapse: {workers: {preset: small, redis: {tcp: {address: 8.8.8.8, port: 6379, password_file: /p}}, remote: {address: 10.0.0.1, first_port: 9093, hosts: [{name: b, address: 10.0.0.2, first_port: 8100, workers: [sync1]}]}}}",
+        "synapse.workers.redis.tcp.address",
+    ),
+    ("synapse: {database: {remote: {address: 203.0.113.7, password_file: /p}}}", "synapse.database.remote.address"),
+    ("synapse: {database: {remote: {address: 10.0.0.3, password_file: pgpass}}}", "synapse.database.remote.password_file"),
+    ("synapse: {database: {remote: {address: 10.0.0.3}}}", "synapse.database.remote"),
+    // Worker keys belong to synapse.workers, with its checks.
+    ("synapse: {settings: {instance_map: {main: {host: 203.0.113.9, port: 9093}}}}", "synapse.settings.instance_map"),
+    ("synapse: {settings: {redis: {enabled: true, host: 203.0.113.9}}}", "synapse.settings.redis"),
+    ("synapse: {settings: {worker_app: synapse.app.generic_worker}}", "synapse.settings.worker_app"),
+    ("synapse: {settings: {worker_replication_secret: s3cr3t-s3cr3t}}", "synapse.settings.worker_replication_secret"),
+    ("synapse: {settings: {stream_writers: {events: elsewhere}}}", "synapse.settings.stream_writers"),
+    ("synapse: {workers: {preset: small}, settings: {enable_media_repo: true}}", "synapse.settings.enable_media_repo"),
 ];
 
 /// Patches a fix could wrongly refuse: each must render.

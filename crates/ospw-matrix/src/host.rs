@@ -142,7 +142,9 @@ impl Default for SynapseListen {
     }
 }
 
-/// PostgreSQL connection over the Unix socket (peer authentication, no password).
+/// PostgreSQL connection: over the Unix socket (peer authentication, no
+/// password), or, with `remote`, over TCP to PostgreSQL on another host of
+/// a private network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
@@ -152,8 +154,12 @@ pub struct DatabaseSettings {
     pub user: String,
     /// The directory holding PostgreSQL's socket.
     pub socket_dir: PathBuf,
-    /// The port, which names the socket file (`.s.PGSQL.<port>`).
+    /// The port, which names the socket file (`.s.PGSQL.<port>`), or
+    /// PostgreSQL's TCP port with `remote`.
     pub port: u16,
+    /// PostgreSQL on its own host (docs/scaling.md): reached over TCP
+    /// instead of `socket_dir`.
+    pub remote: Option<RemoteDatabase>,
 }
 
 impl Default for DatabaseSettings {
@@ -163,7 +169,38 @@ impl Default for DatabaseSettings {
             user: "synapse".to_owned(),
             socket_dir: PathBuf::from("/run/postgresql"),
             port: 5432,
+            remote: None,
         }
+    }
+}
+
+/// PostgreSQL on another host of a private network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteDatabase {
+    /// PostgreSQL's address on the private network (an IP address).
+    pub address: String,
+    /// A libpq password file (lines `HOST:PORT:DATABASE:USER:PASSWORD`,
+    /// mode 0600) that Synapse and the backup commands read (`passfile`):
+    /// the password is never written into a configuration.
+    pub password_file: PathBuf,
+    /// The CA certificate (PEM) of PostgreSQL's TLS certificate: the
+    /// connection is then encrypted and the server verified
+    /// (`sslmode=verify-full`). Without it, the connection is not
+    /// encrypted (`sslmode=disable`), so the private network must be (a
+    /// VPN such as WireGuard).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl DatabaseSettings {
+    /// libpq's `sslmode` for a remote database.
+    pub fn sslmode(&self) -> Option<&'static str> {
+        let remote = self.remote.as_ref()?;
+        Some(if remote.ca_file.is_some() {
+            "verify-full"
+        } else {
+            "disable"
+        })
     }
 }
 

@@ -183,6 +183,7 @@ fn check_synapse(host: &HostDescription, errs: &mut ValidationErrors) {
     }
     absolute(errs, "synapse.database.socket_dir", &s.database.socket_dir);
     nonzero_port(errs, "synapse.database.port", s.database.port);
+    workers::check_remote_database(&s.database, errs);
     absolute(errs, "synapse.data_dir", &s.data_dir);
     if let Some(media) = &s.media_store_path {
         absolute(errs, "synapse.media_store_path", media);

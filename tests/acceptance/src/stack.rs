@@ -302,6 +302,8 @@ pub struct Host {
     pub log_level: &'static str,
     /// Further `synapse.settings` keys (a YAML mapping).
     pub settings: Option<String>,
+    /// PostgreSQL on another host: its address and the password file.
+    pub database_remote: Option<(String, PathBuf)>,
 }
 
 impl Host {
@@ -327,6 +329,7 @@ impl Host {
             workers: None,
             log_level: "INFO",
             settings: None,
+            database_remote: None,
         }
     }
 }
@@ -542,6 +545,7 @@ impl Stack {
              \x20   user: {user}\n\
              \x20   socket_dir: {sock}\n\
              \x20   port: {pgp}\n\
+             {remote}\
              \x20 data_dir: {data}\n\
              \x20 log_level: {level}\n",
             port = host.synapse_port,
@@ -551,6 +555,13 @@ impl Stack {
             pgp = self.ports.pg,
             data = q(&host.data_dir),
             level = host.log_level,
+            remote = match &host.database_remote {
+                Some((address, file)) => format!(
+                    "    remote: {{address: {address}, password_file: {}}}\n",
+                    q(file)
+                ),
+                None => String::new(),
+            },
         );
         if host.relaxed_login_limits || host.settings.is_some() {
             y.push_str("  settings:\n");
@@ -626,11 +637,13 @@ impl Stack {
             for line in workers.lines() {
                 body.push_str(&format!("    {line}\n"));
             }
-            body.push_str(&format!(
-                "    socket_dir: {}\n    redis:\n      unix: {{path: {}}}\n",
-                q(&self.p.sockets),
-                q(&self.redis_socket())
-            ));
+            body.push_str(&format!("    socket_dir: {}\n", q(&self.p.sockets)));
+            if !workers.contains("redis:") {
+                body.push_str(&format!(
+                    "    redis:\n      unix: {{path: {}}}\n",
+                    q(&self.redis_socket())
+                ));
+            }
             h.workers = Some(body);
         }
         h
@@ -644,12 +657,25 @@ impl Stack {
     /// Starts Redis (service `redis`) on its Unix socket only (no TCP port,
     /// no persistence) and waits until it answers.
     pub async fn start_redis(&mut self) -> Result<()> {
+        self.start_redis_with(None).await
+    }
+
+    /// Starts Redis on its Unix socket and, with `tcp` (`(address, port,
+    /// password)`), on that TCP address too with that password; waits
+    /// until it answers on the socket.
+    pub async fn start_redis_with(&mut self, tcp: Option<(&str, u16, &str)>) -> Result<()> {
         let conf = self.p.redis.join("redis.conf");
+        let network = match tcp {
+            None => "port 0\n".to_owned(),
+            Some((address, port, password)) => {
+                format!("port {port}\nbind {address}\nrequirepass {password}\n")
+            }
+        };
         std::fs::write(
             &conf,
             format!(
-                "# Written by the acceptance suite: a Unix socket only, nothing on disk.\n\
-                 port 0\n\
+                "# Written by the acceptance suite: nothing on disk.\n\
+                 {network}\
                  unixsocket {}\n\
                  unixsocketperm 700\n\
                  save \"\"\n\
@@ -660,6 +686,8 @@ impl Stack {
                 self.p.redis.display()
             ),
         )?;
+        self.user.chown(&conf)?;
+        let password = tcp.map(|t| t.2.to_owned());
         let mut cmd = self.user.command("redis-server", &self.p.home);
         cmd.arg(&conf);
         self.spawn("redis", cmd, libc::SIGTERM)?;
@@ -670,11 +698,17 @@ impl Stack {
             Duration::from_millis(100),
             || {
                 let sock = sock.clone();
+                let password = password.clone();
                 async move {
                     let Ok(mut s) = tokio::net::UnixStream::connect(&sock).await else {
                         return Ok(None);
                     };
                     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    if let Some(p) = password {
+                        s.write_all(format!("AUTH {p}\r\n").as_bytes()).await?;
+                        let mut ok = [0u8; 5];
+                        s.read_exact(&mut ok).await?;
+                    }
                     s.write_all(b"PING\r\n").await?;
                     let mut buf = [0u8; 16];
                     let n = s.read(&mut buf).await?;
@@ -709,20 +743,37 @@ impl Stack {
         }
         let deadline = std::time::Instant::now() + self.opts.synapse_start;
         for w in &workers {
-            let sock = w
-                .health_socket()
-                .ok_or_else(|| anyhow!("{} has no listener", w.name))?
-                .to_owned();
+            let sock = w.health_socket().map(Path::to_owned);
+            let tcp = w.tcp.first().cloned();
+            ensure!(
+                sock.is_some() || tcp.is_some(),
+                "{} has no listener",
+                w.name
+            );
             loop {
                 self.service_mut(&w.service())?.check_running()?;
-                if let Ok((200, _)) = crate::workers::unix_get(&sock, "/health").await {
+                let up = match (&sock, &tcp) {
+                    (Some(sock), _) => {
+                        matches!(
+                            crate::workers::unix_get(sock, "/health").await,
+                            Ok((200, _))
+                        )
+                    }
+                    (None, Some(addr)) => self
+                        .health
+                        .get(format!("http://{addr}/health"))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success()),
+                    (None, None) => false,
+                };
+                if up {
                     break;
                 }
                 if std::time::Instant::now() > deadline {
                     bail!(
-                        "{} did not answer /health on {} within {:?}",
+                        "{} did not answer /health within {:?}",
                         w.name,
-                        sock.display(),
                         self.opts.synapse_start
                     );
                 }
@@ -786,6 +837,13 @@ impl Stack {
 
     /// Starts PostgreSQL (Unix socket only) and waits until it accepts connections.
     pub async fn start_postgres(&mut self) -> Result<()> {
+        self.start_postgres_on("").await
+    }
+
+    /// Starts PostgreSQL with its Unix socket and TCP on `listen`
+    /// (`listen_addresses`; empty: no TCP) and waits until it accepts
+    /// connections.
+    pub async fn start_postgres_on(&mut self, listen: &str) -> Result<()> {
         let mut cmd = self.pg("postgres");
         cmd.arg("-D")
             .arg(&self.p.pg_data)
@@ -793,8 +851,9 @@ impl Stack {
             .arg(&self.p.pg_sock)
             .arg("-p")
             .arg(self.ports.pg.to_string())
-            // Unix socket only: no TCP at all.
-            .args(["-c", "listen_addresses="]);
+            // Unix socket only unless asked: no TCP at all.
+            .arg("-c")
+            .arg(format!("listen_addresses={listen}"));
         if self.opts.fast_postgres {
             cmd.args(["-c", "fsync=off"]);
         }

@@ -24,6 +24,9 @@ pub struct Worker {
     pub http: Option<PathBuf>,
     /// Its replication Unix socket, if any.
     pub replication: Option<PathBuf>,
+    /// Its TCP listeners (`ADDRESS:PORT`; workers on another host), HTTP
+    /// then replication.
+    pub tcp: Vec<String>,
 }
 
 impl Worker {
@@ -53,6 +56,11 @@ pub fn manifest(out: &Path) -> Result<Vec<Worker>> {
             .and_then(|s| s.strip_prefix("unix:"))
             .map(PathBuf::from)
     };
+    let tcp = |v: &Value| -> Option<String> {
+        v.as_str()
+            .and_then(|s| s.strip_prefix("tcp:"))
+            .map(str::to_owned)
+    };
     let mut out_workers = Vec::new();
     for w in v["workers"]
         .as_array()
@@ -71,6 +79,10 @@ pub fn manifest(out: &Path) -> Result<Vec<Worker>> {
             config: out.join(field("config")?),
             http: unix(&w["http"]),
             replication: unix(&w["replication"]),
+            tcp: [tcp(&w["http"]), tcp(&w["replication"])]
+                .into_iter()
+                .flatten()
+                .collect(),
         });
     }
     Ok(out_workers)

@@ -103,10 +103,23 @@ impl Pg {
     /// A command for `program` with the connection options set.
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new(self.program(program));
-        cmd.arg("--no-password")
-            .arg("--host")
-            .arg(&self.db.socket_dir)
-            .arg("--port")
+        cmd.arg("--no-password").arg("--host");
+        // PostgreSQL on its own host: its address, the password file and
+        // TLS mode Synapse uses (libpq's environment).
+        match &self.db.remote {
+            Some(r) => {
+                cmd.arg(&r.address)
+                    .env("PGPASSFILE", &r.password_file)
+                    .env("PGSSLMODE", self.db.sslmode().unwrap_or("verify-full"));
+                if let Some(ca) = &r.ca_file {
+                    cmd.env("PGSSLROOTCERT", ca);
+                }
+            }
+            None => {
+                cmd.arg(&self.db.socket_dir);
+            }
+        }
+        cmd.arg("--port")
             .arg(self.db.port.to_string())
             .arg("--username")
             .arg(&self.db.user)
@@ -124,11 +137,13 @@ impl Pg {
 
     fn where_(&self) -> String {
         format!(
-            "database {:?} as role {:?} over {}/.s.PGSQL.{}{}",
+            "database {:?} as role {:?} over {}{}",
             self.db.name,
             self.db.user,
-            self.db.socket_dir.display(),
-            self.db.port,
+            match &self.db.remote {
+                Some(r) => format!("TCP to {}:{}", r.address, self.db.port),
+                None => format!("{}/.s.PGSQL.{}", self.db.socket_dir.display(), self.db.port),
+            },
             self.os_user
                 .as_ref()
                 .map(|(n, _, _)| format!(" (running as system user {n})"))

@@ -984,6 +984,16 @@ impl HomeserverConfig {
             }
         }
         if let Some(args) = self.database.as_ref().and_then(|d| d.args.as_ref()) {
+            // A directory is PostgreSQL's Unix socket; an address must be
+            // this host's or the private network's.
+            if let Some(host) = args.host.as_deref().filter(|h| !h.starts_with('/')) {
+                if !is_local_or_internal(host, internal) {
+                    errs.push(
+                        "database.args.host",
+                        format!("{host:?} is neither a socket directory, loopback nor an address of the private network: the database would be reached over an untrusted network"),
+                    );
+                }
+            }
             if args.extra.get("password").is_some_and(is_set) {
                 errs.push(
                     "database.args.password",

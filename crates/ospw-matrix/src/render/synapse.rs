@@ -75,11 +75,14 @@ pub fn homeserver(
             args: Some(DatabaseArgs {
                 user: Some(s.database.user.clone()),
                 database: Some(s.database.name.clone()),
-                host: Some(path(&s.database.socket_dir)),
+                host: Some(match &s.database.remote {
+                    Some(r) => r.address.clone(),
+                    None => path(&s.database.socket_dir),
+                }),
                 port: Some(s.database.port),
                 cp_min: Some(CP_MIN),
                 cp_max: Some(CP_MAX),
-                extra: Extra::new(),
+                extra: remote_database_args(&s.database),
             }),
             extra: Extra::new(),
         }),
@@ -134,13 +137,21 @@ pub fn homeserver(
         null_keys: Vec::new(),
     };
     let mut config = config;
-    let internal = match &s.workers {
+    let mut internal = match &s.workers {
         Some(w) => {
             super::workers::apply_to_homeserver(host, w, &mut config);
             super::workers::internal_addresses(w)
         }
         None => Vec::new(),
     };
+    if let Some(r) = &s.database.remote {
+        internal.extend(
+            r.address
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .filter(|a| !a.is_loopback()),
+        );
+    }
 
     let derived = if s.settings.is_empty() {
         None
@@ -170,6 +181,23 @@ pub fn homeserver(
         errs.push(format!("synapse.settings.{}", e.path), message);
     }
     errs.into_result(config)
+}
+
+/// psycopg2's (libpq's) arguments for a remote database: the password file,
+/// the TLS mode and CA.
+fn remote_database_args(db: &crate::host::DatabaseSettings) -> Extra {
+    let mut extra = Extra::new();
+    if let (Some(r), Some(mode)) = (&db.remote, db.sslmode()) {
+        extra.insert(
+            "passfile".into(),
+            r.password_file.display().to_string().into(),
+        );
+        extra.insert("sslmode".into(), mode.into());
+        if let Some(ca) = &r.ca_file {
+            extra.insert("sslrootcert".into(), ca.display().to_string().into());
+        }
+    }
+    extra
 }
 
 /// `homeserver.yaml` keys that other components or commands depend on,

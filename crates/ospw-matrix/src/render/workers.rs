@@ -965,6 +965,63 @@ mod tests {
     }
 
     #[test]
+    fn a_remote_database_is_reached_with_a_password_file_and_tls() {
+        let ctx = RenderContext {
+            output_dir: "/etc/ospw-matrix".into(),
+        };
+        let mut host = crate::load::example_host().expect("example");
+        host.synapse.database.remote = Some(crate::host::RemoteDatabase {
+            address: "10.0.0.3".into(),
+            password_file: "/run/secrets/pgpass".into(),
+            ca_file: Some("/etc/pg-ca.pem".into()),
+        });
+        let hs = crate::render::synapse::homeserver(&host, &ctx).expect("renders");
+        let args = hs.database.and_then(|d| d.args).expect("args");
+        assert_eq!(args.host.as_deref(), Some("10.0.0.3"));
+        let text = |k: &str| {
+            args.extra
+                .get(k)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        assert_eq!(text("passfile").as_deref(), Some("/run/secrets/pgpass"));
+        assert_eq!(text("sslmode").as_deref(), Some("verify-full"));
+        assert_eq!(text("sslrootcert").as_deref(), Some("/etc/pg-ca.pem"));
+        assert!(!args.extra.contains_key("password"));
+        // Without a CA, the private network must encrypt: sslmode disable.
+        host.synapse
+            .database
+            .remote
+            .as_mut()
+            .map(|r| r.ca_file = None);
+        let hs = crate::render::synapse::homeserver(&host, &ctx).expect("renders");
+        let args = hs.database.and_then(|d| d.args).expect("args");
+        assert_eq!(
+            args.extra.get("sslmode").and_then(|v| v.as_str()),
+            Some("disable")
+        );
+        // The privacy check refuses a database at a public address.
+        let mut public = crate::render::synapse::homeserver(&host, &ctx).expect("renders");
+        if let Some(a) = public.database.as_mut().and_then(|d| d.args.as_mut()) {
+            a.host = Some("203.0.113.7".into());
+        }
+        let errs = public.privacy_violations_with(&["10.0.0.3".parse().expect("ip")]);
+        assert_eq!(errs.errors.len(), 1, "{errs}");
+        assert_eq!(errs.errors[0].path, "database.args.host");
+        assert!(public
+            .privacy_violations_with(&["203.0.113.7".parse().expect("ip")])
+            .is_empty());
+        // ... and so does the validator, for the host description's field.
+        host.synapse
+            .database
+            .remote
+            .as_mut()
+            .map(|r| r.address = "203.0.113.7".into());
+        let errs = crate::validate::validate(&host).expect_err("public");
+        assert!(errs.mentions("synapse.database.remote.address"), "{errs}");
+    }
+
+    #[test]
     fn worker_keys_in_settings_are_refused() {
         let mut host = crate::load::example_host().expect("example");
         for key in [

@@ -13,7 +13,7 @@ use crate::host::workers::{
     Endpoint, RedisSettings, WorkerKind, WorkerPlan, WorkersSettings, CREDENTIALS_NAME,
     MAX_SOCKET_PATH, MAX_WORKERS,
 };
-use crate::host::{HostDescription, SynapseListen};
+use crate::host::{DatabaseSettings, HostDescription, SynapseListen};
 use crate::values::PortRange;
 
 const AT: &str = "synapse.workers";
@@ -58,6 +58,20 @@ fn private_ip(errs: &mut ValidationErrors, path: &str, value: &str) -> Option<Ip
             ),
         );
         None
+    }
+}
+
+/// Checks `synapse.database.remote`: an address of a private network and
+/// absolute files.
+pub(super) fn check_remote_database(db: &DatabaseSettings, errs: &mut ValidationErrors) {
+    let Some(r) = &db.remote else {
+        return;
+    };
+    let at = "synapse.database.remote";
+    private_ip(errs, &format!("{at}.address"), &r.address);
+    absolute(errs, &format!("{at}.password_file"), &r.password_file);
+    if let Some(ca) = &r.ca_file {
+        absolute(errs, &format!("{at}.ca_file"), ca);
     }
 }
 
