@@ -989,11 +989,9 @@ mod tests {
         assert_eq!(text("sslrootcert").as_deref(), Some("/etc/pg-ca.pem"));
         assert!(!args.extra.contains_key("password"));
         // Without a CA, the private network must encrypt: sslmode disable.
-        host.synapse
-            .database
-            .remote
-            .as_mut()
-            .map(|r| r.ca_file = None);
+        if let Some(r) = host.synapse.database.remote.as_mut() {
+            r.ca_file = None;
+        }
         let hs = crate::render::synapse::homeserver(&host, &ctx).expect("renders");
         let args = hs.database.and_then(|d| d.args).expect("args");
         assert_eq!(
@@ -1012,11 +1010,9 @@ mod tests {
             .privacy_violations_with(&["203.0.113.7".parse().expect("ip")])
             .is_empty());
         // ... and so does the validator, for the host description's field.
-        host.synapse
-            .database
-            .remote
-            .as_mut()
-            .map(|r| r.address = "203.0.113.7".into());
+        if let Some(r) = host.synapse.database.remote.as_mut() {
+            r.address = "203.0.113.7".into();
+        }
         let errs = crate::validate::validate(&host).expect_err("public");
         assert!(errs.mentions("synapse.database.remote.address"), "{errs}");
     }
