@@ -181,6 +181,9 @@ impl CaddySites {
     ///   neither federation nor `/_synapse/admin` is reachable from outside;
     /// - no site serves `/.well-known/matrix/server` (a `handle` for it
     ///   may only answer 404);
+    /// - metrics (Caddy's `metrics` handler) are served only by a site
+    ///   whose every address is plain HTTP on loopback and that binds
+    ///   loopback addresses only, never by a public site;
     /// - on `element_host`, Element is served with `X-Frame-Options`,
     ///   `X-Content-Type-Options: nosniff` and a `frame-ancestors` CSP, and
     ///   `config.json` with `Cache-Control: no-cache` (or `no-store`).
@@ -195,6 +198,7 @@ impl CaddySites {
         }
         for site in &self.sites {
             check_server_well_known(site, &mut errs);
+            check_metrics(site, &mut errs);
         }
         match self.site(element_host) {
             None => errs.push(
@@ -204,6 +208,54 @@ impl CaddySites {
             Some(site) => check_element_site(element_host, site, &mut errs),
         }
         errs
+    }
+}
+
+/// Whether `addr` (a site address) is plain HTTP on a loopback address:
+/// `http://127.0.0.1:PORT`, `http://[::1]:PORT`, `http://localhost:PORT`.
+fn is_loopback_http_address(addr: &str) -> bool {
+    let Some(rest) = addr.strip_prefix("http://") else {
+        return false;
+    };
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or("", |(h, _)| h),
+        None => rest.split([':', '/']).next().unwrap_or_default(),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Metrics only in a site on loopback (its addresses and its `bind`).
+fn check_metrics(site: &SiteBlock, errs: &mut ValidationErrors) {
+    if !site.walk().iter().any(|d| d.name == "metrics") {
+        return;
+    }
+    let name = site.addresses.join(", ");
+    let addresses_ok =
+        !site.addresses.is_empty() && site.addresses.iter().all(|a| is_loopback_http_address(a));
+    let binds: Vec<&Directive> = site
+        .directives
+        .iter()
+        .filter(|d| d.name == "bind")
+        .collect();
+    let bind_ok = !binds.is_empty()
+        && binds.iter().all(|b| {
+            !b.args.is_empty()
+                && b.args.iter().all(|a| {
+                    a.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+                })
+        });
+    if !(addresses_ok && bind_ok) {
+        errs.push(
+            format!("{name}: metrics"),
+            "serves metrics outside loopback: expected the metrics handler only in a site addressed \
+             http://127.0.0.1:PORT with `bind 127.0.0.1` (metrics are never routed through a public site)",
+        );
     }
 }
 

@@ -681,6 +681,9 @@ impl TurnserverConf {
                 ),
             }
         }
+        if let Some(message) = self.exporter_violation() {
+            errs.push("prometheus-address", message);
+        }
         for e in &self.extra {
             if let Some((key, why)) = REFUSED.iter().find(|(k, _)| *k == e.key) {
                 let off = key_is_off(e);
@@ -690,6 +693,41 @@ impl TurnserverConf {
             }
         }
         errs
+    }
+}
+
+impl TurnserverConf {
+    /// Whether coturn's Prometheus exporter is on: any `prometheus` entry
+    /// turns it on (coturn ignores its value), so does a true
+    /// `prometheus-tls`.
+    pub fn exporter_enabled(&self) -> bool {
+        self.extra
+            .iter()
+            .any(|e| e.key == "prometheus" || (e.key == "prometheus-tls" && !key_is_off(e)))
+    }
+
+    /// The exporter must listen on loopback only: without
+    /// `prometheus-address` coturn listens on every interface; the last
+    /// one given counts.
+    fn exporter_violation(&self) -> Option<String> {
+        if !self.exporter_enabled() {
+            return None;
+        }
+        let address = self
+            .extra
+            .iter()
+            .rev()
+            .find(|e| e.key == "prometheus-address")
+            .and_then(|e| e.value.as_deref());
+        match address.map(|a| (a, a.trim().parse::<IpAddr>())) {
+            Some((_, Ok(ip))) if ip.is_loopback() => None,
+            Some((a, _)) => Some(format!(
+                "{a:?} is not a loopback address: the Prometheus exporter would be reachable from other hosts; expected 127.0.0.1 or ::1"
+            )),
+            None => Some(
+                "is missing while the Prometheus exporter is on: coturn would serve metrics on every interface; expected 127.0.0.1 or ::1".into(),
+            ),
+        }
     }
 }
 

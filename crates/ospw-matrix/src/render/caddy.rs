@@ -23,7 +23,7 @@
 
 use crate::components::caddy::{CaddySites, Caddyfile, Directive, SiteBlock};
 use crate::error::ValidationErrors;
-use crate::host::{HostDescription, ProxyTls, SynapseListen};
+use crate::host::{HostDescription, ProxyTls, SynapseListen, METRICS_ADDRESS};
 use crate::render::RenderContext;
 
 /// HSTS: one year. No `includeSubDomains`: the hosts' sub-domains are not
@@ -57,6 +57,9 @@ pub fn sites(host: &HostDescription, ctx: &RenderContext) -> Result<CaddySites, 
     let mut sites = vec![matrix_site(host, &upstream), element];
     if serve_base && host.base_domain != host.element_host {
         sites.push(base_domain_site(host));
+    }
+    if host.metrics.enable {
+        sites.push(metrics_site(host.metrics.caddy_port));
     }
     let sites = CaddySites { sites };
     for e in sites
@@ -108,6 +111,18 @@ pub fn caddyfile(
         global,
         sites: sites(host, ctx)?,
     })
+}
+
+/// Caddy's own Prometheus metrics, in a plain-HTTP site bound to loopback
+/// only (a listener of its own: no public site routes there).
+fn metrics_site(port: u16) -> SiteBlock {
+    SiteBlock {
+        addresses: vec![format!("http://{METRICS_ADDRESS}:{port}")],
+        directives: vec![
+            Directive::new("bind", [METRICS_ADDRESS]),
+            Directive::new("metrics", Vec::<String>::new()),
+        ],
+    }
 }
 
 /// Synapse's listener as a `reverse_proxy` upstream.

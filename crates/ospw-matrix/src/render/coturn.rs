@@ -7,10 +7,10 @@
 use std::net::IpAddr;
 
 use crate::components::coturn::{
-    is_exemptable_own_address, required_denied_peer_ips, TurnserverConf,
+    is_exemptable_own_address, required_denied_peer_ips, ConfEntry, TurnserverConf,
 };
 use crate::error::ValidationErrors;
-use crate::host::HostDescription;
+use crate::host::{HostDescription, METRICS_ADDRESS};
 use crate::values::parse_port_range;
 
 /// Derives `turnserver.conf` (without its secret), merges `turn.settings`
@@ -26,6 +26,7 @@ pub fn turnserver(host: &HostDescription) -> Result<TurnserverConf, ValidationEr
     let derived = conf.clone();
     merge_settings(host, &mut conf, &mut errs);
     check_derived_ports(&derived, &conf, &mut errs);
+    check_metrics_port(host, &conf, &mut errs);
     if !errs.is_empty() {
         return Err(errs);
     }
@@ -91,6 +92,17 @@ fn derive(host: &HostDescription, errs: &mut ValidationErrors) -> Option<Turnser
             conf.no_dtls = true;
         }
     }
+    if host.metrics.enable {
+        // coturn's Prometheus exporter, on loopback only (without an
+        // address it listens on every interface).
+        conf.extra.push(ConfEntry::flag("prometheus"));
+        conf.extra.push(ConfEntry::value(
+            "prometheus-port",
+            host.metrics.coturn_port.to_string(),
+        ));
+        conf.extra
+            .push(ConfEntry::value("prometheus-address", METRICS_ADDRESS));
+    }
     // Calls between two users of this server relay TURN to TURN: the
     // server's own (often private) addresses must stay reachable as peers,
     // as Synapse's TURN guide does with allowed-peer-ip.
@@ -136,6 +148,30 @@ fn check_derived_ports(
                 ),
             );
         }
+    }
+}
+
+/// With `metrics.enable`, `turn.settings` may not move the exporter away
+/// from `metrics.coturn_port` (the scrape targets and the doctor use it).
+fn check_metrics_port(
+    host: &HostDescription,
+    merged: &TurnserverConf,
+    errs: &mut ValidationErrors,
+) {
+    if !host.metrics.enable || !host.turn.settings.contains_key("prometheus-port") {
+        return;
+    }
+    let port = merged
+        .extra
+        .iter()
+        .rev()
+        .find(|e| e.key == "prometheus-port")
+        .and_then(|e| e.value.as_deref());
+    if port != Some(host.metrics.coturn_port.to_string().as_str()) {
+        errs.push(
+            "turn.settings.prometheus-port",
+            "changes the port derived from metrics.coturn_port: set metrics.coturn_port instead, so the scrape targets and `ospw-matrix doctor` find the exporter",
+        );
     }
 }
 

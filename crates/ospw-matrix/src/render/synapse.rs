@@ -7,11 +7,13 @@
 
 use crate::components::synapse::{
     ByteSize, DatabaseArgs, DatabaseConfig, DatabaseEngine, Duration, Extra, HomeserverConfig,
-    Listener, PresenceConfig, PresenceEnabled, PushConfig, ResourceName, RoomEncryption,
-    BLOCKED_IP_RANGES,
+    Listener, ListenerType, PresenceConfig, PresenceEnabled, PushConfig, ResourceName,
+    RoomEncryption, BLOCKED_IP_RANGES,
 };
 use crate::error::{Error, ValidationErrors};
-use crate::host::{EncryptionDefault, HostDescription, LogLevel, SecretKind, SynapseListen};
+use crate::host::{
+    EncryptionDefault, HostDescription, LogLevel, SecretKind, SynapseListen, METRICS_ADDRESS,
+};
 use crate::render::{paths, RenderContext};
 use crate::values::{parse_duration_ms, parse_size_bytes};
 
@@ -54,6 +56,22 @@ pub fn homeserver(
             Listener::unix(path(socket), UNIX_SOCKET_MODE, vec![ResourceName::Client])
         }
     };
+    let mut listeners = vec![listener];
+    if host.metrics.enable {
+        // Prometheus metrics (`/_synapse/metrics`), on loopback only; the
+        // proxy never routes there.
+        listeners.push(Listener {
+            kind: ListenerType::Metrics,
+            tls: None,
+            x_forwarded: None,
+            resources: None,
+            ..Listener::tcp(
+                vec![METRICS_ADDRESS.to_owned()],
+                host.metrics.synapse_port,
+                Vec::new(),
+            )
+        });
+    }
     let turn_host = host.turn_host();
     let mut turn_uris = vec![
         format!("turn:{turn_host}:{}?transport=udp", host.turn.port),
@@ -69,7 +87,7 @@ pub fn homeserver(
         public_baseurl: Some(host.homeserver_url()),
         web_client_location: Some(host.element_url()),
         serve_server_wellknown: Some(false),
-        listeners: Some(vec![listener]),
+        listeners: Some(listeners),
         database: Some(DatabaseConfig {
             name: Some(DatabaseEngine::Psycopg2),
             args: Some(DatabaseArgs {
@@ -105,7 +123,7 @@ pub fn homeserver(
         allow_guest_access: Some(false),
         enable_3pid_lookup: Some(false),
         report_stats: Some(false),
-        enable_metrics: Some(false),
+        enable_metrics: Some(host.metrics.enable),
         presence: Some(PresenceConfig {
             enabled: Some(if s.presence {
                 PresenceEnabled::On
