@@ -521,6 +521,66 @@ mod tests {
     }
 
     #[test]
+    fn metrics_only_in_a_loopback_bound_plain_http_site() {
+        let metrics_site = |addr: &str, bind: Option<Vec<&str>>| {
+            let mut directives = Vec::new();
+            if let Some(b) = bind {
+                directives.push(Directive::new("bind", b));
+            }
+            directives.push(Directive::new("metrics", Vec::<String>::new()));
+            SiteBlock {
+                addresses: vec![addr.to_owned()],
+                directives,
+            }
+        };
+        let check = |site: SiteBlock| {
+            let mut sites = example_sites();
+            sites.sites.push(site);
+            violations(&sites)
+        };
+        for (addr, bind) in [
+            ("http://127.0.0.1:9180", vec!["127.0.0.1"]),
+            ("http://[::1]:9180", vec!["[::1]"]),
+            ("http://localhost:9180", vec!["127.0.0.1", "::1"]),
+        ] {
+            assert_eq!(
+                check(metrics_site(addr, Some(bind))),
+                Vec::<String>::new(),
+                "{addr}"
+            );
+        }
+        for (addr, bind) in [
+            ("http://127.0.0.1:9180", None),
+            ("http://127.0.0.1:9180", Some(vec!["0.0.0.0"])),
+            (
+                "http://127.0.0.1:9180",
+                Some(vec!["127.0.0.1", "192.0.2.7"]),
+            ),
+            ("http://:9180", Some(vec!["127.0.0.1"])),
+            ("127.0.0.1:9180", Some(vec!["127.0.0.1"])),
+            ("https://127.0.0.1:9180", Some(vec!["127.0.0.1"])),
+            ("http://metrics.example.org:9180", Some(vec!["127.0.0.1"])),
+        ] {
+            let got = check(metrics_site(addr, bind.clone()));
+            assert_eq!(got, vec![format!("{addr}: metrics")], "{addr} {bind:?}");
+        }
+        // In a public site, even nested in a handle.
+        let mut sites = example_sites();
+        sites.sites[0].directives.insert(
+            0,
+            Directive::with_block(
+                "handle",
+                ["/metrics"],
+                vec![Directive::new("metrics", Vec::<String>::new())],
+            ),
+        );
+        assert_eq!(
+            violations(&sites),
+            vec![format!("{}: metrics", sites.sites[0].addresses[0])]
+        );
+    }
+
+    #[test]
     fn derived_sites_keep_every_invariant() {
         assert_eq!(violations(&example_sites()), Vec::<String>::new());
     }

@@ -840,6 +840,69 @@ mod tests {
     }
 
     #[test]
+    fn the_prometheus_exporter_must_listen_on_loopback() {
+        let with = |entries: &[(&str, Option<&str>)]| {
+            let mut c = good();
+            c.extra = entries
+                .iter()
+                .map(|(k, v)| ConfEntry {
+                    key: (*k).to_owned(),
+                    value: v.map(str::to_owned),
+                })
+                .collect();
+            c.privacy_violations()
+                .errors
+                .iter()
+                .map(|e| e.path.clone())
+                .collect::<Vec<_>>()
+        };
+        let none: Vec<String> = Vec::new();
+        let address = vec!["prometheus-address".to_owned()];
+        // Off: an address alone changes nothing.
+        assert_eq!(with(&[("prometheus-address", Some("0.0.0.0"))]), none);
+        assert_eq!(with(&[("prometheus-tls", Some("false"))]), none);
+        // On, on loopback.
+        for ok in ["127.0.0.1", "::1", " 127.0.0.1 "] {
+            assert_eq!(
+                with(&[("prometheus", None), ("prometheus-address", Some(ok))]),
+                none,
+                "{ok}"
+            );
+        }
+        // On without an address (coturn then listens everywhere), or with
+        // any other address; any value of `prometheus` turns it on, as
+        // does a true prometheus-tls; the last address counts.
+        for entries in [
+            vec![("prometheus", None)],
+            vec![("prometheus", Some("false"))],
+            vec![
+                ("prometheus", None),
+                ("prometheus-address", Some("0.0.0.0")),
+            ],
+            vec![("prometheus", None), ("prometheus-address", Some("::"))],
+            vec![
+                ("prometheus", None),
+                ("prometheus-address", Some("localhost")),
+            ],
+            vec![
+                ("prometheus", None),
+                ("prometheus-address", Some("203.0.113.7")),
+            ],
+            vec![
+                ("prometheus-tls", Some("1")),
+                ("prometheus-address", Some("10.0.0.5")),
+            ],
+            vec![
+                ("prometheus", None),
+                ("prometheus-address", Some("127.0.0.1")),
+                ("prometheus-address", Some("0.0.0.0")),
+            ],
+        ] {
+            assert_eq!(with(&entries), address, "{entries:?}");
+        }
+    }
+
+    #[test]
     fn round_trip_keeps_unknown_keys_in_order() {
         let text = "# comment\n\
                     listening-port=3478\n\

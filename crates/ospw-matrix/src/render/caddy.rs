@@ -355,6 +355,27 @@ mod tests {
     }
 
     #[test]
+    fn metrics_get_a_loopback_site_of_their_own() {
+        let s = sites(&host(), &ctx()).unwrap();
+        assert!(!s.to_caddyfile().contains("metrics"), "off by default");
+        let mut h = host();
+        h.metrics.enable = true;
+        h.metrics.caddy_port = 9190;
+        let s = sites(&h, &ctx()).unwrap();
+        let m = s.site("http://127.0.0.1").expect("metrics site");
+        assert_eq!(m.addresses, vec!["http://127.0.0.1:9190"]);
+        assert_eq!(m.directives[0], Directive::new("bind", ["127.0.0.1"]));
+        assert!(m.directives.iter().any(|d| d.name == "metrics"));
+        // No public site serves metrics.
+        for site in s.sites.iter().filter(|x| x.addresses != m.addresses) {
+            assert!(site.walk().iter().all(|d| d.name != "metrics"));
+        }
+        assert!(s
+            .to_caddyfile()
+            .contains("http://127.0.0.1:9190 {\n\tbind 127.0.0.1\n\tmetrics\n}\n"));
+    }
+
+    #[test]
     fn matrix_site_routes() {
         let s = sites(&host(), &ctx()).unwrap();
         let m = s.site("matrix.example.org").unwrap();

@@ -285,6 +285,53 @@ mod tests {
     }
 
     #[test]
+    fn metrics_turn_on_the_exporter_on_loopback_only() {
+        let text = turnserver(&host()).unwrap().to_conf_string();
+        assert!(!text.contains("prometheus"), "off by default");
+        let mut h = host();
+        h.metrics.enable = true;
+        h.metrics.coturn_port = 9700;
+        let conf = turnserver(&h).unwrap();
+        assert!(conf.exporter_enabled());
+        let text = conf.to_conf_string();
+        for line in [
+            "prometheus",
+            "prometheus-port=9700",
+            "prometheus-address=127.0.0.1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        // turn.settings may restate but not move or open the exporter.
+        let mut same = h.clone();
+        same.turn
+            .settings
+            .insert("prometheus-port".into(), serde_json::json!(9700));
+        assert!(turnserver(&same).is_ok());
+        for (key, value, path) in [
+            (
+                "prometheus-port",
+                serde_json::json!(9999),
+                "turn.settings.prometheus-port",
+            ),
+            (
+                "prometheus-address",
+                serde_json::json!("0.0.0.0"),
+                "turn.settings.prometheus-address",
+            ),
+            (
+                "prometheus-address",
+                serde_json::json!(null),
+                "turn.settings.prometheus-address",
+            ),
+        ] {
+            let mut bad = h.clone();
+            bad.turn.settings.insert(key.into(), value);
+            let errs = turnserver(&bad).unwrap_err();
+            assert!(errs.mentions(path), "{key}: {errs}");
+        }
+    }
+
+    #[test]
     fn realm_ports_tls_and_own_addresses() {
         let mut h = host();
         h.turn.realm = Some("realm.example.org".into());

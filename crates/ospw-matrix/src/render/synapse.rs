@@ -337,6 +337,33 @@ mod tests {
     }
 
     #[test]
+    fn metrics_add_a_loopback_metrics_listener() {
+        let config = homeserver(&example(), &ctx()).expect("derives");
+        assert_eq!(config.enable_metrics, Some(false));
+        assert_eq!(config.listeners.as_ref().map(Vec::len), Some(1));
+        let mut h = example();
+        h.metrics.enable = true;
+        h.metrics.synapse_port = 9100;
+        let config = homeserver(&h, &ctx()).expect("derives");
+        assert_eq!(config.enable_metrics, Some(true));
+        let listeners = config.listeners.as_ref().expect("listeners");
+        assert_eq!(listeners.len(), 2);
+        assert_eq!(
+            listeners[0].kind,
+            ListenerType::Http,
+            "the client listener first"
+        );
+        let m = &listeners[1];
+        assert_eq!(m.kind, ListenerType::Metrics);
+        assert_eq!(m.port, Some(9100));
+        assert_eq!(m.bind_addresses, Some(vec!["127.0.0.1".to_owned()]));
+        assert_eq!(m.resources, None);
+        assert_eq!(config.privacy_violations(), ValidationErrors::new());
+        let yaml = config.to_yaml_string().expect("yaml");
+        assert!(yaml.contains("type: metrics"), "{yaml}");
+    }
+
+    #[test]
     fn example_derives_a_private_config() {
         let config = homeserver(&example(), &ctx()).expect("derives");
         assert_eq!(config.privacy_violations(), ValidationErrors::new());

@@ -152,12 +152,22 @@ fn systemd_unit(unit: &str, f: &mut Findings) {
                     None,
                 );
             } else {
+                let why = String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
                 add(
                     f,
                     CheckId::ServicesSystemd,
                     Some(unit),
                     Status::Fail,
-                    format!("is {}", if state.is_empty() { "unknown" } else { &state }),
+                    match (state.is_empty(), why.is_empty()) {
+                        (false, _) => format!("is {state}"),
+                        (true, false) => format!("is unknown: {why}"),
+                        (true, true) => "is unknown".to_owned(),
+                    },
                     Some(format!(
                         "systemctl status {unit}; journalctl -u {unit}; then systemctl restart {unit}"
                     )),

@@ -165,6 +165,9 @@ pub fn doctor(args: DoctorArgs) -> Result<(), Error> {
     let render_ctx = RenderContext {
         output_dir: PathBuf::from("/nonexistent"),
     };
+    // The whole validation first (as `check` does): a doctor for a host
+    // description that would not render checks nothing sensible.
+    ospw_matrix::render(&host, &render_ctx)?;
     let homeserver = ospw_matrix::render::synapse::homeserver(&host, &render_ctx).map_err(|e| {
         Error::Other(format!(
             "{}: not a valid host description: {e}",
