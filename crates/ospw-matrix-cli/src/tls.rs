@@ -31,28 +31,33 @@ pub struct Trust {
     roots: Arc<RootCertStore>,
     /// Where they come from, for messages.
     pub source: String,
+    /// Why there are none (an empty system trust store): every connection
+    /// then fails with this.
+    missing: Option<String>,
 }
 
 impl Trust {
     /// The system's trust store (`SSL_CERT_FILE`/`SSL_CERT_DIR` or the
-    /// distribution's bundle).
-    pub fn system() -> Result<Trust, String> {
+    /// distribution's bundle). When it is empty or unreadable, every
+    /// connection fails saying so (a finding, not a crash).
+    pub fn system() -> Trust {
         let found = rustls_native_certs::load_native_certs();
         let mut roots = RootCertStore::empty();
         let (added, _) = roots.add_parsable_certificates(found.certs);
-        if added == 0 {
+        let missing = (added == 0).then(|| {
             let why = found
                 .errors
                 .first()
                 .map_or_else(|| "no certificates found".to_owned(), ToString::to_string);
-            return Err(format!(
+            format!(
                 "the system trust store is empty or unreadable ({why}): install the CA certificates (ca-certificates) or pass --ca-cert"
-            ));
-        }
-        Ok(Trust {
+            )
+        });
+        Trust {
             roots: Arc::new(roots),
             source: "the system trust store".into(),
-        })
+            missing,
+        }
     }
 
     /// Only the CA certificates in the PEM file `path`.
@@ -71,6 +76,7 @@ impl Trust {
         Ok(Trust {
             roots: Arc::new(roots),
             source: path.display().to_string(),
+            missing: None,
         })
     }
 }
@@ -270,6 +276,9 @@ impl Https {
     /// handshake; returns the stream and what the certificate looks like.
     pub fn connect(&self, addr: SocketAddr, name: &str) -> Result<(Tls, CertInfo), HttpsError> {
         let connect_err = |what: String| HttpsError::Connect(format!("{addr}: {what}"));
+        if let Some(why) = &self.trust.missing {
+            return Err(HttpsError::Connect(why.clone()));
+        }
         let inner = WebPkiServerVerifier::builder_with_provider(
             self.trust.roots.clone(),
             self.provider.clone(),

@@ -66,7 +66,12 @@ pub struct DoctorArgs {
     #[arg(long, env = "OSPW_MATRIX_BACKUP_DIR", value_name = "DIR")]
     pub backup_dir: Option<PathBuf>,
     /// The oldest acceptable newest backup, as a duration such as `2d`.
-    #[arg(long, default_value = "2d", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "OSPW_MATRIX_BACKUP_MAX_AGE",
+        default_value = "2d",
+        value_name = "DURATION"
+    )]
     pub backup_max_age: String,
     /// PostgreSQL's data directory, for the free-space check (default:
     /// asked from PostgreSQL, which needs a privileged role).
@@ -175,10 +180,9 @@ pub fn doctor(args: DoctorArgs) -> Result<(), Error> {
         ))
     })?;
     let trust = match &args.ca_cert {
-        Some(path) => Trust::from_pem_file(path),
+        Some(path) => Trust::from_pem_file(path).map_err(Error::Other)?,
         None => Trust::system(),
-    }
-    .map_err(Error::Other)?;
+    };
     let resolver = Resolver::new(&args.resolve).map_err(Error::Other)?;
     let backup_max_age_ms = ospw_matrix::values::parse_duration_ms(&args.backup_max_age)
         .map_err(|e| Error::Other(format!("--backup-max-age: {e}")))?;
