@@ -333,6 +333,15 @@ async fn validate_report(st: &Stack, report: &Value) -> Result<()> {
     Ok(())
 }
 
+/// coturn's per-user allocation quota at 2 (instead of 12): the doctor runs
+/// a dozen times with the same service account, so an allocation it did not
+/// release would make the third run fail with 486 (Allocation Quota
+/// Reached).
+fn small_turn_quota(yaml: &str) -> Result<String> {
+    ensure!(yaml.contains("\nturn:\n"), "no turn section in {yaml}");
+    Ok(yaml.replacen("\nturn:\n", "\nturn:\n  user_quota: 2\n", 1))
+}
+
 /// The site block of `addr` (`NAME:PORT`) in a Caddyfile, changed by `edit`.
 fn edit_site(caddyfile: &str, addr: &str, edit: impl FnOnce(&str) -> String) -> Result<String> {
     let open = format!("\n{addr} {{\n");
@@ -454,7 +463,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     println!("  run directory: {}", st.p.root.display());
     must(report, "fresh run directory", st.make_dirs())?;
     let host = st.main_host(SERVER_NAME);
-    std::fs::write(&st.p.host_yaml, st.host_yaml(&host))?;
+    std::fs::write(&st.p.host_yaml, small_turn_quota(&st.host_yaml(&host))?)?;
     must(
         report,
         "the whole stack starts from the rendered files",
@@ -744,7 +753,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         async {
             let mut host = st.main_host(SERVER_NAME);
             host.metrics = Some(ports);
-            std::fs::write(&st.p.host_yaml, st.host_yaml(&host))?;
+            std::fs::write(&st.p.host_yaml, small_turn_quota(&st.host_yaml(&host))?)?;
             st.render(&st.p.host_yaml, &st.p.out).await?;
             st.materialize_coturn().await?;
             st.stop_service("synapse", Duration::from_secs(30));
