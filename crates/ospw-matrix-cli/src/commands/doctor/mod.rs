@@ -162,6 +162,10 @@ pub struct Ctx {
     pub resolver: Resolver,
     /// The time limit of one network step.
     pub timeout: Duration,
+    /// Sites no connection could be made to, with the reason: later
+    /// requests to them fail at once instead of waiting out the timeout
+    /// again.
+    pub unreachable: std::cell::RefCell<std::collections::BTreeMap<String, String>>,
 }
 
 /// Runs every check and prints the report; fails when a check failed.
@@ -186,13 +190,17 @@ pub fn doctor(args: DoctorArgs) -> Result<(), Error> {
     let resolver = Resolver::new(&args.resolve).map_err(Error::Other)?;
     let backup_max_age_ms = ospw_matrix::values::parse_duration_ms(&args.backup_max_age)
         .map_err(|e| Error::Other(format!("--backup-max-age: {e}")))?;
-    let timeout = Duration::from_secs(args.admin.timeout.clamp(1, 30));
+    // One network step of the doctor waits at most 10 s (a firewall that
+    // drops packets would otherwise make every check wait the full
+    // --timeout).
+    let timeout = Duration::from_secs(args.admin.timeout.clamp(1, 10));
     let ctx = Ctx {
         homeserver,
         https: Https::new(trust, timeout),
         resolver,
         timeout,
         host,
+        unreachable: Default::default(),
     };
     let checked_at = crate::tls::rfc3339(crate::tls::now_secs());
     // The CLI's admin service account: TURN credentials and a freshly

@@ -129,6 +129,9 @@ pub fn fetch(
     path: &str,
     body: Option<&[u8]>,
 ) -> Result<Response, HttpsError> {
+    if let Some(e) = ctx.unreachable.borrow().get(name) {
+        return Err(HttpsError::Connect(e.clone()));
+    }
     let port = ctx.host.proxy.https_port;
     let addrs = ctx
         .resolver
@@ -141,6 +144,9 @@ pub fn fetch(
             other => return other,
         }
     }
+    ctx.unreachable
+        .borrow_mut()
+        .insert(name.to_owned(), last.clone());
     Err(HttpsError::Connect(last))
 }
 
