@@ -299,13 +299,9 @@ mod tests {
         s.insert("fingerprint".into(), serde_json::json!(false));
         // Restating a derived port is fine.
         s.insert("listening-port".into(), serde_json::json!(3478));
-        s.insert(
-            "denied-peer-ip".into(),
-            serde_json::json!([
-                "0.0.0.0-255.255.255.255",
-                "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
-            ]),
-        );
+        let mut denied = crate::components::coturn::required_denied_peer_ips();
+        denied.push("203.0.114.0-203.0.114.255".into());
+        s.insert("denied-peer-ip".into(), serde_json::json!(denied));
         let conf = turnserver(&h).unwrap();
         let text = conf.to_conf_string();
         for line in [
@@ -317,7 +313,7 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} in {text}");
         }
         assert!(!conf.fingerprint);
-        assert_eq!(conf.denied_peer_ips.len(), 2);
+        assert_eq!(conf.denied_peer_ips.len(), 28);
 
         // Addresses set through settings are exempted as the typed ones are.
         let mut h = host();
