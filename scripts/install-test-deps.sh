@@ -10,7 +10,7 @@ set -euo pipefail
 
 OSPW_VENV=${OSPW_VENV:-/opt/ospw-venv}
 # A minimal Debian 12 (e.g. the debian:12 image) has none of python3, venv,
-# gcc, curl or procps (`kill`); util-linux (`setpriv`), passwd (`useradd`) and
+# gcc, curl or procps (`kill`); util-linux (`setpriv`), passwd (`useradd`),
 # libc-bin (`getent`) and iproute2 (`ip`, for the network namespaces of the
 # TURN relay test) are listed for completeness.
 APT_PACKAGES=(postgresql-15 postgresql-client-15 libpq-dev coturn caddy nix-bin jq
