@@ -2,6 +2,7 @@
 # typed as NixOS types them (nixos/lib/systemd-unit-options.nix,
 # nixos/modules/config/users-groups.nix, services/databases/postgresql.nix,
 # services/web-servers/caddy, services/networking/firewall.nix,
+# services/monitoring/prometheus,
 # misc/assertions.nix), so that `lib.evalModules` can evaluate modules/
 # without nixpkgs' NixOS modules.
 {
@@ -164,6 +165,7 @@ in
         };
         default = { };
       };
+      dataDir = opt types.path "/var/lib/postgresql/15";
     };
 
     services.caddy = enableOnly // {
@@ -212,6 +214,10 @@ in
         )
       );
       default = { };
+    };
+
+    services.prometheus = enableOnly // {
+      scrapeConfigs = opt (types.listOf (types.attrsOf types.unspecified)) [ ];
     };
 
     services.matrix-synapse = enableOnly;

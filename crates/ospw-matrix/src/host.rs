@@ -52,6 +52,9 @@ pub struct HostDescription {
     /// Where the secrets live. Secret values are never written here.
     #[serde(default)]
     pub secrets: SecretsSettings,
+    /// Prometheus metrics (off unless enabled), on loopback only.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
 }
 
 /// Synapse settings.
@@ -262,15 +265,22 @@ pub struct TurnSettings {
     pub external_ip: Option<String>,
     /// The address to relay from (coturn's `relay-ip`).
     pub relay_ip: Option<String>,
-    /// How many allocations one user may hold at once.
+    /// How many allocations one user may hold at once (1 to 1000000; coturn
+    /// would read 0 as no limit).
     pub user_quota: u32,
-    /// How many allocations the server holds at once.
+    /// How many allocations the server holds at once (1 to 1000000; coturn
+    /// would read 0 as no limit).
     pub total_quota: u32,
     /// How long the credentials Synapse hands out stay valid, as a duration
-    /// such as `1h` (suffix ms, s, m, h, d, w or y).
+    /// with a unit such as `1h` or `1d` (ms, s, m, h, d or w), from one
+    /// minute to seven days. A bare number is refused (Synapse would read it
+    /// as milliseconds).
     pub credential_lifetime: String,
     /// Extra `turnserver.conf` options, merged last. Values are strings,
-    /// numbers, booleans (a flag) or lists (the option repeated).
+    /// numbers, booleans (a flag) or lists (the option repeated). Only
+    /// options every supported coturn knows, with values it reads as
+    /// written (one line, no leading `-`, `=`, space or quote); options set
+    /// by a typed field may be restated but not changed.
     pub settings: FreeformSettings,
 }
 
@@ -455,6 +465,35 @@ pub enum ProxyTls {
     /// Caddy's own local CA, for tests and closed networks.
     Internal,
 }
+
+/// Prometheus metrics of Synapse, coturn and Caddy. Each endpoint listens
+/// on 127.0.0.1 only and is never routed through the proxy's public sites.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Whether the three endpoints are turned on.
+    pub enable: bool,
+    /// Synapse's metrics listener (`/_synapse/metrics`) on 127.0.0.1.
+    pub synapse_port: u16,
+    /// coturn's Prometheus exporter (`/metrics`) on 127.0.0.1.
+    pub coturn_port: u16,
+    /// Caddy's metrics (`/metrics`) on 127.0.0.1.
+    pub caddy_port: u16,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            enable: false,
+            synapse_port: 9000,
+            coturn_port: 9641,
+            caddy_port: 9180,
+        }
+    }
+}
+
+/// The only address a metrics endpoint listens on.
+pub const METRICS_ADDRESS: &str = "127.0.0.1";
 
 /// Where secrets are kept. Each secret is read from its explicit `*_file`
 /// when given (sops-nix, agenix), otherwise from a file of a fixed name in

@@ -12,13 +12,17 @@ use std::path::Path;
 use crate::error::ValidationErrors;
 use crate::host::{HostDescription, SecretKind, SynapseListen};
 use crate::values::{
-    parse_admin_listen, parse_duration_ms, parse_https_url, parse_port_range, parse_size_bytes,
+    parse_admin_listen, parse_https_url, parse_lifetime_ms, parse_port_range, parse_size_bytes,
     AdminListen, PortRange,
 };
 
 mod workers;
 
 pub use workers::is_private;
+
+/// The largest TURN quota: more allocations than relay ports on every
+/// address of a host cannot exist, and coturn reads quotas as a C `int`.
+const MAX_TURN_QUOTA: u32 = 1_000_000;
 
 /// Words that mark a value the user was meant to replace.
 const PLACEHOLDERS: [&str; 6] = [
@@ -40,6 +44,7 @@ pub fn validate(host: &HostDescription) -> Result<(), ValidationErrors> {
     check_element(host, &mut errs);
     check_proxy(host, &mut errs);
     check_secrets(host, &mut errs);
+    check_metrics(host, &mut errs);
     check_ports(host, &mut errs);
     check_placeholders(host, &mut errs);
     errs.into_result(())
@@ -226,18 +231,38 @@ fn check_turn(host: &HostDescription, errs: &mut ValidationErrors) {
     if let Some(relay) = &t.relay_ip {
         ip(errs, "turn.relay_ip", relay);
     }
-    if t.user_quota == 0 {
-        errs.push(
+    // coturn reads quotas with atoi into an int, and 0 as "no limit".
+    for (path, quota, what) in [
+        (
             "turn.user_quota",
-            "0 would refuse every call: expected a positive number of allocations per user",
-        );
-    }
-    if t.total_quota == 0 {
-        errs.push(
+            t.user_quota,
+            "allocations one user may hold",
+        ),
+        (
             "turn.total_quota",
-            "0 would refuse every call: expected a positive number of allocations",
-        );
-    } else if t.user_quota > t.total_quota {
+            t.total_quota,
+            "allocations the server holds",
+        ),
+    ] {
+        if quota == 0 {
+            errs.push(
+                path,
+                format!(
+                    "0 means no limit to coturn, not none: expected a positive number of {what} \
+                     (12 per user and 1200 in all by default)"
+                ),
+            );
+        } else if quota > MAX_TURN_QUOTA {
+            errs.push(
+                path,
+                format!(
+                    "{quota} is more than coturn could ever hold (each allocation takes a relay \
+                     port): expected at most {MAX_TURN_QUOTA}"
+                ),
+            );
+        }
+    }
+    if t.user_quota != 0 && t.total_quota != 0 && t.user_quota > t.total_quota {
         errs.push(
             "turn.user_quota",
             format!(
@@ -246,7 +271,7 @@ fn check_turn(host: &HostDescription, errs: &mut ValidationErrors) {
             ),
         );
     }
-    if let Err(message) = parse_duration_ms(&t.credential_lifetime) {
+    if let Err(message) = parse_lifetime_ms(&t.credential_lifetime) {
         errs.push("turn.credential_lifetime", message);
     }
 }
@@ -432,6 +457,13 @@ fn check_secrets(host: &HostDescription, errs: &mut ValidationErrors) {
     }
 }
 
+fn check_metrics(host: &HostDescription, errs: &mut ValidationErrors) {
+    let m = &host.metrics;
+    nonzero_port(errs, "metrics.synapse_port", m.synapse_port);
+    nonzero_port(errs, "metrics.coturn_port", m.coturn_port);
+    nonzero_port(errs, "metrics.caddy_port", m.caddy_port);
+}
+
 /// A port claimed by one service, for collision checks.
 struct Claim {
     field: String,
@@ -465,6 +497,15 @@ fn check_ports(host: &HostDescription, errs: &mut ValidationErrors) {
     if let Some(tls) = &host.turn.tls {
         tcp.push(single("turn.tls.port", tls.port));
         udp.push(single("turn.tls.port", tls.port));
+    }
+    if host.metrics.enable {
+        for (field, port) in [
+            ("metrics.synapse_port", host.metrics.synapse_port),
+            ("metrics.coturn_port", host.metrics.coturn_port),
+            ("metrics.caddy_port", host.metrics.caddy_port),
+        ] {
+            tcp.push(single(field, port));
+        }
     }
     if let Ok(range) = parse_port_range(&host.turn.relay_ports) {
         udp.push(Claim {

@@ -304,6 +304,8 @@ pub struct Host {
     pub settings: Option<String>,
     /// PostgreSQL on another host: its address and the password file.
     pub database_remote: Option<(String, PathBuf)>,
+    /// `metrics.enable` with these Synapse, coturn and Caddy ports.
+    pub metrics: Option<(u16, u16, u16)>,
 }
 
 impl Host {
@@ -330,6 +332,7 @@ impl Host {
             log_level: "INFO",
             settings: None,
             database_remote: None,
+            metrics: None,
         }
     }
 }
@@ -606,6 +609,15 @@ impl Stack {
                  \x20 https_port: {https}\n\
                  \x20 bind: [127.0.0.1]\n\
                  \x20 admin: \"off\"\n"
+            ));
+        }
+        if let Some((synapse, coturn, caddy)) = host.metrics {
+            y.push_str(&format!(
+                "metrics:\n\
+                 \x20 enable: true\n\
+                 \x20 synapse_port: {synapse}\n\
+                 \x20 coturn_port: {coturn}\n\
+                 \x20 caddy_port: {caddy}\n"
             ));
         }
         y.push_str(&format!("secrets:\n  dir: {}\n", q(&host.secrets_dir)));
@@ -1015,6 +1027,36 @@ impl Stack {
         // coturn opens its UDP listener in the same start-up step; give it a moment.
         tokio::time::sleep(Duration::from_millis(500)).await;
         self.service_mut(name)?.check_running()
+    }
+
+    /// `ospw-matrix materialize coturn` (as the service user): the rendered
+    /// template plus the TURN secret, into `state/turnserver.conf`.
+    pub async fn materialize_coturn(&self) -> Result<()> {
+        let mut c = self.cli_as_user();
+        c.args(["materialize", "coturn", "--template"])
+            .arg(self.p.out.join("coturn/turnserver.conf"))
+            .arg("--secret-file")
+            .arg(self.p.secrets.join("turn_shared_secret"))
+            .arg("--out")
+            .arg(&self.p.turn_conf);
+        proc::run_ok(c, self.opts.cmd_timeout).await?;
+        Ok(())
+    }
+
+    /// The whole stack for the main host description (`p.host_yaml`,
+    /// already written): secrets, render, coturn's runtime file, a new
+    /// PostgreSQL cluster with database `synapse`, then Synapse, coturn
+    /// (service `coturn`) and Caddy.
+    pub async fn start_full(&mut self) -> Result<()> {
+        self.secrets_init(&self.p.secrets).await?;
+        self.render(&self.p.host_yaml, &self.p.out).await?;
+        self.materialize_coturn().await?;
+        self.init_postgres().await?;
+        self.start_postgres().await?;
+        self.createdb("synapse").await?;
+        self.start_main_synapse().await?;
+        self.start_coturn("coturn", &[]).await?;
+        self.start_caddy().await
     }
 
     /// Caddy's local root CA (`tls internal`), once Caddy has made it.

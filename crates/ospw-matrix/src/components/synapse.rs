@@ -1193,21 +1193,24 @@ pub struct ListenerRules<'a> {
     pub internal: &'a [IpAddr],
 }
 
-/// Checks one listener (`at` names it, e.g. `listeners[0]`): HTTP only,
-/// only the resources `rules` allow, and a Unix socket or a TCP port bound
-/// to loopback (or to an address of `rules.internal`).
+/// Checks one listener (`at` names it, e.g. `listeners[0]`): HTTP, or
+/// metrics on loopback TCP; only the resources `rules` allow; a Unix socket
+/// or a TCP port bound to loopback (or, but for metrics, to an address of
+/// `rules.internal`).
 pub fn check_listener(at: &str, l: &Listener, rules: &ListenerRules, errs: &mut ValidationErrors) {
-    if l.kind != ListenerType::Http {
-        errs.push(
+    match l.kind {
+        ListenerType::Http => {}
+        // Metrics only on loopback TCP (checked below like every TCP
+        // listener); Synapse's metrics listener has no socket form.
+        ListenerType::Metrics if l.path.is_none() => {}
+        ListenerType::Metrics => errs.push(
+            format!("{at}.path"),
+            "is set on a metrics listener: expected a TCP port on loopback (127.0.0.1 or ::1)",
+        ),
+        ListenerType::Manhole => errs.push(
             format!("{at}.type"),
-            format!(
-                "is {}: expected http (no manhole or metrics listener)",
-                match l.kind {
-                    ListenerType::Manhole => "manhole",
-                    _ => "metrics",
-                }
-            ),
-        );
+            "is manhole: expected http, or metrics on loopback (no Python shell into the server)",
+        ),
     }
     let allowed: Vec<&str> = rules.resources.iter().map(|r| r.as_str()).collect();
     for (j, res) in l.resources.iter().flatten().enumerate() {
@@ -1229,6 +1232,12 @@ pub fn check_listener(at: &str, l: &Listener, rules: &ListenerRules, errs: &mut 
             }
         }
     }
+    // Metrics stay on loopback whatever the private network.
+    let internal: &[IpAddr] = if l.kind == ListenerType::Metrics {
+        &[]
+    } else {
+        rules.internal
+    };
     match (l.port, &l.path) {
         (Some(_), Some(_)) => errs.push(
             at,
@@ -1250,20 +1259,19 @@ pub fn check_listener(at: &str, l: &Listener, rules: &ListenerRules, errs: &mut 
             let listed = l.bind_addresses.as_ref().map_or(0, Vec::len);
             for (k, addr) in addrs.iter().enumerate() {
                 let parsed = addr.parse::<IpAddr>().ok();
-                let ok = parsed.is_some_and(|a| a.is_loopback() || rules.internal.contains(&a));
+                let ok = parsed.is_some_and(|a| a.is_loopback() || internal.contains(&a));
                 if !ok {
                     let path = if k < listed {
                         format!("{at}.bind_addresses[{k}]")
                     } else {
                         format!("{at}.bind_address")
                     };
-                    let also = if rules.internal.is_empty() {
+                    let also = if internal.is_empty() {
                         String::new()
                     } else {
                         format!(
                             " or an address of the private network ({})",
-                            rules
-                                .internal
+                            internal
                                 .iter()
                                 .map(ToString::to_string)
                                 .collect::<Vec<_>>()
@@ -1689,10 +1697,21 @@ turn_user_lifetime: 86400000
                 "{port: 9000, bind_addresses: ['127.0.0.1'], type: manhole}",
                 vec!["listeners[0].type"],
             ),
+            // Metrics: on loopback TCP only.
             (
                 "{port: 9000, bind_addresses: ['127.0.0.1'], type: metrics}",
-                vec!["listeners[0].type"],
+                vec![],
             ),
+            (
+                "{port: 9000, bind_addresses: ['0.0.0.0'], type: metrics}",
+                vec!["listeners[0].bind_addresses[0]"],
+            ),
+            ("{port: 9000, type: metrics}", vec!["listeners[0].bind_addresses"]),
+            (
+                "{port: 9000, bind_address: '::', type: metrics}",
+                vec!["listeners[0].bind_address"],
+            ),
+            ("{path: /run/metrics.sock, type: metrics}", vec!["listeners[0].path"]),
             ("{type: http}", vec!["listeners[0]"]),
             (
                 "{port: 8008, path: /run/s, bind_addresses: ['127.0.0.1'], type: http}",

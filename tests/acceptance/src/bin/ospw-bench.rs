@@ -25,7 +25,7 @@
 //! of the stack, of the load generator and of the whole machine is
 //! sampled (the rest is other load on the machine), and the memory (PSS
 //! and RSS, from `smaps_rollup`) before the load (idle) and after it. With
-//! `--profile DIR`, `py-spy` (on PATH) records each Synapse process during
+//! `--profile DIR`, `py-spy` (`OSPW_PY_SPY`, else on PATH) records each Synapse process during
 //! the window, sampling the thread that holds the GIL (collapsed stacks,
 //! `ROLE.txt` in DIR, for `flamegraph.pl` or `ospw-bench profile`), and the
 //! per-thread CPU of each Synapse process is in the result in any case.
@@ -451,6 +451,9 @@ async fn bench(a: &RunArgs, slot: &mut Option<Stack>) -> Result<Value> {
     let stdout = child.stdout.take().context("no stdout")?;
     let root = st.p.root.clone();
     let profile = a.profile.clone();
+    // The profiler, a benchmark tool rather than a test dependency:
+    // `OSPW_PY_SPY`, or `py-spy` on PATH (`pip install py-spy`).
+    let py_spy = std::env::var_os("OSPW_PY_SPY").unwrap_or_else(|| "py-spy".into());
     let duration = a.duration;
     let (tx, rx) = std::sync::mpsc::channel();
     // The generator's lines, read on a thread; snapshots taken at once.
@@ -469,7 +472,7 @@ async fn bench(a: &RunArgs, slot: &mut Option<Stack>) -> Result<Value> {
                             if role.starts_with("synapse") {
                                 let file = dir.join(format!("{}.txt", role.replace(' ', "-")));
                                 spies.push(
-                                    Command::new("py-spy")
+                                    Command::new(&py_spy)
                                         .args([
                                             "record",
                                             "--nonblocking",
@@ -618,6 +621,15 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// A percentage for the table: `–` when absent.
+fn pct_cell(v: f64) -> String {
+    if v.is_nan() {
+        "–".to_owned()
+    } else {
+        format!("{v:.0} %")
+    }
+}
+
 fn report(files: &[String]) -> Result<()> {
     let mut runs: Vec<Value> = Vec::new();
     for f in files {
@@ -626,6 +638,14 @@ fn report(files: &[String]) -> Result<()> {
         )?);
     }
     let configs = ["stock", "monolith", "small"];
+    let order = |r: &Value| {
+        let c = configs
+            .iter()
+            .position(|c| r["config"] == *c)
+            .unwrap_or(configs.len());
+        (r["run"].as_u64().unwrap_or(0), c)
+    };
+    runs.sort_by_key(order);
     let num = |v: &Value, path: &[&str]| -> f64 {
         let mut x = v;
         for p in path {
@@ -633,55 +653,50 @@ fn report(files: &[String]) -> Result<()> {
         }
         x.as_f64().unwrap_or(f64::NAN)
     };
-    let med = |c: &str, path: &[&str]| {
-        median(
-            runs.iter()
-                .filter(|r| r["config"] == c)
-                .map(|r| num(r, path))
-                .collect(),
-        )
+    let synapse_pct = |r: &Value| -> f64 {
+        r["cpu"]["by_role_pct"]
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, _)| k.starts_with("synapse"))
+                    .filter_map(|(_, v)| v.as_f64())
+                    .sum()
+            })
+            .unwrap_or(f64::NAN)
     };
+    // CPU milliseconds per acknowledged message.
+    let per_msg = |pct: f64, r: &Value| pct * 10.0 / num(r, &["results", "sends_per_s"]);
+    let of = |c: &'static str| runs.iter().filter(move |r| r["config"] == c);
+    let med = |c: &'static str, path: &[&str]| median(of(c).map(|r| num(r, path)).collect());
     let stock_rate = med("stock", &["results", "sends_per_s"]);
-    println!("| config | runs | sends/s | vs stock | send p50 / p99 | delivery p50 / p99 | lost | Synapse CPU (all processes) | PostgreSQL CPU | Caddy / Redis CPU | load generator CPU | idle / end PSS |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| config | runs | sends/s | vs stock | send p50 / p99 | delivery p50 / p99 | lost | Synapse CPU (all processes) | PostgreSQL CPU | Caddy / Redis CPU | load generator CPU | CPU per message: Synapse / PostgreSQL | idle / end PSS |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for c in configs {
-        let n = runs.iter().filter(|r| r["config"] == c).count();
+        let n = of(c).count();
         if n == 0 {
             continue;
         }
-        let synapse = median(
-            runs.iter()
-                .filter(|r| r["config"] == c)
-                .map(|r| {
-                    r["cpu"]["by_role_pct"]
-                        .as_object()
-                        .map(|o| {
-                            o.iter()
-                                .filter(|(k, _)| k.starts_with("synapse"))
-                                .filter_map(|(_, v)| v.as_f64())
-                                .sum()
-                        })
-                        .unwrap_or(f64::NAN)
-                })
+        let synapse = median(of(c).map(synapse_pct).collect());
+        let syn_ms = median(of(c).map(|r| per_msg(synapse_pct(r), r)).collect());
+        let pg_ms = median(
+            of(c)
+                .map(|r| per_msg(num(r, &["cpu", "by_role_pct", "postgres"]), r))
                 .collect(),
         );
-        let lost: f64 = runs
-            .iter()
-            .filter(|r| r["config"] == c)
-            .map(|r| num(r, &["results", "lost"]))
-            .sum();
+        let lost: f64 = of(c).map(|r| num(r, &["results", "lost"])).sum();
         let rate = med(c, &["results", "sends_per_s"]);
         println!(
-            "| {c} | {n} | {rate:.1} | {:.2}× | {:.0} / {:.0} ms | {:.0} / {:.0} ms | {lost:.0} | {synapse:.0} % | {:.0} % | {:.0} / {:.0} % | {:.0} % | {:.0} / {:.0} MiB |",
+            "| {c} | {n} | {rate:.1} | {:.2}× | {:.0} / {:.0} ms | {:.0} / {:.0} ms | {lost:.0} | {} | {} | {} / {} | {} | {syn_ms:.1} / {pg_ms:.1} ms | {:.0} / {:.0} MiB |",
             rate / stock_rate,
             med(c, &["results", "send_p50_ms"]),
             med(c, &["results", "send_p99_ms"]),
             med(c, &["results", "delivery_p50_ms"]),
             med(c, &["results", "delivery_p99_ms"]),
-            med(c, &["cpu", "by_role_pct", "postgres"]),
-            med(c, &["cpu", "by_role_pct", "caddy"]),
-            med(c, &["cpu", "by_role_pct", "redis"]),
-            med(c, &["cpu", "load_generator_pct"]),
+            pct_cell(synapse),
+            pct_cell(med(c, &["cpu", "by_role_pct", "postgres"])),
+            pct_cell(med(c, &["cpu", "by_role_pct", "caddy"])),
+            pct_cell(med(c, &["cpu", "by_role_pct", "redis"])),
+            pct_cell(med(c, &["cpu", "load_generator_pct"])),
             med(c, &["memory_idle", "pss_mib"]),
             med(c, &["memory_end", "pss_mib"]),
         );
@@ -692,8 +707,16 @@ fn report(files: &[String]) -> Result<()> {
     for r in &runs {
         let by: Vec<String> = r["cpu"]["by_role_pct"]
             .as_object()
-            .map(|o| o.iter().map(|(k, v)| format!("{k} {}", v)).collect())
+            .map(|o| o.iter().map(|(k, v)| format!("{k} {v}")).collect())
             .unwrap_or_default();
+        let load = |k: &str| {
+            r[k].as_str()
+                .unwrap_or("")
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         println!(
             "| {} | {} | {:.1} | {:.0} ms | {} | {} | {:.0} % | {} → {} |",
             r["run"],
@@ -703,8 +726,8 @@ fn report(files: &[String]) -> Result<()> {
             r["results"]["lost"],
             by.join(", "),
             num(r, &["cpu", "other_processes_pct"]),
-            r["loadavg_before"].as_str().unwrap_or(""),
-            r["loadavg_after"].as_str().unwrap_or(""),
+            load("loadavg_before"),
+            load("loadavg_after"),
         );
     }
     Ok(())
