@@ -145,6 +145,8 @@ async fn run(slot: &mut Option<Stack>) -> Result<()> {
     )?;
     let mut host = st.main_host(SERVER_NAME);
     host.relaxed_login_limits = true;
+    // Messages as fast as the senders go.
+    host.settings = Some("rc_message: {per_second: 1000, burst_count: 1000}\n".to_owned());
     host.database_remote = Some((DATABASE_HOST.to_owned(), passfile.clone()));
     std::fs::write(&st.p.host_yaml, st.host_yaml(&host))?;
     st.secrets_init(&st.p.secrets.clone()).await?;
@@ -186,11 +188,14 @@ async fn run(slot: &mut Option<Stack>) -> Result<()> {
     ));
     proc::run_ok(c, Duration::from_secs(60)).await?;
     let hba = st.p.pg_data.join("pg_hba.conf");
-    let mut rules = std::fs::read_to_string(&hba)?;
-    rules.push_str(&format!(
-        "host synapse {} {DATABASE_HOST}/32 scram-sha-256\nhost synapse {} 127.0.0.1/32 scram-sha-256\n",
-        st.user.name, st.user.name
-    ));
+    // First, before initdb's `reject` for every other TCP connection (the
+    // first matching line wins). The source address of a connection to
+    // 127.0.0.3 is 127.0.0.1.
+    let rules = format!(
+        "host synapse {user} {DATABASE_HOST}/32 scram-sha-256\nhost synapse {user} 127.0.0.1/32 scram-sha-256\n{}",
+        std::fs::read_to_string(&hba)?,
+        user = st.user.name
+    );
     std::fs::write(&hba, rules)?;
     st.take_postgres()
         .context("PostgreSQL is not running")?
