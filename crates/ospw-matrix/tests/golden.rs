@@ -13,14 +13,33 @@ fn golden_dir() -> PathBuf {
 #[test]
 fn rendered_example_matches_golden_files() {
     let host = example_host().expect("example parses");
+    compare(&host, &golden_dir());
+}
+
+/// The example with `synapse.workers: {preset: medium}`: every kind of
+/// worker, so a change to the workers' emitter shows up as a diff too.
+#[test]
+fn rendered_example_with_workers_matches_golden_files() {
+    let mut host = example_host().expect("example parses");
+    host.synapse.workers = Some(ospw_matrix::host::WorkersSettings {
+        preset: Some(ospw_matrix::host::workers::WorkerPreset::Medium),
+        ..Default::default()
+    });
+    compare(
+        &host,
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/workers-medium"),
+    );
+}
+
+fn compare(host: &ospw_matrix::HostDescription, dir: &Path) {
     let ctx = RenderContext {
         output_dir: "/etc/ospw-matrix".into(),
     };
-    let rendered = render(&host, &ctx).expect("example renders");
+    let rendered = render(host, &ctx).expect("example renders");
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut mismatches = Vec::new();
     for file in &rendered.files {
-        let golden = golden_dir().join(&file.path);
+        let golden = dir.join(&file.path);
         if update {
             std::fs::create_dir_all(golden.parent().expect("has parent"))
                 .expect("create golden dir");
