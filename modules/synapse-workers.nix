@@ -93,8 +93,9 @@ in
       description = ''
         The workers of a common size: `small` (a sync and a client worker),
         `medium` (two sync and two client workers, an event persister, a
-        stream writer, a media repository and a background worker). The
-        counts below replace the preset's.
+        stream writer, a media repository and a background worker, for 4
+        to 8 cores). On 2 cores Synapse as one process is faster (see
+        BENCHMARKS.md). The counts below replace the preset's.
       '';
     };
 

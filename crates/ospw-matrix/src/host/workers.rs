@@ -38,8 +38,10 @@ pub const MAX_SOCKET_PATH: usize = 107;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkersSettings {
-    /// A size for common hosts: `small` (2 cores), `medium` (4 to 8 cores).
-    /// A count given below replaces the preset's count of that kind.
+    /// A named set of workers: `small` (a sync and a client worker, the
+    /// smallest split), `medium` (every kind, for 4 to 8 cores). On 2
+    /// cores Synapse as one process is faster (BENCHMARKS.md). A count
+    /// given below replaces the preset's count of that kind.
     pub preset: Option<WorkerPreset>,
     /// Workers serving `/sync` and the other sync endpoints; requests are
     /// spread by user (the access token's user part).
@@ -100,7 +102,8 @@ impl Default for WorkersSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkerPreset {
-    /// 2 cores: one sync worker and one client worker.
+    /// One sync worker and one client worker: the smallest split that
+    /// takes `/sync` and event creation off the main process.
     Small,
     /// 4 to 8 cores: two sync and two client workers, an event persister, a
     /// stream writer, a media worker and a background worker.
