@@ -1,4 +1,5 @@
-# Synapse with its workers (synapse.workers.enable, the `small` preset): the
+# Synapse with its workers (synapse.workers.enable, a sync and a client
+# worker): the
 # user-level checks of `basic` pass through the workers, a message sent
 # through the client worker is received by /sync on the sync worker (their
 # access logs say which process served what), Redis listens on its Unix
@@ -20,7 +21,11 @@ in
   nodes = testLib.serverAndClient self {
     server = {
       services.ospw-matrix.synapse = {
-        workers.enable = true;
+        workers = {
+          enable = true;
+          sync = 1;
+          client = 1;
+        };
         # Synapse's access log (which process served a request) is at INFO.
         logLevel = "INFO";
       };
@@ -37,8 +42,8 @@ in
 
       ${testLib.helpersScript}
 
-      # The small preset's (services.ospw-matrix.synapse.workers.units; the
-      # evaluation tests check the module derives these).
+      # services.ospw-matrix.synapse.workers.units (the evaluation tests
+      # check the module derives these).
       units = ["ospw-matrix-synapse-worker-sync1.service", "ospw-matrix-synapse-worker-client1.service"]
 
 

@@ -91,7 +91,7 @@ in
       type = types.enum (lib.attrNames presets.presets);
       default = "small";
       description = ''
-        The workers of a common size: `small` (a sync and a client worker),
+        The workers of a common size: `small` (one sync worker),
         `medium` (two sync and two client workers, an event persister, a
         stream writer, a media repository and a background worker, for 4
         to 8 cores). On 2 cores Synapse as one process is faster (see

@@ -45,7 +45,11 @@ let
     }
     // extra;
   };
-  workersSmall = workersWith { };
+  # The layout of checks/workers.nix: a sync and a client worker.
+  workersSyncClient = workersWith {
+    sync = 1;
+    client = 1;
+  };
   backupConfig = configWith withBackup;
 
   # The host description files the module derives for `backup` and
@@ -2249,9 +2253,9 @@ in
     ]
   ];
 
-  workers-small-units = expect (
+  workers-sync-client-units = expect (
     let
-      c = configWith workersSmall;
+      c = configWith workersSyncClient;
       names = [
         "sync1"
         "client1"
@@ -2328,7 +2332,7 @@ in
 
   workers-same-hardening-and-credentials = noErrors (
     let
-      c = configWith workersSmall;
+      c = configWith workersSyncClient;
       main = removeAttrs (synapse c).serviceConfig [
         "ExecStart"
         "ExecReload"
@@ -2361,7 +2365,7 @@ in
 
   workers-redis-groups-sockets-and-host-description = expect (
     let
-      c = configWith workersSmall;
+      c = configWith workersSyncClient;
       hd = c.services.ospw-matrix.hostDescription.synapse.workers;
     in
     [
@@ -2404,6 +2408,8 @@ in
         hd
         {
           preset = "small";
+          sync = 1;
+          client = 1;
           socket_dir = "/run/ospw-matrix-workers";
           redis.unix.path = "/run/redis-ospw-matrix/redis.sock";
           credentials_dir = "/run/credentials/ospw-matrix-synapse-worker-{name}.service";
@@ -2426,6 +2432,11 @@ in
   );
 
   workers-presets-and-counts = expect [
+    [
+      "small (the default): the crate's preset, one sync worker"
+      (configWith (workersWith { })).services.ospw-matrix.synapse.workers.units
+      [ "ospw-matrix-synapse-worker-sync1.service" ]
+    ]
     [
       "medium: the crate's presets, in the crate's order"
       (configWith (workersWith { preset = "medium"; })).services.ospw-matrix.synapse.workers.units

@@ -373,15 +373,17 @@ fn small_preset_and_remote_workers_over_tcp_are_accepted_by_synapse() {
     let small = Host::render("workers-small", "    preset: small", "");
     let hs = small.out("synapse/homeserver.yaml");
     let workers = small.workers();
-    assert_eq!(workers.len(), 2);
+    let names: Vec<&str> = workers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["sync1"]);
     let mut sets = vec![vec![hs.as_path()]];
     sets.extend(workers.iter().map(|(_, f)| vec![hs.as_path(), f.as_path()]));
     let got_all = accepted(&python, &schema, &sets);
-    for ((name, _), got) in workers.iter().zip(&got_all[1..]) {
-        // Without a background worker the first client worker takes the duties.
-        assert_eq!(got["run_background_tasks"], name == "client1", "{name}");
-        assert_eq!(got["start_pushers"], name == "client1", "{name}");
-    }
+    // Without a background or client worker, the sync worker takes the duties.
+    assert_eq!(got_all[0]["run_background_tasks"], false);
+    assert_eq!(got_all[0]["start_pushers"], false);
+    assert_eq!(got_all[1]["run_background_tasks"], true);
+    assert_eq!(got_all[1]["start_pushers"], true);
+    assert_eq!(got_all[1]["update_user_directory"], true);
 
     let remote = Host::render(
         "workers-remote",

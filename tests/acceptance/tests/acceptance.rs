@@ -58,8 +58,8 @@ const SUITE_TIMEOUT: Duration = Duration::from_secs(900);
 const CMD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The stacks the same user-level checks run against: Synapse as one
-/// process, and Synapse with its workers (the `small` preset: a sync and a
-/// client worker, Redis).
+/// process, and Synapse with its workers (a sync and a client worker, the
+/// two kinds client requests are routed to; Redis).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Variant {
     Monolith,
@@ -70,7 +70,9 @@ impl Variant {
     fn options(self) -> Options {
         match self {
             Self::Monolith => Options::full("acceptance"),
-            Self::Workers => Options::full_with_workers("acceptance-workers", "preset: small"),
+            Self::Workers => {
+                Options::full_with_workers("acceptance-workers", "sync: 1\nclient: 1")
+            }
         }
     }
 
@@ -1418,8 +1420,8 @@ fn report_value<T>(report: &mut Report, name: &str, r: Result<(String, T)>) -> O
 }
 
 /// Which process Synapse's worker documentation sends a request to, with
-/// the `small` preset (one sync and one client worker; every stream still
-/// written by the main process).
+/// one sync and one client worker (every stream still written by the main
+/// process).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
     /// The sync worker.
@@ -1585,7 +1587,7 @@ fn unrecognized(status: u16, body: &str) -> bool {
     status == 404 && body.contains("M_UNRECOGNIZED")
 }
 
-/// The workers section (the `small` preset): the routes of Synapse's
+/// The workers section (a sync and a client worker): the routes of Synapse's
 /// worker documentation, each process's share of the traffic, the
 /// workers' sockets.
 async fn workers_checks(
@@ -1604,7 +1606,7 @@ async fn workers_checks(
         }
     };
     report.check(
-        "the small preset runs a sync and a client worker",
+        "a sync and a client worker run",
         (|| {
             let names: Vec<&str> = workers.iter().map(|w| w.name.as_str()).collect();
             ensure!(names == ["sync1", "client1"], "workers {names:?}");

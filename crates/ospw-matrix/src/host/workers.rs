@@ -38,10 +38,10 @@ pub const MAX_SOCKET_PATH: usize = 107;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkersSettings {
-    /// A named set of workers: `small` (a sync and a client worker, the
-    /// smallest split), `medium` (every kind, for 4 to 8 cores). On 2
-    /// cores Synapse as one process is faster (BENCHMARKS.md). A count
-    /// given below replaces the preset's count of that kind.
+    /// A named set of workers: `small` (one sync worker, the cheapest
+    /// split), `medium` (every kind, for 4 to 8 cores). On 2 cores Synapse
+    /// as one process is faster (BENCHMARKS.md). A count given below
+    /// replaces the preset's count of that kind.
     pub preset: Option<WorkerPreset>,
     /// Workers serving `/sync` and the other sync endpoints; requests are
     /// spread by user (the access token's user part).
@@ -58,7 +58,8 @@ pub struct WorkersSettings {
     pub media: Option<u32>,
     /// At most one worker for the main process's background duties
     /// (background tasks, user directory, pushers, application services).
-    /// Without one, the first `client` worker takes them.
+    /// Without one, the first client worker takes them, else the first
+    /// sync worker, stream writer or event persister.
     pub background: Option<u32>,
     /// The directory of the Unix sockets: the main process's replication
     /// listener and every local worker's listeners (`<name>.sock`,
@@ -102,8 +103,8 @@ impl Default for WorkersSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkerPreset {
-    /// One sync worker and one client worker: the smallest split that
-    /// takes `/sync` and event creation off the main process.
+    /// One sync worker, which also takes the main process's background
+    /// duties: the cheapest split measured (BENCHMARKS.md).
     Small,
     /// 4 to 8 cores: two sync and two client workers, an event persister, a
     /// stream writer, a media worker and a background worker.
@@ -321,12 +322,20 @@ impl WorkerPlan {
     }
 
     /// The worker that takes the main process's background duties: the
-    /// background worker, else the first client worker, else none (the
-    /// main process keeps them).
+    /// background worker, else the first client worker, sync worker,
+    /// stream writer or event persister (a generic worker, not the media
+    /// repository), else none (only a media worker: the main process keeps
+    /// them).
     pub fn duty_worker(&self) -> Option<&PlannedWorker> {
-        self.of(WorkerKind::Background)
-            .next()
-            .or_else(|| self.of(WorkerKind::Client).next())
+        [
+            WorkerKind::Background,
+            WorkerKind::Client,
+            WorkerKind::Sync,
+            WorkerKind::StreamWriter,
+            WorkerKind::EventPersister,
+        ]
+        .into_iter()
+        .find_map(|k| self.of(k).next())
     }
 
     /// Whether any worker runs on another host.
@@ -577,6 +586,6 @@ mod tests {
         assert_eq!(plan.workers[2].replication, tcp("10.0.0.1", 9094));
         assert_eq!(plan.workers[3].replication, tcp("10.0.0.2", 8101));
         assert_eq!(plan.main_replication, tcp("10.0.0.1", 9093).unwrap());
-        assert_eq!(plan.duty_worker(), None);
+        assert_eq!(plan.duty_worker().map(|w| w.name.as_str()), Some("sync1"));
     }
 }

@@ -856,13 +856,12 @@ mod tests {
     fn routes_of_the_small_preset() {
         let d = matrix_routes(&small(), "127.0.0.1:8008");
         let proxies: Vec<&Directive> = d.iter().filter(|d| d.name == "reverse_proxy").collect();
-        // The stream endpoints to the main process (their writer), then
-        // sync, messages, client, client GET to their workers, the rest to main.
+        // The stream endpoints to the main process (their writer), sync to
+        // the sync worker, the rest to the main process.
         let targets: Vec<(&str, &str)> = proxies
             .iter()
             .map(|p| (p.args[0].as_str(), p.args.get(1).map_or("", String::as_str)))
             .collect();
-        let w = "/run/ospw-matrix-workers";
         assert_eq!(
             targets,
             vec![
@@ -873,10 +872,7 @@ mod tests {
                 ("@ospw_stream_presence", "127.0.0.1:8008"),
                 ("@ospw_stream_push_rules", "127.0.0.1:8008"),
                 ("@ospw_stream_device_lists", "127.0.0.1:8008"),
-                ("@ospw_sync", &*format!("unix/{w}/sync1.sock")),
-                ("@ospw_messages", &*format!("unix/{w}/client1.sock")),
-                ("@ospw_client", &*format!("unix/{w}/client1.sock")),
-                ("@ospw_client_get", &*format!("unix/{w}/client1.sock")),
+                ("@ospw_sync", "unix//run/ospw-matrix-workers/sync1.sock"),
                 ("127.0.0.1:8008", ""),
             ]
         );
@@ -885,6 +881,24 @@ mod tests {
             .iter()
             .all(|d| d.name != "map" && d.name != "request_header"));
         assert!(proxies.iter().all(|p| p.block.is_empty()));
+        // With a client worker, its lists go to it.
+        let w = WorkersSettings {
+            client: Some(1),
+            ..small()
+        };
+        let d = matrix_routes(&w, "127.0.0.1:8008");
+        let client: Vec<&str> = d
+            .iter()
+            .filter(|d| {
+                d.name == "reverse_proxy"
+                    && d.args.get(1).is_some_and(|u| u.ends_with("client1.sock"))
+            })
+            .map(|d| d.args[0].as_str())
+            .collect();
+        assert_eq!(
+            client,
+            ["@ospw_messages", "@ospw_client", "@ospw_client_get"]
+        );
     }
 
     #[test]

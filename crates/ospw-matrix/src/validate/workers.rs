@@ -537,6 +537,7 @@ mod tests {
     fn remote_hosts() {
         let small = |r: RemoteWorkers| WorkersSettings {
             preset: Some(WorkerPreset::Small),
+            client: Some(1),
             media: Some(1),
             redis: tcp_redis(),
             remote: Some(r),
@@ -640,6 +641,7 @@ mod tests {
         };
         host.synapse.workers = Some(WorkersSettings {
             preset: Some(WorkerPreset::Small),
+            client: Some(1),
             redis: RedisSettings::Unix {
                 path: "/run/ospw-matrix-workers/client1.sock".into(),
             },
