@@ -561,6 +561,8 @@ pub fn plan_import(
             element: Default::default(),
             proxy: Default::default(),
             secrets: Default::default(),
+            sso: Default::default(),
+            email: None,
         },
     };
     host.secrets = crate::host::SecretsSettings {

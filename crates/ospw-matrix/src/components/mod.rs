@@ -8,3 +8,4 @@ pub mod caddy;
 pub mod coturn;
 pub mod element;
 pub mod synapse;
+pub mod synapse_auth;

@@ -10,6 +10,7 @@ pub mod caddy;
 pub mod coturn;
 pub mod element;
 pub mod synapse;
+pub mod synapse_auth;
 pub mod well_known;
 
 use std::path::{Path, PathBuf};

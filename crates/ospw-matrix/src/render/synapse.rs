@@ -63,6 +63,7 @@ pub fn homeserver(
         turn_uris.push(format!("turns:{turn_host}:{}?transport=tcp", tls.port));
     }
     let blocked: Vec<String> = BLOCKED_IP_RANGES.iter().map(|r| (*r).to_owned()).collect();
+    let auth = super::synapse_auth::derive(host);
 
     let config = HomeserverConfig {
         server_name: Some(host.server_name.clone()),
@@ -130,6 +131,10 @@ pub fn homeserver(
         turn_shared_secret_path: secret(SecretKind::TurnSharedSecret),
         turn_user_lifetime: Some(Duration::Millis(lifetime)),
         turn_allow_guests: Some(false),
+        oidc_providers: auth.oidc_providers,
+        password_config: auth.password_config,
+        sso: auth.sso,
+        email: auth.email,
         extra: Extra::new(),
         null_keys: Vec::new(),
     };
@@ -143,6 +148,7 @@ pub fn homeserver(
     let mut errs = ValidationErrors::new();
     if let Some(derived) = &derived {
         check_derived_keys(derived, &config, &s.settings, &mut errs);
+        super::synapse_auth::check_settings(host, derived, &config, &s.settings, &mut errs);
     }
     for e in config.privacy_violations().errors {
         let top = e.path.split(['.', '[']).next().unwrap_or_default();
@@ -551,13 +557,15 @@ mod tests {
     #[test]
     fn nested_inline_secrets_in_settings_are_refused() {
         let mut host = example();
+        // (email is derived from the host description's own section, see
+        // synapse_auth.rs; redis is not.)
         host.synapse.settings.insert(
-            "email".into(),
-            serde_json::json!({"smtp_host": "mail.example.org", "smtp_pass": "hunter2"}),
+            "redis".into(),
+            serde_json::json!({"enabled": true, "password": "hunter2"}),
         );
         let errs = homeserver(&host, &ctx()).expect_err("refused");
         let paths: Vec<&str> = errs.errors.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, vec!["synapse.settings.email.smtp_pass"]);
+        assert_eq!(paths, vec!["synapse.settings.redis.password"]);
     }
 
     #[test]
