@@ -53,11 +53,16 @@ pub struct AddArgs {
     pub timeout: u64,
 }
 
-/// What the host description says about reaching Synapse.
+/// What the host description says about reaching Synapse and signing in.
 struct Target {
     endpoint: Option<Endpoint>,
     secret_file: Option<PathBuf>,
     server_name: Option<String>,
+    /// `sso.password_login`.
+    password_login: bool,
+    /// The names of the providers that link first sign-ins to existing
+    /// accounts (`allow_existing_users`).
+    linking_providers: Vec<String>,
 }
 
 /// Reads Synapse's client listener and registration secret path from the
@@ -83,6 +88,14 @@ fn target_from_host(config: &Path) -> Result<Target, Error> {
         endpoint,
         secret_file,
         server_name: Some(host.server_name),
+        password_login: host.sso.password_login,
+        linking_providers: host
+            .sso
+            .providers
+            .iter()
+            .filter(|p| p.allow_existing_users)
+            .map(|p| format!("{} ({})", p.name, p.id))
+            .collect(),
     })
 }
 
@@ -136,6 +149,8 @@ pub fn add(args: AddArgs) -> Result<(), Error> {
             endpoint: None,
             secret_file: None,
             server_name: None,
+            password_login: true,
+            linking_providers: Vec::new(),
         },
         (None, true) => {
             return Err(Error::Other(
@@ -160,6 +175,24 @@ pub fn add(args: AddArgs) -> Result<(), Error> {
         .ok_or_else(|| {
             Error::Other("no registration secret file: give --registration-secret-file".into())
         })?;
+    if !target.password_login {
+        if args.password_file.is_some() {
+            return Err(Error::Other(
+                "sso.password_login is false: passwords do not sign anyone in on this server, so \
+                 the account gets none; leave out --password-file"
+                    .into(),
+            ));
+        }
+        if target.linking_providers.is_empty() {
+            return Err(Error::Other(format!(
+                "sso.password_login is false and no sso provider has allow_existing_users: {:?} \
+                 could never sign in. People get their accounts by signing in through a provider \
+                 that creates them (require or auto_create); to prepare an account (an admin, a \
+                 chosen name), set allow_existing_users on the provider",
+                args.name
+            )));
+        }
+    }
     let secret = read_registration_secret(&secret_file)?;
     let (password, generated) = match &args.password_file {
         Some(path) => (read_password(path)?, false),
@@ -191,6 +224,23 @@ pub fn add(args: AddArgs) -> Result<(), Error> {
     let user_id = interpret_register_response(answer.status, &answer.body)
         .map_err(|failure| Error::Other(format!("cannot create {:?}: {failure}", args.name)))?;
     let role = if args.admin { " (administrator)" } else { "" };
+    let linked_by = target.linking_providers.join(", ");
+    if !target.password_login {
+        // The random password was never shown: with passwords off it is
+        // unusable, and nothing is printed on standard output.
+        eprintln!(
+            "created {user_id}{role} without a password (sso.password_login is false); the first \
+             sign-in through {linked_by} whose claims map to {:?} becomes this account",
+            args.name
+        );
+        return Ok(());
+    }
+    if !linked_by.is_empty() {
+        eprintln!(
+            "note: the first sign-in through {linked_by} whose claims map to {:?} also becomes this account",
+            args.name
+        );
+    }
     if generated {
         eprintln!("created {user_id}{role}; its password, shown only this once, follows on standard output");
         println!("{password}");
