@@ -47,6 +47,31 @@ let
     ) inlineSecrets
   );
 
+  # Single sign-on client secrets and the SMTP password: files only, never
+  # in the store.
+  outsideStore = path: lib.hasPrefix "/" path && !lib.hasPrefix "${builtins.storeDir}/" path;
+  ssoEmailAssertions =
+    lib.concatMap (p: [
+      {
+        assertion = p.clientSecretFile != null;
+        message = "${opt}.sso.providers: provider ${p.id} has no clientSecretFile: set it to the file holding the client secret the provider issued (sops-nix, agenix); it is never written into the configuration.";
+      }
+      {
+        assertion = p.clientSecretFile == null || outsideStore p.clientSecretFile;
+        message = "${opt}.sso.providers: provider ${p.id}'s clientSecretFile \"${toString p.clientSecretFile}\" must be an absolute path outside the Nix store (the store is world-readable).";
+      }
+    ]) cfg.sso.providers
+    ++ lib.optionals cfg.email.enable [
+      {
+        assertion = cfg.email.smtpHost != null && cfg.email.from != null;
+        message = "${opt}.email.enable is set, so ${opt}.email.smtpHost and ${opt}.email.from must be set too.";
+      }
+      {
+        assertion = cfg.email.passwordFile == null || outsideStore cfg.email.passwordFile;
+        message = "${opt}.email.passwordFile = \"${toString cfg.email.passwordFile}\" must be an absolute path outside the Nix store (the store is world-readable).";
+      }
+    ];
+
   secretFileAssertions = lib.mapAttrsToList (name: path: {
     assertion = path == null || (lib.hasPrefix "/" path && !lib.hasPrefix "${builtins.storeDir}/" path);
     message = "${opt}.secrets.${name} = \"${toString path}\" must be an absolute path outside the Nix store (the store is world-readable), such as a sops-nix or agenix secret under /run.";
@@ -95,6 +120,7 @@ in
         [ cfg.turn.tls.keyFile ]
     )
     ++ secretFileAssertions
+    ++ ssoEmailAssertions
     ++ inlineSecretAssertions;
 
     warnings = lib.optional (cfg.proxy.tls == "acme" && cfg.proxy.acmeEmail == null) "${opt}.proxy.acmeEmail is not set: the ACME CA cannot warn you about expiring certificates or account problems.";
