@@ -252,7 +252,7 @@ in
           "ERROR"
         ];
         default = "WARNING";
-        description = "Synapse's log level (logs go to the journal).";
+        description = "Synapse's log level (logs go to the journal; Synapse's access log, which would record who asked for what, is never written).";
       };
 
       settings = jsonOption {

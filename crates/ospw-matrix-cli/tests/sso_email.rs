@@ -125,6 +125,35 @@ const KNOWN_SCHEMA_GAPS: [&str; 2] = [
     "unknown key: oidc_providers/0/attribute_requirements",
 ];
 
+/// Renders, with the templates Synapse loaded for the configuration files
+/// given, a notification mail about an unencrypted message (whose text
+/// Synapse's own template would show) and its single sign-on error page;
+/// prints them as JSON.
+const TEMPLATE_PROBE: &str = r#"
+import sys, json
+from synapse.config.homeserver import HomeServerConfig
+args = []
+for p in sys.argv[1:]:
+    args += ["-c", p]
+c = HomeServerConfig.load_config("", args)
+message = {"event_type": "m.room.message", "is_historical": False, "id": "$e", "ts": 0,
+           "sender_name": "Carol", "sender_avatar_url": None, "sender_hash": 1,
+           "msgtype": "m.text", "body_text_html": "TOP-SECRET-TEXT", "body_text_plain": "TOP-SECRET-TEXT",
+           "format": None, "image_url": None}
+room = {"title": "Planning", "hash": 2, "invite": False, "avatar_url": None,
+        "link": "https://chat.example.org/#/room/!r:example.org",
+        "notifs": [{"link": "https://chat.example.org/#/room/!r:example.org/$e", "ts": 0, "messages": [message]}]}
+v = {"app_name": c.email.email_app_name, "server_name": "example.org", "user_display_name": "Alice",
+     "unsubscribe_link": "https://matrix.example.org/_synapse/client/unsubscribe?x", "summary_text": "You have a message",
+     "rooms": [room], "reason": {}}
+print(json.dumps({
+    "html": c.email.email_notif_template_html.render(**v),
+    "text": c.email.email_notif_template_text.render(**v),
+    "error_page": c.sso.sso_error_template.render(error="unauthorised", error_description="x"),
+    "reset_mail": c.email.email_password_reset_template_html.render(link="https://matrix.example.org/r", app_name="Example Chat"),
+}))
+"#;
+
 fn python() -> Option<PathBuf> {
     let python = require("Synapse's Python (OSPW_SYNAPSE_PYTHON)", synapse_python())?;
     let oidc = Command::new(&python)
@@ -494,4 +523,49 @@ fn claim_templates_agree_with_jinja2() {
             "the validator accepts {t}, which Jinja2 cannot compile"
         );
     }
+}
+
+/// With single sign-on or mail on, Synapse's pages and mails (loaded by
+/// Synapse itself from the rendered template directory) load nothing from
+/// another site, and notification mails never carry a message's text.
+#[test]
+fn synapse_pages_and_mails_load_nothing_from_elsewhere() {
+    let Some(python) = python() else { return };
+    let s = Setup::new("sso-templates", true);
+    assert!(s.materialize().status.success());
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(TEMPLATE_PROBE)
+        .arg(s.path("out/synapse/homeserver.yaml"))
+        .arg(s.path("synapse-secrets.yaml"))
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).expect("json");
+    for key in ["html", "text", "error_page", "reset_mail"] {
+        let text = got[key].as_str().expect("rendered");
+        for host in ["matrix.org", "riot.im", "element.io", "vector.im"] {
+            assert!(!text.contains(host), "{key} loads from {host}:\n{text}");
+        }
+        assert!(!text.contains("<img"), "{key} has an image:\n{text}");
+    }
+    for key in ["html", "text"] {
+        let text = got[key].as_str().expect("rendered");
+        assert!(!text.contains("TOP-SECRET-TEXT"), "{key} holds the message");
+        assert!(text.contains("A message from Carol"), "{key}: {text}");
+        assert!(
+            text.contains("https://chat.example.org/#/room/!r:example.org/$e"),
+            "{key}: {text}"
+        );
+        assert!(text.contains("Example Chat"), "{key}: {text}");
+    }
+    assert!(got["reset_mail"]
+        .as_str()
+        .expect("rendered")
+        .contains("https://matrix.example.org/r"));
 }

@@ -9,8 +9,8 @@
 //!
 //! Synapse trusts the provider's and the SMTP server's certificate through
 //! `SSL_CERT_FILE` (the second Caddy's root CA), as a host trusts its
-//! organisation's CA. Prints one line per check and `sso: N passed, N
-//! failed`. Environment as for `tests/acceptance.rs`.
+//! organisation's CA. Prints one line per check and `acceptance: N passed,
+//! N failed`. Environment as for `tests/acceptance.rs`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -167,8 +167,13 @@ impl World {
         let cert = |p: &Path| -> Result<reqwest::Certificate> {
             Ok(reqwest::Certificate::from_pem(&std::fs::read(p)?)?)
         };
+        // Before the stack's Caddy has made its CA, the provider's alone.
+        let mut certs = vec![cert(&self.idp_ca)?];
+        if self.main_ca.is_file() {
+            certs.push(cert(&self.main_ca)?);
+        }
         Ok(reqwest::Client::builder()
-            .tls_certs_only([cert(&self.main_ca)?, cert(&self.idp_ca)?])
+            .tls_certs_only(certs)
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(60))
@@ -227,7 +232,11 @@ async fn sso_flow(
             .await
             .with_context(|| format!("GET {url}"))?;
         let status = r.status().as_u16();
-        trail.push(format!("{status} {}{}", url.host_str().unwrap_or(""), url.path()));
+        trail.push(format!(
+            "{status} {}{}",
+            url.host_str().unwrap_or(""),
+            url.path()
+        ));
         if (300..400).contains(&status) {
             let loc = r
                 .headers()
@@ -304,7 +313,15 @@ async fn sso_token(
     codes: &mut Vec<String>,
 ) -> Result<String> {
     let b = w.browser()?;
-    match sso_flow(&b, start_url(w, Some(id), &w.element())?, user, password, codes).await? {
+    match sso_flow(
+        &b,
+        start_url(w, Some(id), &w.element())?,
+        user,
+        password,
+        codes,
+    )
+    .await?
+    {
         Outcome::Token(t) => Ok(t),
         other => bail!("no login token: {other:?}"),
     }
@@ -320,7 +337,15 @@ async fn sso_refused(
     codes: &mut Vec<String>,
 ) -> Result<(u16, String)> {
     let b = w.browser()?;
-    match sso_flow(&b, start_url(w, Some(id), &w.element())?, user, password, codes).await? {
+    match sso_flow(
+        &b,
+        start_url(w, Some(id), &w.element())?,
+        user,
+        password,
+        codes,
+    )
+    .await?
+    {
         Outcome::Page { status, body, at } => {
             ensure!(
                 at.host_str() == Some(MATRIX_HOST),
@@ -351,29 +376,6 @@ async fn sdk_from_token(w: &World, token: &str, device: &str) -> Result<matrix_s
     Ok(client)
 }
 
-/// A matrix-sdk session with a password, through Caddy.
-async fn sdk_password(
-    w: &World,
-    user: &str,
-    password: &str,
-    device: &str,
-) -> Result<matrix_sdk::Client> {
-    let client = matrix_sdk::Client::builder()
-        .homeserver_url(w.matrix(""))
-        .respect_login_well_known(false)
-        .http_client(w.browser_for_sdk()?)
-        .build()
-        .await?;
-    client
-        .matrix_auth()
-        .login_username(user, password)
-        .initial_device_display_name(device)
-        .send()
-        .await
-        .with_context(|| format!("log in as {user}"))?;
-    Ok(client)
-}
-
 impl World {
     /// An HTTP client for matrix-sdk: the browser's trust and names,
     /// following redirects, no cookies.
@@ -391,9 +393,8 @@ impl World {
 
     /// The CLI's admin service token (from its state file in the secrets directory).
     fn admin_token(&self, st: &Stack) -> Result<String> {
-        let state: Value = serde_json::from_slice(&std::fs::read(
-            st.p.secrets.join("admin-account.json"),
-        )?)?;
+        let state: Value =
+            serde_json::from_slice(&std::fs::read(st.p.secrets.join("admin-account.json"))?)?;
         state["access_token"]
             .as_str()
             .map(str::to_owned)
@@ -411,7 +412,11 @@ impl World {
             self.synapse,
             seg(&format!("@{localpart}:{SERVER_NAME}"))
         );
-        let r = reqwest::Client::new().get(&url).bearer_auth(token).send().await?;
+        let r = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await?;
         match r.status().as_u16() {
             404 => Ok(None),
             200 => Ok(Some(r.json().await?)),
@@ -654,26 +659,30 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
              reverse_proxy 127.0.0.1:{idp_http}\n}}\n"
         ),
     )?;
-    must(report, "the provider's Caddy starts with its own CA", async {
-        let mut c = st.user.command("caddy", &idp_home);
-        c.args(["run", "--adapter", "caddyfile", "--config"])
-            .arg(&idp_caddyfile)
-            .env("XDG_DATA_HOME", idp_home.join("data"))
-            .env("XDG_CONFIG_HOME", idp_home.join("config"))
-            .current_dir(&idp_home);
-        st.spawn("idp-caddy", c, libc::SIGTERM)?;
-        wait::tcp_port("the provider's Caddy", idp_https, SERVICE_START).await?;
-        let leaf = idp_home.join("data/caddy/certificates/local/localhost/localhost.key");
-        let (ca, leaf) = (&w.idp_ca, &leaf);
-        wait::until(
-            "the provider's CA and localhost certificate",
-            SERVICE_START,
-            Duration::from_millis(200),
-            || async move { Ok((ca.is_file() && leaf.is_file()).then_some(())) },
-        )
-        .await
-    }
-    .await)?;
+    must(
+        report,
+        "the provider's Caddy starts with its own CA",
+        async {
+            let mut c = st.user.command("caddy", &idp_home);
+            c.args(["run", "--adapter", "caddyfile", "--config"])
+                .arg(&idp_caddyfile)
+                .env("XDG_DATA_HOME", idp_home.join("data"))
+                .env("XDG_CONFIG_HOME", idp_home.join("config"))
+                .current_dir(&idp_home);
+            st.spawn("idp-caddy", c, libc::SIGTERM)?;
+            wait::tcp_port("the provider's Caddy", idp_https, SERVICE_START).await?;
+            let leaf = idp_home.join("data/caddy/certificates/local/localhost/localhost.key");
+            let (ca, leaf) = (&w.idp_ca, &leaf);
+            wait::until(
+                "the provider's CA and localhost certificate",
+                SERVICE_START,
+                Duration::from_millis(200),
+                || async move { Ok((ca.is_file() && leaf.is_file()).then_some(())) },
+            )
+            .await
+        }
+        .await,
+    )?;
 
     // The provider: three clients (the third registered with another secret
     // than Synapse's), four people.
@@ -699,51 +708,78 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     });
     let idp_json = st.p.state.join("idp.json");
     write_private(&idp_json, &idp_config.to_string(), Some(&st.user))?;
-    must(report, "the OpenID Connect provider (oidc-provider) answers discovery through its Caddy", async {
-        let mut c = st.user.command("node", &idp_home);
-        c.arg(idp_dir.join("idp.mjs")).arg(&idp_json).current_dir(&idp_dir);
-        st.spawn("idp", c, libc::SIGTERM)?;
-        let b = w.browser()?;
-        let url = format!("https://localhost:{idp_https}/.well-known/openid-configuration");
-        let v = wait::until("the provider's discovery document", SERVICE_START, Duration::from_millis(300), || {
-            let b = b.clone();
-            let url = url.clone();
-            async move {
-                let r = b.get(&url).send().await?;
-                if r.status() != 200 {
-                    return Ok(None);
-                }
-                Ok(Some(r.json::<Value>().await?))
-            }
-        })
-        .await?;
-        ensure!(v["issuer"] == format!("https://localhost:{idp_https}"), "issuer {}", v["issuer"]);
-        Ok(())
-    }
-    .await)?;
+    must(
+        report,
+        "the OpenID Connect provider (oidc-provider) answers discovery through its Caddy",
+        async {
+            let mut c = st.user.command("node", &idp_home);
+            c.arg(idp_dir.join("idp.mjs"))
+                .arg(&idp_json)
+                .current_dir(&idp_dir);
+            st.spawn("idp", c, libc::SIGTERM)?;
+            let b = w.browser()?;
+            let url = format!("https://localhost:{idp_https}/.well-known/openid-configuration");
+            let v = wait::until(
+                "the provider's discovery document",
+                SERVICE_START,
+                Duration::from_millis(300),
+                || {
+                    let b = b.clone();
+                    let url = url.clone();
+                    async move {
+                        let r = b.get(&url).send().await?;
+                        if r.status() != 200 {
+                            return Ok(None);
+                        }
+                        Ok(Some(r.json::<Value>().await?))
+                    }
+                },
+            )
+            .await?;
+            ensure!(
+                v["issuer"] == format!("https://localhost:{idp_https}"),
+                "issuer {}",
+                v["issuer"]
+            );
+            Ok(())
+        }
+        .await,
+    )?;
 
     let leaf_dir = idp_home.join("data/caddy/certificates/local/localhost");
-    must(report, "the SMTP server (aiosmtpd, STARTTLS and login required) listens", async {
-        let mut c = st.user.command(&w.python, &idp_home);
-        c.arg(&catcher)
-            .arg(smtp.to_string())
-            .arg(leaf_dir.join("localhost.crt"))
-            .arg(leaf_dir.join("localhost.key"))
-            .arg("synapse@example.test")
-            .arg(dir.join("smtp-password"))
-            .arg(&mails);
-        st.spawn("smtp", c, libc::SIGTERM)?;
-        wait::tcp_port("the SMTP server", smtp, SERVICE_START).await
-    }
-    .await)?;
+    must(
+        report,
+        "the SMTP server (aiosmtpd, STARTTLS and login required) listens",
+        async {
+            let mut c = st.user.command(&w.python, &idp_home);
+            c.arg(&catcher)
+                .arg(smtp.to_string())
+                .arg(leaf_dir.join("localhost.crt"))
+                .arg(leaf_dir.join("localhost.key"))
+                .arg("synapse@example.test")
+                .arg(dir.join("smtp-password"))
+                .arg(&mails);
+            st.spawn("smtp", c, libc::SIGTERM)?;
+            wait::tcp_port("the SMTP server", smtp, SERVICE_START).await
+        }
+        .await,
+    )?;
 
     // The host: the stack's own plus sso and email.
     let mut host = st.main_host(SERVER_NAME);
     host.relaxed_login_limits = true;
     host.extra = host_sections(&w, &dir, true, gone_port);
     std::fs::write(&st.p.host_yaml, st.host_yaml(&host))?;
-    must(report, "ospw-matrix secrets init", st.secrets_init(&st.p.secrets).await)?;
-    must(report, "ospw-matrix render", st.render(&st.p.host_yaml, &st.p.out).await)?;
+    must(
+        report,
+        "ospw-matrix secrets init",
+        st.secrets_init(&st.p.secrets).await,
+    )?;
+    must(
+        report,
+        "ospw-matrix render",
+        st.render(&st.p.host_yaml, &st.p.out).await,
+    )?;
     let host_json = st.p.out.join("host.json");
     report.check(
         "materialize synapse-secrets writes the SMTP password 0600, owned by Synapse's user",
@@ -759,13 +795,26 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
             .await?;
             use std::os::unix::fs::MetadataExt;
             let meta = std::fs::metadata(&w.secrets_file)?;
-            ensure!(meta.mode() & 0o777 == 0o600, "mode {:o}", meta.mode() & 0o777);
+            ensure!(
+                meta.mode() & 0o777 == 0o600,
+                "mode {:o}",
+                meta.mode() & 0o777
+            );
             if let Some((uid, _)) = st.user.ids {
                 ensure!(meta.uid() == uid, "owned by uid {}", meta.uid());
             }
-            let v: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&w.secrets_file)?)?;
-            ensure!(v["email"]["smtp_pass"].as_str() == Some(smtp_password.as_str()), "no SMTP password in it");
-            for f in ["synapse/homeserver.yaml", "host.json", "element/config.json", "caddy/Caddyfile"] {
+            let v: serde_yaml::Value =
+                serde_yaml::from_str(&std::fs::read_to_string(&w.secrets_file)?)?;
+            ensure!(
+                v["email"]["smtp_pass"].as_str() == Some(smtp_password.as_str()),
+                "no SMTP password in it"
+            );
+            for f in [
+                "synapse/homeserver.yaml",
+                "host.json",
+                "element/config.json",
+                "caddy/Caddyfile",
+            ] {
                 let text = std::fs::read_to_string(st.p.out.join(f))?;
                 for (what, value) in &w.secrets {
                     ensure!(!text.contains(value.as_str()), "{what} is in {f}");
@@ -775,26 +824,34 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         }
         .await,
     );
-    must(report, "PostgreSQL", async {
-        st.init_postgres().await?;
-        st.start_postgres().await?;
-        st.createdb("synapse").await
-    }
-    .await)?;
+    must(
+        report,
+        "PostgreSQL",
+        async {
+            st.init_postgres().await?;
+            st.start_postgres().await?;
+            st.createdb("synapse").await
+        }
+        .await,
+    )?;
     let hs = st.p.out.join("synapse/homeserver.yaml");
     let data = st.p.synapse_data.clone();
     let ca_env = w.idp_ca.clone();
-    must(report, "Synapse starts with homeserver.yaml and the runtime secrets file", async {
-        st.start_synapse_with(
-            "synapse",
-            &[&hs, &w.secrets_file],
-            &[("SSL_CERT_FILE", ca_env.as_os_str())],
-            &data,
-            w.synapse,
-        )
-        .await
-    }
-    .await)?;
+    must(
+        report,
+        "Synapse starts with homeserver.yaml and the runtime secrets file",
+        async {
+            st.start_synapse_with(
+                "synapse",
+                &[&hs, &w.secrets_file],
+                &[("SSL_CERT_FILE", ca_env.as_os_str())],
+                &data,
+                w.synapse,
+            )
+            .await
+        }
+        .await,
+    )?;
     must(report, "Caddy", st.start_caddy().await)?;
 
     let mut codes: Vec<String> = Vec::new();
@@ -802,28 +859,61 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
 
     report.section("Element and the proxy");
     let plain = w.browser()?;
-    report.check("Element's config.json turns on the password-reset and e-mail UI, never 3PID login", async {
-        let url = format!("https://{ELEMENT_HOST}:{}/config.json", w.https);
-        let v = get_json(&plain, &url, None).await?;
-        ensure!(v["setting_defaults"]["UIFeature.passwordReset"] == true, "{v}");
-        ensure!(v["setting_defaults"]["UIFeature.thirdPartyId"] == true, "{v}");
-        ensure!(v["disable_3pid_login"] == true, "{v}");
-        Ok("")
-    }.await);
-    report.check("the login flows offer the four providers (with brand and icon) and passwords", async {
-        let v = get_json(&plain, &w.matrix("/_matrix/client/v3/login"), None).await?;
-        let flows = v["flows"].as_array().context("flows")?;
-        let kinds: Vec<&str> = flows.iter().filter_map(|f| f["type"].as_str()).collect();
-        ensure!(kinds.contains(&"m.login.password") && kinds.contains(&"m.login.sso"), "{kinds:?}");
-        let sso = flows.iter().find(|f| f["type"] == "m.login.sso").context("sso flow")?;
-        let ids: Vec<&str> = sso["identity_providers"].as_array().context("providers")?
-            .iter().filter_map(|p| p["id"].as_str()).collect();
-        ensure!(ids == ["oidc-corp", "oidc-strict", "oidc-wrong", "oidc-gone"], "{ids:?}");
-        let corp = &sso["identity_providers"][0];
-        ensure!(corp["brand"] == "authentik" && corp["name"] == "Corp SSO", "{corp}");
-        ensure!(corp["icon"] == format!("mxc://{SERVER_NAME}/ospw-sso-icon-corp"), "{corp}");
-        Ok(format!("{ids:?}"))
-    }.await);
+    report.check(
+        "Element's config.json turns on the password-reset and e-mail UI, never 3PID login",
+        async {
+            let url = format!("https://{ELEMENT_HOST}:{}/config.json", w.https);
+            let v = get_json(&plain, &url, None).await?;
+            ensure!(
+                v["setting_defaults"]["UIFeature.passwordReset"] == true,
+                "{v}"
+            );
+            ensure!(
+                v["setting_defaults"]["UIFeature.thirdPartyId"] == true,
+                "{v}"
+            );
+            ensure!(v["disable_3pid_login"] == true, "{v}");
+            Ok("")
+        }
+        .await,
+    );
+    report.check(
+        "the login flows offer the four providers (with brand and icon) and passwords",
+        async {
+            let v = get_json(&plain, &w.matrix("/_matrix/client/v3/login"), None).await?;
+            let flows = v["flows"].as_array().context("flows")?;
+            let kinds: Vec<&str> = flows.iter().filter_map(|f| f["type"].as_str()).collect();
+            ensure!(
+                kinds.contains(&"m.login.password") && kinds.contains(&"m.login.sso"),
+                "{kinds:?}"
+            );
+            let sso = flows
+                .iter()
+                .find(|f| f["type"] == "m.login.sso")
+                .context("sso flow")?;
+            let ids: Vec<&str> = sso["identity_providers"]
+                .as_array()
+                .context("providers")?
+                .iter()
+                .filter_map(|p| p["id"].as_str())
+                .collect();
+            ensure!(
+                ids == ["oidc-corp", "oidc-strict", "oidc-wrong", "oidc-gone"],
+                "{ids:?}"
+            );
+            let corp = &sso["identity_providers"][0];
+            ensure!(
+                corp["brand"] == "authentik" && corp["name"] == "Corp SSO",
+                "{corp}"
+            );
+            ensure!(
+                corp["icon"] == format!("mxc://{SERVER_NAME}/ospw-sso-icon-corp"),
+                "{corp}"
+            );
+            Ok(format!("{ids:?}"))
+        }
+        .await,
+    );
     report.check("the icon is served by our proxy at its media URLs, and nothing else", async {
         let mut served = 0;
         for path in [
@@ -854,29 +944,58 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         ensure!(s == 404, "the admin API answered {s} through the proxy");
         Ok(format!("{served} URLs"))
     }.await);
-    report.check("Synapse's provider picker works through the proxy, icons included", async {
-        let b = w.browser()?;
-        let r = b.get(start_url(&w, None, &w.element())?).send().await?;
-        ensure!(r.status() == 302, "{}", r.status());
-        let loc = r.headers().get("location").context("Location")?.to_str()?.to_owned();
-        let pick = Url::parse(&w.matrix("/"))?.join(&loc)?;
-        ensure!(pick.path() == "/_synapse/client/pick_idp", "{pick}");
-        let r = b.get(pick.clone()).send().await?;
-        ensure!(r.status() == 200, "{}", r.status());
-        let page = r.text().await?;
-        for name in ["Corp SSO", "Strict SSO", "Misconfigured SSO", "Unreachable SSO"] {
-            ensure!(page.contains(name), "{name} not on the picker");
+    report.check(
+        "Synapse's provider picker works through the proxy, icons included",
+        async {
+            let b = w.browser()?;
+            let r = b.get(start_url(&w, None, &w.element())?).send().await?;
+            ensure!(r.status() == 302, "{}", r.status());
+            let loc = r
+                .headers()
+                .get("location")
+                .context("Location")?
+                .to_str()?
+                .to_owned();
+            let pick = Url::parse(&w.matrix("/"))?.join(&loc)?;
+            ensure!(pick.path() == "/_synapse/client/pick_idp", "{pick}");
+            let r = b.get(pick.clone()).send().await?;
+            ensure!(r.status() == 200, "{}", r.status());
+            let page = r.text().await?;
+            for name in [
+                "Corp SSO",
+                "Strict SSO",
+                "Misconfigured SSO",
+                "Unreachable SSO",
+            ] {
+                ensure!(page.contains(name), "{name} not on the picker");
+            }
+            let icon = urls_in(&page)
+                .into_iter()
+                .find(|u| u.contains("ospw-sso-icon-corp"))
+                .context("no icon URL on the picker")?;
+            let r = b.get(&icon).send().await?;
+            ensure!(
+                r.status() == 200 && r.bytes().await?.as_ref() == ICON_PNG,
+                "the picker's icon {icon} is not served"
+            );
+            let mut choose = pick.clone();
+            choose.query_pairs_mut().append_pair("idp", "oidc-corp");
+            let r = b.get(choose).send().await?;
+            let loc = r
+                .headers()
+                .get("location")
+                .context("Location")?
+                .to_str()?
+                .to_owned();
+            ensure!(
+                r.status() == 302 && loc.contains("/login/sso/redirect/oidc-corp"),
+                "{} {loc}",
+                r.status()
+            );
+            Ok("")
         }
-        let icon = urls_in(&page).into_iter().find(|u| u.contains("ospw-sso-icon-corp")).context("no icon URL on the picker")?;
-        let r = b.get(&icon).send().await?;
-        ensure!(r.status() == 200 && r.bytes().await?.as_ref() == ICON_PNG, "the picker's icon {icon} is not served");
-        let mut choose = pick.clone();
-        choose.query_pairs_mut().append_pair("idp", "oidc-corp");
-        let r = b.get(choose).send().await?;
-        let loc = r.headers().get("location").context("Location")?.to_str()?.to_owned();
-        ensure!(r.status() == 302 && loc.contains("/login/sso/redirect/oidc-corp"), "{} {loc}", r.status());
-        Ok("")
-    }.await);
+        .await,
+    );
 
     report.section("signing in");
     let alice_token = sso_token(&w, "corp", "alice", "alice-idp-password", &mut codes).await;
@@ -896,70 +1015,177 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     let alice = alice.ok();
     if let (true, Some(client)) = (alice_ok, &alice) {
         let token = client.access_token().unwrap_or_default();
-        report.check("the new account has the provider's display name and e-mail address", async {
-            let http = w.browser_for_sdk()?;
-            let p = get_json(&http, &w.matrix(&format!("/_matrix/client/v3/profile/{}", seg(&format!("@alice:{SERVER_NAME}")))), Some(&token)).await?;
-            ensure!(p["displayname"] == "Alice Liddell", "{p}");
-            let t = get_json(&http, &w.matrix("/_matrix/client/v3/account/3pid"), Some(&token)).await?;
-            let addrs: Vec<&str> = t["threepids"].as_array().context("threepids")?.iter().filter_map(|t| t["address"].as_str()).collect();
-            ensure!(addrs == ["alice@example.test"], "{addrs:?}");
-            let pushers = get_json(&http, &w.matrix("/_matrix/client/v3/pushers"), Some(&token)).await?;
-            ensure!(pushers["pushers"].as_array().is_some_and(|p| p.iter().any(|p| p["kind"] == "email")), "no e-mail pusher: {pushers}");
-            Ok("")
-        }.await);
-    }
-    report.check("a client not on the whitelist gets Synapse's confirmation page (through the proxy)", async {
-        let b = w.browser()?;
-        match sso_flow(&b, start_url(&w, Some("corp"), "https://other-client.example.test/")?, "alice", "alice-idp-password", &mut codes).await? {
-            Outcome::Page { status, body, at } => {
-                ensure!(status == 200 && at.path() == "/_synapse/client/oidc/callback", "{status} {at}");
-                let link = urls_in(&body).into_iter().find(|u| u.contains("loginToken=")).context("no continue link")?;
-                ensure!(link.starts_with("https://other-client.example.test/"), "{link}");
-                if let Ok(u) = Url::parse(&link) {
-                    tokens.extend(param(&u, "loginToken"));
-                }
-                Ok("confirmation page with the link")
+        report.check(
+            "the new account has the provider's display name and e-mail address; its owner turns on notification mails",
+            async {
+                let http = w.browser_for_sdk()?;
+                let p = get_json(
+                    &http,
+                    &w.matrix(&format!(
+                        "/_matrix/client/v3/profile/{}",
+                        seg(&format!("@alice:{SERVER_NAME}"))
+                    )),
+                    Some(&token),
+                )
+                .await?;
+                ensure!(p["displayname"] == "Alice Liddell", "{p}");
+                let t = get_json(
+                    &http,
+                    &w.matrix("/_matrix/client/v3/account/3pid"),
+                    Some(&token),
+                )
+                .await?;
+                let addrs: Vec<&str> = t["threepids"]
+                    .as_array()
+                    .context("threepids")?
+                    .iter()
+                    .filter_map(|t| t["address"].as_str())
+                    .collect();
+                ensure!(addrs == ["alice@example.test"], "{addrs:?}");
+                // Synapse adds no e-mail pusher at a single sign-on
+                // registration: the person turns notification mails on in
+                // Element's settings, which sets this pusher for the address.
+                let r = http
+                    .post(w.matrix("/_matrix/client/v3/pushers/set"))
+                    .bearer_auth(&token)
+                    .json(&json!({"kind": "email", "app_id": "m.email",
+                        "pushkey": "alice@example.test", "app_display_name": "Email Notifications",
+                        "device_display_name": "alice@example.test", "lang": "en", "data": {}}))
+                    .send()
+                    .await?;
+                let status = r.status();
+                ensure!(status == 200, "setting the e-mail pusher: {status} {}", r.text().await?);
+                Ok("")
             }
-            other => bail!("{other:?}"),
+            .await,
+        );
+    }
+    report.check(
+        "a client not on the whitelist gets Synapse's confirmation page (through the proxy)",
+        async {
+            let b = w.browser()?;
+            match sso_flow(
+                &b,
+                start_url(&w, Some("corp"), "https://other-client.example.test/")?,
+                "alice",
+                "alice-idp-password",
+                &mut codes,
+            )
+            .await?
+            {
+                Outcome::Page { status, body, at } => {
+                    ensure!(
+                        status == 200 && at.path() == "/_synapse/client/oidc/callback",
+                        "{status} {at}"
+                    );
+                    let link = urls_in(&body)
+                        .into_iter()
+                        .find(|u| u.contains("loginToken="))
+                        .context("no continue link")?;
+                    ensure!(
+                        link.starts_with("https://other-client.example.test/"),
+                        "{link}"
+                    );
+                    if let Ok(u) = Url::parse(&link) {
+                        tokens.extend(param(&u, "loginToken"));
+                    }
+                    Ok("confirmation page with the link")
+                }
+                other => bail!("{other:?}"),
+            }
         }
-    }.await);
-    report.check("a wrong password at the provider gets no further", async {
-        let b = w.browser()?;
-        match sso_flow(&b, start_url(&w, Some("corp"), &w.element())?, "alice", "wrong", &mut codes).await? {
-            Outcome::IdpRefused => Ok(""),
-            other => bail!("{other:?}"),
+        .await,
+    );
+    report.check(
+        "a wrong password at the provider gets no further",
+        async {
+            let b = w.browser()?;
+            match sso_flow(
+                &b,
+                start_url(&w, Some("corp"), &w.element())?,
+                "alice",
+                "wrong",
+                &mut codes,
+            )
+            .await?
+            {
+                Outcome::IdpRefused => Ok(""),
+                other => bail!("{other:?}"),
+            }
         }
-    }.await);
-    report.check("a person outside the allowed group is refused, and no account is made", async {
-        let (status, body) = sso_refused(&w, "corp", "bob", "bob-idp-password", &mut codes).await?;
-        ensure!(status >= 400 && body.contains("not authorised"), "{status}: {body}");
-        ensure!(w.account(st, "bob").await?.is_none(), "@bob exists");
-        Ok(format!("{status}"))
-    }.await);
-    report.check("a provider without require or auto_create creates no account", async {
-        let (status, body) = sso_refused(&w, "strict", "dave", "dave-idp-password", &mut codes).await?;
-        ensure!(status >= 400 && body.contains("registrations are disabled"), "{status}: {body}");
-        ensure!(w.account(st, "dave").await?.is_none(), "@dave exists");
-        Ok(format!("{status}"))
-    }.await);
+        .await,
+    );
+    report.check(
+        "a person outside the allowed group is refused, and no account is made",
+        async {
+            let (status, body) =
+                sso_refused(&w, "corp", "bob", "bob-idp-password", &mut codes).await?;
+            ensure!(
+                status >= 400 && body.contains("not allowed to log in"),
+                "{status}: {body}"
+            );
+            ensure!(w.account(st, "bob").await?.is_none(), "@bob exists");
+            Ok(format!("{status}"))
+        }
+        .await,
+    );
+    report.check(
+        "a provider without require or auto_create creates no account",
+        async {
+            let (status, body) =
+                sso_refused(&w, "strict", "dave", "dave-idp-password", &mut codes).await?;
+            ensure!(
+                status >= 400 && body.contains("registrations are disabled"),
+                "{status}: {body}"
+            );
+            ensure!(w.account(st, "dave").await?.is_none(), "@dave exists");
+            Ok(format!("{status}"))
+        }
+        .await,
+    );
 
     report.section("an account the admin made");
     let carol_pw = format!("carol-{}", random_hex(12));
     let carol_file = dir.join("carol.password");
     write_private(&carol_file, &format!("{carol_pw}\n"), None)?;
-    report.check("user add carol (passwords on) notes that Corp SSO links it", async {
-        let out = st.cli_ok(&["user", "add", "carol", "--password-file", utf8(&carol_file)?, "--config", utf8(&w.host_yaml)?]).await?;
-        ensure!(out.stderr.contains("Corp SSO (corp)"), "{}", out.both());
-        Ok("")
-    }.await);
-    report.check("a provider without allow_existing_users does not link it (nor makes carol1)", async {
-        let (status, body) = sso_refused(&w, "strict", "carol", "carol-idp-password", &mut codes).await?;
-        ensure!(status >= 400, "{status}: {body}");
-        let carol = w.account(st, "carol").await?.context("@carol is gone")?;
-        ensure!(carol["external_ids"].as_array().is_some_and(|a| a.is_empty()), "{}", carol["external_ids"]);
-        ensure!(w.account(st, "carol1").await?.is_none(), "@carol1 exists");
-        Ok(format!("{status}"))
-    }.await);
+    report.check(
+        "user add carol (passwords on) notes that Corp SSO links it",
+        async {
+            let out = st
+                .cli_ok(&[
+                    "user",
+                    "add",
+                    "carol",
+                    "--password-file",
+                    utf8(&carol_file)?,
+                    "--config",
+                    utf8(&w.host_yaml)?,
+                ])
+                .await?;
+            ensure!(out.stderr.contains("Corp SSO (corp)"), "{}", out.both());
+            Ok("")
+        }
+        .await,
+    );
+    report.check(
+        "a provider without allow_existing_users does not link it (nor makes carol1)",
+        async {
+            let (status, body) =
+                sso_refused(&w, "strict", "carol", "carol-idp-password", &mut codes).await?;
+            ensure!(status >= 400, "{status}: {body}");
+            let carol = w.account(st, "carol").await?.context("@carol is gone")?;
+            ensure!(
+                carol["external_ids"]
+                    .as_array()
+                    .is_some_and(|a| a.is_empty()),
+                "{}",
+                carol["external_ids"]
+            );
+            ensure!(w.account(st, "carol1").await?.is_none(), "@carol1 exists");
+            Ok(format!("{status}"))
+        }
+        .await,
+    );
     let carol_sso = async {
         let token = sso_token(&w, "corp", "carol", "carol-idp-password", &mut codes).await?;
         tokens.push(token.clone());
@@ -968,7 +1194,10 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         ensure!(me == format!("@carol:{SERVER_NAME}"), "signed in as {me}");
         let carol = w.account(st, "carol").await?.context("@carol")?;
         let ids = carol["external_ids"].to_string();
-        ensure!(ids.contains("oidc-corp") && ids.contains("sub-carol"), "{ids}");
+        ensure!(
+            ids.contains("oidc-corp") && ids.contains("sub-carol"),
+            "{ids}"
+        );
         Ok(client)
     }
     .await;
@@ -986,7 +1215,8 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
                 let room = a.create_room(CreateRoomRequest::new()).await?;
                 invite_and_join(a, &room, c).await?;
                 let room_id = room.room_id().to_owned();
-                let (event, encrypted) = send_text(a, &room_id, "hello from an SSO session").await?;
+                let (event, encrypted) =
+                    send_text(a, &room_id, "hello from an SSO session").await?;
                 ensure!(encrypted, "not sent encrypted");
                 let body = read_decrypted(c, &room_id, &event).await?;
                 ensure!(body == "hello from an SSO session", "carol read {body:?}");
@@ -1000,24 +1230,49 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
             r.ok()
         }
         _ => {
-            report.check::<&str>("the SSO session sends an encrypted message", Err(anyhow!("no sessions")));
+            report.check::<&str>(
+                "the SSO session sends an encrypted message",
+                Err(anyhow!("no sessions")),
+            );
             None
         }
     };
     let secret_text = format!("the missed message {}", random_hex(8));
     if let (Some(room_id), Ok(c)) = (&room, &carol_sso) {
-        report.check("a missed-message mail arrives, pointing at our Element, without the message text", async {
-            send_text(c, room_id, &secret_text).await?;
-            let mail = w.wait_for_mail("alice@example.test", "You have a message").await?;
-            let text = mail["text"].as_str().unwrap_or_default();
-            ensure!(!text.contains(&secret_text), "the mail holds the message text");
-            ensure!(mail["from"].as_str().is_some_and(|f| f.contains("noreply@example.test")), "{}", mail["from"]);
-            let element = format!("https://{ELEMENT_HOST}:{}", w.https);
-            let links = urls_in(text);
-            ensure!(links.iter().any(|l| l.starts_with(&element)), "no link to {element}: {links:?}");
-            ensure!(links.iter().all(|l| l.starts_with(&element) || l.starts_with(&format!("https://{MATRIX_HOST}"))), "a link elsewhere: {links:?}");
-            Ok(mail["subject"].as_str().unwrap_or_default().to_owned())
-        }.await);
+        report.check(
+            "a missed-message mail arrives, pointing at our Element, without the message text",
+            async {
+                send_text(c, room_id, &secret_text).await?;
+                let mail = w
+                    .wait_for_mail("alice@example.test", "You have a message")
+                    .await?;
+                let text = mail["text"].as_str().unwrap_or_default();
+                ensure!(
+                    !text.contains(&secret_text),
+                    "the mail holds the message text"
+                );
+                ensure!(
+                    mail["from"]
+                        .as_str()
+                        .is_some_and(|f| f.contains("noreply@example.test")),
+                    "{}",
+                    mail["from"]
+                );
+                let element = format!("https://{ELEMENT_HOST}:{}", w.https);
+                let links = urls_in(text);
+                ensure!(
+                    links.iter().any(|l| l.starts_with(&element)),
+                    "no link to {element}: {links:?}"
+                );
+                ensure!(
+                    links.iter().all(|l| l.starts_with(&element)
+                        || l.starts_with(&format!("https://{MATRIX_HOST}"))),
+                    "a link elsewhere: {links:?}"
+                );
+                Ok(mail["subject"].as_str().unwrap_or_default().to_owned())
+            }
+            .await,
+        );
     }
     report.check("a password-reset mail arrives with a link to our host, and the reset works", async {
         let http = w.browser()?;
@@ -1055,49 +1310,125 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
 
     report.section("failures the admin can diagnose");
     let log_before = synapse_log(st).len();
-    report.check("a wrong client secret: a clean error page, and Synapse's log says why", async {
-        let (status, body) = sso_refused(&w, "wrong", "alice", "alice-idp-password", &mut codes).await?;
-        ensure!(status >= 400 && !body.contains("loginToken"), "{status}: {body}");
-        let log = synapse_log(st);
-        let new = &log[log_before.min(log.len())..];
-        let line = new.lines().find(|l| l.contains("invalid_client")).context("no invalid_client in Synapse's log")?;
-        Ok(format!("{status}; log: {}", line.chars().take(160).collect::<String>()))
-    }.await);
-    report.check("an unreachable provider: a clean error page, and Synapse's log says why", async {
-        let b = w.browser()?;
-        match sso_flow(&b, start_url(&w, Some("gone"), &w.element())?, "alice", "x", &mut codes).await? {
-            Outcome::Page { status, body, at } => {
-                ensure!(at.host_str() == Some(MATRIX_HOST) && status >= 400, "{status} {at}");
-                ensure!(!body.contains("Traceback"), "{body}");
-                let log = synapse_log(st);
-                let line = log.lines().find(|l| l.contains(&format!("localhost:{gone_port}")) || l.contains("OidcDiscoveryError"))
-                    .context("nothing about the provider in Synapse's log")?;
-                Ok(format!("{status}; log: {}", line.chars().take(160).collect::<String>()))
-            }
-            other => bail!("{other:?}"),
+    report.check(
+        "a wrong client secret: a clean error page, and Synapse's log says why",
+        async {
+            let (status, body) =
+                sso_refused(&w, "wrong", "alice", "alice-idp-password", &mut codes).await?;
+            ensure!(
+                status >= 400 && !body.contains("loginToken"),
+                "{status}: {body}"
+            );
+            let log = synapse_log(st);
+            let new = &log[log_before.min(log.len())..];
+            let line = new
+                .lines()
+                .find(|l| l.contains("invalid_client"))
+                .context("no invalid_client in Synapse's log")?;
+            Ok(format!(
+                "{status}; log: {}",
+                line.chars().take(160).collect::<String>()
+            ))
         }
-    }.await);
+        .await,
+    );
+    report.check(
+        "an unreachable provider: a clean error page, and Synapse's log says why",
+        async {
+            let b = w.browser()?;
+            match sso_flow(
+                &b,
+                start_url(&w, Some("gone"), &w.element())?,
+                "alice",
+                "x",
+                &mut codes,
+            )
+            .await?
+            {
+                Outcome::Page { status, body, at } => {
+                    ensure!(
+                        at.host_str() == Some(MATRIX_HOST) && status >= 400,
+                        "{status} {at}"
+                    );
+                    ensure!(!body.contains("Traceback"), "{body}");
+                    // At ERROR (seen at the default WARNING level), and
+                    // the connection error at INFO.
+                    let log = synapse_log(st);
+                    let line = log
+                        .lines()
+                        .find(|l| {
+                            l.contains(" - ERROR - ") && l.contains("'oidc-gone' unavailable")
+                        })
+                        .context("no error about the provider in Synapse's log")?;
+                    ensure!(
+                        log.lines()
+                            .any(|l| l.contains(&format!("localhost:{gone_port}"))
+                                && l.contains("Connection")),
+                        "the connection error is not in Synapse's log"
+                    );
+                    Ok(format!(
+                        "{status}; log: {}",
+                        line.chars().take(160).collect::<String>()
+                    ))
+                }
+                other => bail!("{other:?}"),
+            }
+        }
+        .await,
+    );
 
     report.section("passwords off");
     host.extra = host_sections(&w, &dir, false, gone_port);
     std::fs::write(&st.p.host_yaml, st.host_yaml(&host))?;
-    must(report, "re-render and restart Synapse and Caddy with sso.password_login: false", async {
-        st.render(&st.p.host_yaml, &st.p.out).await?;
-        st.cli_as_user_ok(&["materialize", "synapse-secrets", "--config", utf8(&host_json)?, "--out", utf8(&w.secrets_file)?]).await?;
-        st.stop_service("caddy", Duration::from_secs(20));
-        st.stop_service("synapse", Duration::from_secs(30));
-        st.start_synapse_with("synapse", &[&hs, &w.secrets_file], &[("SSL_CERT_FILE", ca_env.as_os_str())], &data, w.synapse).await?;
-        st.start_caddy().await
-    }.await)?;
+    must(
+        report,
+        "re-render and restart Synapse and Caddy with sso.password_login: false",
+        async {
+            st.render(&st.p.host_yaml, &st.p.out).await?;
+            st.cli_as_user_ok(&[
+                "materialize",
+                "synapse-secrets",
+                "--config",
+                utf8(&host_json)?,
+                "--out",
+                utf8(&w.secrets_file)?,
+            ])
+            .await?;
+            st.stop_service("caddy", Duration::from_secs(20));
+            st.stop_service("synapse", Duration::from_secs(30));
+            st.start_synapse_with(
+                "synapse",
+                &[&hs, &w.secrets_file],
+                &[("SSL_CERT_FILE", ca_env.as_os_str())],
+                &data,
+                w.synapse,
+            )
+            .await?;
+            st.start_caddy().await
+        }
+        .await,
+    )?;
     let plain = w.browser()?;
-    report.check("Synapse offers single sign-on only, and refuses a password", async {
-        let v = get_json(&plain, &w.matrix("/_matrix/client/v3/login"), None).await?;
-        let kinds: Vec<&str> = v["flows"].as_array().context("flows")?.iter().filter_map(|f| f["type"].as_str()).collect();
-        ensure!(!kinds.contains(&"m.login.password") && kinds.contains(&"m.login.sso"), "{kinds:?}");
-        let (s, v) = password_login(&plain, &w.matrix(""), "carol", &carol_pw).await?;
-        ensure!(s == 400 || s == 403, "carol's password: {s} {v}");
-        Ok(format!("{kinds:?}; password login {s}"))
-    }.await);
+    report.check(
+        "Synapse offers single sign-on only, and refuses a password",
+        async {
+            let v = get_json(&plain, &w.matrix("/_matrix/client/v3/login"), None).await?;
+            let kinds: Vec<&str> = v["flows"]
+                .as_array()
+                .context("flows")?
+                .iter()
+                .filter_map(|f| f["type"].as_str())
+                .collect();
+            ensure!(
+                !kinds.contains(&"m.login.password") && kinds.contains(&"m.login.sso"),
+                "{kinds:?}"
+            );
+            let (s, v) = password_login(&plain, &w.matrix(""), "carol", &carol_pw).await?;
+            ensure!(s == 400 || s == 403, "carol's password: {s} {v}");
+            Ok(format!("{kinds:?}; password login {s}"))
+        }
+        .await,
+    );
     report.check("Element shows no password reset; the proxy answers reset requests 403", async {
         let v = get_json(&plain, &format!("https://{ELEMENT_HOST}:{}/config.json", w.https), None).await?;
         ensure!(v["setting_defaults"]["UIFeature.passwordReset"] == false, "{v}");
@@ -1112,44 +1443,100 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         ensure!(w.mails().await?.len() == before, "a mail was sent");
         Ok("")
     }.await);
-    report.check("alice still signs in through Corp SSO", async {
-        let token = sso_token(&w, "corp", "alice", "alice-idp-password", &mut codes).await?;
-        tokens.push(token.clone());
-        let c = sdk_from_token(&w, &token, "alice SSO 2").await?;
-        ensure!(c.user_id().is_some_and(|u| u.as_str() == format!("@alice:{SERVER_NAME}")), "wrong user");
-        Ok("")
-    }.await);
+    report.check(
+        "alice still signs in through Corp SSO",
+        async {
+            let token = sso_token(&w, "corp", "alice", "alice-idp-password", &mut codes).await?;
+            tokens.push(token.clone());
+            let c = sdk_from_token(&w, &token, "alice SSO 2").await?;
+            ensure!(
+                c.user_id()
+                    .is_some_and(|u| u.as_str() == format!("@alice:{SERVER_NAME}")),
+                "wrong user"
+            );
+            Ok("")
+        }
+        .await,
+    );
     let cfg = utf8(&w.host_yaml)?.to_owned();
-    report.check("user add: no password (none shown), linked by Corp SSO; --password-file refused", async {
-        let out = st.cli_ok(&["user", "add", "erin", "--config", &cfg]).await?;
-        ensure!(out.stdout.trim().is_empty(), "printed {:?}", out.stdout);
-        ensure!(out.stderr.contains("without a password") && out.stderr.contains("Corp SSO"), "{}", out.both());
-        ensure!(w.account(st, "erin").await?.is_some(), "@erin was not made");
-        let out = st.cli_run(&["user", "add", "frank", "--password-file", utf8(&carol_file)?, "--config", &cfg]).await?;
-        ensure!(!out.status.success() && out.both().contains("sso.password_login"), "{}", out.both());
-        let out = st.cli_run(&["user", "reset-password", "carol", "--config", &cfg]).await?;
-        ensure!(!out.status.success() && out.both().contains("sso.password_login"), "{}", out.both());
-        Ok("")
-    }.await);
-    report.check("the CLI's service account works without password login, renewing itself", async {
-        let state_file = st.p.secrets.join("admin-account.json");
-        let before: Value = serde_json::from_slice(&std::fs::read(&state_file)?)?;
-        let old_id = before["user_id"].as_str().context("user_id")?.to_owned();
-        ensure!(old_id.starts_with("@ospw-admin=svc"), "{old_id}");
-        // A lost token: no password can sign the account in again.
-        let mut lost = before.clone();
-        lost["access_token"] = json!("syt_revoked_token");
-        std::fs::write(&state_file, serde_json::to_vec(&lost)?)?;
-        let out = st.cli_ok(&["user", "list", "--all", "--config", &cfg]).await?;
-        let after: Value = serde_json::from_slice(&std::fs::read(&state_file)?)?;
-        let new_id = after["user_id"].as_str().context("user_id")?;
-        ensure!(new_id != old_id, "the same account: {}", out.both());
-        ensure!(out.stderr.contains(&format!("deactivated the old service account {old_id}")), "{}", out.both());
-        let old_local = old_id.trim_start_matches('@').split(':').next().unwrap_or_default();
-        let old = w.account(st, old_local).await?.context("the old service account")?;
-        ensure!(old["deactivated"] == true, "{old}");
-        Ok(format!("{old_id} → {new_id}"))
-    }.await);
+    report.check(
+        "user add: no password (none shown), linked by Corp SSO; --password-file refused",
+        async {
+            let out = st
+                .cli_ok(&["user", "add", "erin", "--config", &cfg])
+                .await?;
+            ensure!(out.stdout.trim().is_empty(), "printed {:?}", out.stdout);
+            ensure!(
+                out.stderr.contains("without a password") && out.stderr.contains("Corp SSO"),
+                "{}",
+                out.both()
+            );
+            ensure!(w.account(st, "erin").await?.is_some(), "@erin was not made");
+            let out = st
+                .cli_run(&[
+                    "user",
+                    "add",
+                    "frank",
+                    "--password-file",
+                    utf8(&carol_file)?,
+                    "--config",
+                    &cfg,
+                ])
+                .await?;
+            ensure!(
+                !out.status.success() && out.both().contains("sso.password_login"),
+                "{}",
+                out.both()
+            );
+            let out = st
+                .cli_run(&["user", "reset-password", "carol", "--config", &cfg])
+                .await?;
+            ensure!(
+                !out.status.success() && out.both().contains("sso.password_login"),
+                "{}",
+                out.both()
+            );
+            Ok("")
+        }
+        .await,
+    );
+    report.check(
+        "the CLI's service account works without password login, renewing itself",
+        async {
+            let state_file = st.p.secrets.join("admin-account.json");
+            let before: Value = serde_json::from_slice(&std::fs::read(&state_file)?)?;
+            let old_id = before["user_id"].as_str().context("user_id")?.to_owned();
+            ensure!(old_id.starts_with("@ospw-admin=svc"), "{old_id}");
+            // A lost token: no password can sign the account in again.
+            let mut lost = before.clone();
+            lost["access_token"] = json!("syt_revoked_token");
+            std::fs::write(&state_file, serde_json::to_vec(&lost)?)?;
+            let out = st
+                .cli_ok(&["user", "list", "--all", "--config", &cfg])
+                .await?;
+            let after: Value = serde_json::from_slice(&std::fs::read(&state_file)?)?;
+            let new_id = after["user_id"].as_str().context("user_id")?;
+            ensure!(new_id != old_id, "the same account: {}", out.both());
+            ensure!(
+                out.stderr
+                    .contains(&format!("deactivated the old service account {old_id}")),
+                "{}",
+                out.both()
+            );
+            let old_local = old_id
+                .trim_start_matches('@')
+                .split(':')
+                .next()
+                .unwrap_or_default();
+            let old = w
+                .account(st, old_local)
+                .await?
+                .context("the old service account")?;
+            ensure!(old["deactivated"] == true, "{old}");
+            Ok(format!("{old_id} → {new_id}"))
+        }
+        .await,
+    );
 
     report.section("logs");
     report.check("no log of the run holds a client secret, the SMTP password, a login token, an authorization code or a reset token", (|| {

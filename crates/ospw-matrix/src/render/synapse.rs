@@ -63,7 +63,7 @@ pub fn homeserver(
         turn_uris.push(format!("turns:{turn_host}:{}?transport=tcp", tls.port));
     }
     let blocked: Vec<String> = BLOCKED_IP_RANGES.iter().map(|r| (*r).to_owned()).collect();
-    let auth = super::synapse_auth::derive(host);
+    let auth = super::synapse_auth::derive(host, ctx);
 
     let config = HomeserverConfig {
         server_name: Some(host.server_name.clone()),
@@ -135,7 +135,7 @@ pub fn homeserver(
         password_config: auth.password_config,
         sso: auth.sso,
         email: auth.email,
-        extra: Extra::new(),
+        extra: auth.extra,
         null_keys: Vec::new(),
     };
 
@@ -278,7 +278,12 @@ fn merge_settings(
 /// Synapse's logging configuration: a Python `logging.config.dictConfig`
 /// document writing to standard error (the journal adds time stamps) at the
 /// host's log level. SQL statements are never logged below INFO, so a DEBUG
-/// level does not write message contents into the journal.
+/// level does not write message contents into the journal. Synapse's access
+/// log (`synapse.access`: every request with the user, the client's address
+/// and the URL, which can hold one-time secrets such as the OpenID Connect
+/// callback's code or a password-reset link's token) is never written, at
+/// any level: like Caddy, which keeps no access log, Synapse does not record
+/// who asked for what.
 pub fn log_config(host: &HostDescription) -> String {
     let level = host.synapse.log_level.as_str();
     let sql_level = match host.synapse.log_level {
@@ -300,6 +305,8 @@ handlers:
 loggers:
   synapse.storage.SQL:
     level: {sql_level}
+  synapse.access:
+    level: WARNING
 root:
   level: {level}
   handlers: [journal]
@@ -605,6 +612,10 @@ mod tests {
         assert_eq!(
             value["loggers"]["synapse.storage.SQL"]["level"].as_str(),
             Some("INFO")
+        );
+        assert_eq!(
+            value["loggers"]["synapse.access"]["level"].as_str(),
+            Some("WARNING")
         );
     }
 }

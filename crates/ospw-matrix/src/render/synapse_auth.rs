@@ -15,7 +15,15 @@
 //! - `email`: TLS as the host description says (implicit TLS, or STARTTLS
 //!   required), the brand as the mails' app name, links to our Element.
 //!   Synapse has no file form of `smtp_pass`: the password is only ever in
-//!   the runtime secrets file.
+//!   the runtime secrets file. `next_link_domain_whitelist` is our Element's
+//!   host, so a password-reset link cannot send the person on to a site
+//!   the requester chose.
+//! - With either, Synapse's own templates are partly replaced
+//!   ([`TEMPLATES`], in `synapse/templates/`): its pages (the provider
+//!   picker, error and confirmation pages) and mails show a logo loaded from
+//!   matrix.org or element.io, and its notification mails sender avatars
+//!   from riot.im and the messages' text. Ours load nothing from elsewhere,
+//!   and notification mails name rooms and senders, never a message.
 
 use crate::components::synapse::{Duration, Extra, HomeserverConfig};
 use crate::components::synapse_auth::{
@@ -24,6 +32,96 @@ use crate::components::synapse_auth::{
 };
 use crate::error::{Error, ValidationErrors};
 use crate::host::{FreeformSettings, HostDescription, SmtpTls};
+use crate::render::RenderContext;
+
+/// Where the templates are, relative to the output directory.
+pub const TEMPLATES_DIR: &str = "synapse/templates";
+
+/// Synapse templates this product replaces, written to
+/// `synapse/templates/` (Synapse's `templates.custom_template_directory`)
+/// when single sign-on or mail is on. Synapse falls back to its own for
+/// every other template (and the style sheets these include).
+pub const TEMPLATES: [(&str, &str); 3] = [
+    ("_base.html", BASE_HTML),
+    ("notif_mail.html", NOTIF_MAIL_HTML),
+    ("notif_mail.txt", NOTIF_MAIL_TXT),
+];
+
+/// The page frame of Synapse's web pages and mails: the app's name as text
+/// where Synapse's own loads a logo from another site.
+const BASE_HTML: &str = r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+    <meta charset="UTF-8">
+    <meta name="viewport" content="width=device-width, initial-scale=1.0">
+    <title>{% block title %}{% endblock %}</title>
+    <style type="text/css">
+      {%- include 'style.css' without context %}
+    </style>
+    {% block header %}{% endblock %}
+</head>
+<body>
+<header class="mx_Header">
+    {% if app_name %}<strong>{{ app_name }}</strong>{% endif %}
+</header>
+
+{% block body %}{% endblock %}
+
+</body>
+</html>
+"#;
+
+/// Notification of missed messages (HTML): the rooms, who wrote and links
+/// to them; never a message's text, no image.
+const NOTIF_MAIL_HTML: &str = r#"{% extends "_base.html" %}
+{% block title %}New messages on {{ app_name }}{% endblock %}
+
+{% block header %}
+<style type="text/css">
+    {%- include 'mail.css' without context %}
+</style>
+{% endblock %}
+
+{% block body %}
+<p>Hello {{ user_display_name }},</p>
+<p>{{ summary_text }}</p>
+{% for room in rooms %}
+<h3><a href="{{ room.link }}">{{ room.title or "A chat" }}</a></h3>
+{% if room.invite %}
+<p>You have been invited to it.</p>
+{% else %}
+<ul>
+{% for notif in room.notifs %}{% for message in notif.messages %}{% if not message.is_historical %}
+<li><a href="{{ notif.link }}">A message from {{ message.sender_name }}</a></li>
+{% endif %}{% endfor %}{% endfor %}
+</ul>
+{% endif %}
+{% endfor %}
+<p>Open {{ app_name }} to read them: messages are never sent by mail.</p>
+<p><a href="{{ unsubscribe_link }}">Stop these mails</a></p>
+{% endblock %}
+"#;
+
+/// Notification of missed messages (plain text), like [`NOTIF_MAIL_HTML`].
+const NOTIF_MAIL_TXT: &str = r#"Hello {{ user_display_name }},
+
+{{ summary_text }}
+{% for room in rooms %}
+{{ room.title or "A chat" }}: {{ room.link }}
+{% if room.invite %}  You have been invited to it.
+{% else %}{% for notif in room.notifs %}{% for message in notif.messages %}{% if not message.is_historical %}  A message from {{ message.sender_name }}: {{ notif.link }}
+{% endif %}{% endfor %}{% endfor %}{% endif %}{% endfor %}
+Open {{ app_name }} to read them: messages are never sent by mail.
+
+Stop these mails: {{ unsubscribe_link }}
+"#;
+
+/// Whether the templates of [`TEMPLATES`] are rendered and used: with
+/// single sign-on or mail, the features that show Synapse's pages and send
+/// its mails.
+pub fn uses_templates(host: &HostDescription) -> bool {
+    !host.sso.providers.is_empty() || host.email.is_some()
+}
 
 /// The derived sign-in and mail sections.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -36,14 +134,18 @@ pub struct AuthSections {
     pub sso: Option<SsoConfig>,
     /// `email` (without `smtp_pass`).
     pub email: Option<EmailConfig>,
+    /// Top-level keys without a typed field: `templates` and
+    /// `next_link_domain_whitelist`.
+    pub extra: Extra,
 }
 
 fn path_text(p: &std::path::Path) -> String {
     p.display().to_string()
 }
 
-/// Derives the sections from `host` (already validated).
-pub fn derive(host: &HostDescription) -> AuthSections {
+/// Derives the sections from `host` (already validated); the templates
+/// live under `ctx.output_dir`.
+pub fn derive(host: &HostDescription, ctx: &RenderContext) -> AuthSections {
     let providers: Vec<OidcProvider> = host
         .sso
         .providers
@@ -90,7 +192,23 @@ pub fn derive(host: &HostDescription) -> AuthSections {
         })
         .collect();
     let has_providers = !providers.is_empty();
+    let mut extra = Extra::new();
+    if uses_templates(host) {
+        let mut templates = serde_yaml::Mapping::new();
+        templates.insert(
+            "custom_template_directory".into(),
+            path_text(&ctx.output_dir.join(TEMPLATES_DIR)).into(),
+        );
+        extra.insert("templates".to_owned(), templates.into());
+    }
+    if host.email.is_some() {
+        extra.insert(
+            "next_link_domain_whitelist".to_owned(),
+            serde_yaml::Value::Sequence(vec![host.element_host.clone().into()]),
+        );
+    }
     AuthSections {
+        extra,
         oidc_providers: has_providers.then_some(providers),
         password_config: (!host.sso.password_login).then(|| PasswordConfig {
             enabled: Some(PasswordEnabled::Off),
@@ -121,12 +239,20 @@ pub fn derive(host: &HostDescription) -> AuthSections {
 
 /// `homeserver.yaml` keys derived from `sso` and `email`, with the field
 /// that sets each: `synapse.settings` may restate them but not change them.
-pub const DERIVED_KEYS: [(&str, &str); 2] = [
+pub const DERIVED_KEYS: [(&str, &str); 4] = [
     ("oidc_providers", "sso.providers"),
     (
         "email",
         "email (its password is added by ospw-matrix materialize synapse-secrets, which \
          writes the whole section)",
+    ),
+    (
+        "templates",
+        "sso and email (Synapse's pages and mails without images from other sites)",
+    ),
+    (
+        "next_link_domain_whitelist",
+        "email (password-reset links lead back to our Element only)",
     ),
 ];
 
@@ -146,7 +272,12 @@ pub fn check_settings(
         }
         let same = match key {
             "oidc_providers" => derived.oidc_providers == merged.oidc_providers,
-            _ => derived.email == merged.email,
+            "email" => derived.email == merged.email,
+            // Without sso or email these are the admin's to set.
+            other => match derived.extra.get(other) {
+                None => true,
+                Some(value) => merged.extra.get(other) == Some(value),
+            },
         };
         if !same {
             errs.push(
@@ -172,7 +303,10 @@ pub fn check_settings(
 /// sections, as JSON. `{}` when there are none. The password file is read
 /// here; its value never appears in an error.
 pub fn secrets_file(host: &HostDescription) -> Result<String, Error> {
-    let sections = derive(host);
+    let ctx = RenderContext {
+        output_dir: "/nonexistent".into(),
+    };
+    let sections = derive(host, &ctx);
     let password = match host.email.as_ref().and_then(|e| e.password_file.as_ref()) {
         Some(file) => Some(read_one_line_secret(file, "email.password_file")?),
         None => None,
