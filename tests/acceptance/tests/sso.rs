@@ -1205,6 +1205,50 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         "a provider with allow_existing_users links it: carol signs in as @carol",
         carol_sso.as_ref().map(|_| "").map_err(|e| anyhow!("{e:#}")),
     );
+    report.check(
+        "an older service account a provider could link (ospw-admin) is replaced and deactivated",
+        async {
+            // The CLI's service account as older versions named it.
+            let pw = format!("old-admin-{}", random_hex(12));
+            let pw_file = dir.join("old-admin.password");
+            write_private(&pw_file, &format!("{pw}\n"), None)?;
+            let cfg = utf8(&w.host_yaml)?;
+            st.cli_ok(&[
+                "user",
+                "add",
+                "ospw-admin",
+                "--admin",
+                "--password-file",
+                utf8(&pw_file)?,
+                "--config",
+                cfg,
+            ])
+            .await?;
+            let (s, v) = password_login(&w.browser()?, &w.matrix(""), "ospw-admin", &pw).await?;
+            ensure!(s == 200, "{s} {v}");
+            let old_id = format!("@ospw-admin:{SERVER_NAME}");
+            let state = json!({"user_id": old_id, "localpart": "ospw-admin", "password": pw,
+                "access_token": v["access_token"]});
+            let state_file = st.p.secrets.join("admin-account.json");
+            write_private(&state_file, &state.to_string(), Some(&st.user))?;
+            let out = st.cli_ok(&["user", "list", "--config", cfg]).await?;
+            ensure!(
+                out.stderr.contains("replacing it")
+                    && out
+                        .stderr
+                        .contains(&format!("deactivated the old service account {old_id}")),
+                "{}",
+                out.both()
+            );
+            let now: Value = serde_json::from_slice(&std::fs::read(&state_file)?)?;
+            let new_id = now["user_id"].as_str().unwrap_or_default().to_owned();
+            ensure!(new_id.starts_with("@ospw-admin=svc"), "{new_id}");
+            let old = w.account(st, "ospw-admin").await?.context("@ospw-admin")?;
+            ensure!(old["deactivated"] == true, "{old}");
+            Ok(format!("{old_id} → {new_id}"))
+        }
+        .await,
+    );
 
     report.section("encrypted messages and mail");
     let room = match (&alice, &carol_sso) {

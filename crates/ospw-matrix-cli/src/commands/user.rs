@@ -31,6 +31,9 @@ pub struct AddArgs {
     pub admin: bool,
     /// Read the password from this file (one line). Without it, a strong
     /// password is generated and printed once, alone, on standard output.
+    /// With `sso.password_login: false` the account gets no usable password
+    /// (none is printed) and this option is refused: a single sign-on
+    /// provider with `allow_existing_users` links it on the first sign-in.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// The host description (YAML or JSON, such as the rendered host.json);
