@@ -71,7 +71,7 @@ in
             ]
             # The secrets Synapse cannot read from a file (modules/sso.nix).
             ++ lib.optional (ospwLib.needsRuntimeSecrets cfg) "--config-path ${ospwLib.runtimeSecretsFile}"
-            ++ [ "--keys-directory ${dataDir}" ]
+            ++ [ "--keys-directory ${ospwLib.escapeExecArg dataDir}" ]
           );
           ExecReload = "${lib.getExe' pkgs.coreutils "kill"} -HUP $MAINPID";
           Restart = "on-failure";

@@ -19,11 +19,11 @@ OSPW_VENV=${OSPW_VENV:-/opt/ospw-venv}
 # libc-bin (`getent`) are listed for completeness.
 APT_PACKAGES=(postgresql-15 postgresql-client-15 libpq-dev coturn caddy nix-bin jq
   python3 python3-venv python3-dev gcc libc6-dev curl ca-certificates procps
-  util-linux passwd libc-bin)
+  util-linux passwd libc-bin systemd)
 # Every program a test spawns by name (PostgreSQL's own programs are run from
 # /usr/lib/postgresql/15/bin and checked there).
 PROGRAMS=(turnserver turnutils_uclient turnutils_peer caddy curl python3 setpriv
-  getent useradd id kill sh sleep nix-instantiate jq cargo rustc node npm)
+  getent useradd id kill sh sleep nix-instantiate jq cargo rustc systemd-analyze node npm)
 PG_PROGRAMS=(initdb postgres pg_ctl pg_isready psql createdb dropdb pg_dump pg_restore)
 
 missing=()

@@ -69,6 +69,26 @@ const CASES: &[(&str, &str)] = &[
     ("proxy: {tls: selfsigned}", "proxy.tls"),
     ("proxy: {bind: [0.0.0.300]}", "proxy.bind[0]"),
     ("proxy: {admin: nowhere}", "proxy.admin"),
+    // Caddy's admin endpoint has no authentication: loopback, a socket or off.
+    ("proxy: {admin: ':2019'}", "proxy.admin"),
+    ("proxy: {admin: '0.0.0.0:2019'}", "proxy.admin"),
+    ("proxy: {admin: '[::]:2019'}", "proxy.admin"),
+    ("proxy: {admin: '192.0.2.7:2019'}", "proxy.admin"),
+    ("proxy: {admin: 'admin.example.org:2019'}", "proxy.admin"),
+    ("proxy: {admin: '{env.CADDY_ADMIN}'}", "proxy.admin"),
+    ("proxy: {admin: 'tcp4/0.0.0.0:2019'}", "proxy.admin"),
+    ("proxy: {admin: 'localhost:2019-2040'}", "proxy.admin"),
+    ("proxy: {admin: 'OFF'}", "proxy.admin"),
+    // Values Caddy would read as something else (placeholders, {$VAR}, line breaks).
+    ("element: {webroot: '/srv/{header.X-Root}'}", "element.webroot"),
+    ("element: {webroot: '/srv/{$HOME}/element'}", "element.webroot"),
+    ("element: {webroot: \"/srv/el\\nement\"}", "element.webroot"),
+    ("synapse: {listen: {unix: {path: '/run/{query.s}/client.sock'}}}", "synapse.listen.unix.path"),
+    ("synapse: {listen: {unix: {path: '/run/synapse/client.sock|0777'}}}", "synapse.listen.unix.path"),
+    ("proxy: {acme_email: '{$EMAIL}@example.org'}", "proxy.acme_email"),
+    ("proxy: {acme_email: '#admin@example.org'}", "proxy.acme_email"),
+    ("proxy: {acme_email: 'ad min@example.org'}", "proxy.acme_email"),
+    ("element: {branding: {logo_file: '/srv/{path}/logo.svg'}}", "element.branding.logo_file"),
     // Port collisions.
     ("proxy: {http_port: 8443, https_port: 8443}", "proxy.https_port"),
     ("proxy: {https_port: 8008}", "proxy.https_port"),
@@ -112,6 +132,37 @@ const CASES: &[(&str, &str)] = &[
     ("element: {settings: {default_federate: true}}", "element.settings.default_federate"),
     ("synapse: {settings: {email: {smtp_host: mail.example.org, smtp_pass: s3cr3t}}}", "synapse.settings.email.smtp_pass"),
     ("turn: {listening_ips: [0.0.0.0], settings: {allowed-peer-ip: 0.0.0.0}}", "turn.settings.allowed-peer-ip"),
+    // Element settings that send people, or their data, elsewhere (class 4).
+    ("element: {settings: {default_server_name: matrix.org}}", "element.settings.default_server_name"),
+    ("element: {settings: {default_hs_url: 'https://matrix-client.matrix.org'}}", "element.settings.default_hs_url"),
+    ("element: {settings: {defaultIsUrl: 'https://vector.im'}}", "element.settings.defaultIsUrl"),
+    ("element: {settings: {mapStyleUrl: 'https://api.maptiler.com/maps/streets/style.json'}}", "element.settings.mapStyleUrl"),
+    ("element: {settings: {branding: {auth_footer_links: [{text: Blog, url: 'https://element.io/blog'}]}}}", "element.settings.branding.auth_footer_links"),
+    ("element: {settings: {embedded_pages: {home_url: '//evil.example/home.html'}}}", "element.settings.embedded_pages.home_url"),
+    ("element: {settings: {logout_redirect_url: 'https://chat.example.org@evil.example/'}}", "element.settings.logout_redirect_url"),
+    ("element: {settings: {modules: ['https://evil.example/module.js']}}", "element.settings.modules[0]"),
+    ("element: {settings: {terms_and_conditions_links: [{text: ToS, url: 'javascript:alert(1)'}]}}", "element.settings.terms_and_conditions_links[0].url"),
+    ("element: {settings: {mobile_guide_toast: true}}", "element.settings.mobile_guide_toast"),
+    ("element: {settings: {sentry: {dsn: 'https://key@sentry.example/1'}}}", "element.settings.sentry"),
+    ("element: {setting_defaults: {custom_themes: [{name: T, fonts: {faces: [{src: [{url: 'https://fonts.example.net/f.woff2'}]}]}}]}}", "element.setting_defaults.custom_themes"),
+    ("element: {setting_defaults: {UIFeature.identityServer: true}}", "element.setting_defaults.UIFeature.identityServer"),
+    ("element: {settings: {setting_defaults: {urlPreviewsEnabled_e2ee: true}}}", "element.settings.setting_defaults.urlPreviewsEnabled_e2ee"),
+    ("element: {settings: {features: {feature_video_rooms: 'yes'}}}", "element.settings.features.feature_video_rooms"),
+    ("element: {jitsi_domain: meet.element.io}", "element.jitsi_domain"),
+    ("element: {map_style_url: 'http://tiles.example.org/style.json'}", "element.map_style_url"),
+    ("element: {branding: {help_url: 'javascript:alert(1)'}}", "element.branding.help_url"),
+    ("element: {branding: {footer_links: [{text: Blog, url: 'https://user@evil.example/'}]}}", "element.branding.footer_links[0].url"),
+    ("element: {branding: {logo_file: /etc/chat/logo.exe}}", "element.branding.logo_file"),
+    // Element settings contradicting a typed field (class 8), naming both.
+    ("element: {settings: {brand: Other}}", "element.brand"),
+    ("element: {force_turn: true, settings: {setting_defaults: {webRtcForceTURN: false}}}", "element.force_turn"),
+    ("element: {setting_defaults: {webRtcAllowPeerToPeer: false}}", "element.setting_defaults.webRtcAllowPeerToPeer"),
+    ("element: {settings: {jitsi: {preferred_domain: meet.example.org}}}", "element.jitsi_domain"),
+    ("element: {settings: {map_style_url: 'https://tiles.example.org/style.json'}}", "element.map_style_url"),
+    ("element: {settings: {setting_defaults: {UIFeature.urlPreviews: true}}}", "synapse.url_previews"),
+    ("element: {setting_defaults: {urlPreviewsEnabled: true}}", "synapse.url_previews"),
+    ("element: {settings: {help_url: 'https://chat.example.org/help'}}", "element.branding.help_url"),
+    ("synapse: {presence: false}\nelement: {settings: {enable_presence_by_hs_url: {'https://matrix.example.org': true}}}", "synapse.presence"),
     // Settings that would make the components disagree.
     ("synapse: {settings: {server_name: other.org}}", "synapse.settings.server_name"),
     ("synapse: {settings: {turn_shared_secret_path: /run/other/turn}}", "synapse.settings.turn_shared_secret_path"),
@@ -180,6 +231,30 @@ const CASES: &[(&str, &str)] = &[
     ("synapse: {listen: {tcp: {address: 127.0.0.1, port: 2019}}}", "synapse.listen.tcp.port"),
 ];
 
+/// Patches a fix could wrongly refuse: each must render.
+const GOOD_CASES: &[&str] = &[
+    // Element: this server's own pages, hostless URLs, text with URLs in it.
+    "element: {settings: {embedded_pages: {home_url: 'https://chat.example.org/home.html'}}}",
+    "element: {settings: {branding: {welcome_background_url: ['themes/bg.jpg', 'data:image/png;base64,AAAA']}}}",
+    "element: {settings: {report_event: {admin_message_md: 'Rules: https://example.net/rules'}}}",
+    "element: {settings: {bug_report_endpoint_url: local}}",
+    "element: {settings: {sso_redirect_options: {immediate: false}, features: {feature_pinning: true}}}",
+    "element: {brand: 'Chat: the place', settings: {brand: 'Chat: the place'}}",
+    "element: {force_turn: true, setting_defaults: {webRtcForceTURN: true}}",
+    "element: {map_style_url: 'https://tiles.example.org/style.json', jitsi_domain: meet.example.org}",
+    "element: {branding: {welcome_text: \"Welcome!\\n\\nIt's ours & <b>private</b>.\", logo_file: /etc/chat/logo-1.svg, \
+     footer_links: [{text: Rules, url: 'https://example.org/rules'}], help_url: 'https://wiki.example.org/help', \
+     desktop_download_url: 'https://example.org/apps'}}",
+    "synapse: {url_previews: true}\nelement: {setting_defaults: {urlPreviewsEnabled: true, UIFeature.urlPreviews: true}}",
+    // Caddy: odd but plain paths and addresses.
+    "element: {webroot: \"/srv/element web/it's #1\"}",
+    "synapse: {listen: {unix: {path: '/run/synapse sockets/client.sock'}}}",
+    "proxy: {acme_email: \"o'brien+chat@example.org\"}",
+    "proxy: {admin: '[::1]:2019'}",
+    "proxy: {admin: 'unix//run/caddy/admin.sock'}",
+    "proxy: {admin: '127.0.0.2:2100'}",
+];
+
 fn merge(base: &mut Value, patch: Value) {
     match (base, patch) {
         (Value::Mapping(b), Value::Mapping(p)) => {
@@ -226,6 +301,17 @@ fn at_least_forty_cases() {
 #[test]
 fn base_is_valid() {
     assert_eq!(library_errors(&case_yaml("{}")), None);
+}
+
+#[test]
+fn good_cases_render() {
+    let failures: Vec<String> = GOOD_CASES
+        .iter()
+        .filter_map(|patch| {
+            library_errors(&case_yaml(patch)).map(|errors| format!("{patch}: {errors:?}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "refused:\n{}", failures.join("\n"));
 }
 
 #[test]

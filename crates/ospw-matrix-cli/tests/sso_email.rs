@@ -388,7 +388,7 @@ fn with_passwords_off_synapse_offers_no_password_login() {
         element["setting_defaults"]["UIFeature.passwordReset"],
         false
     );
-    assert_eq!(element["setting_defaults"]["UIFeature.thirdPartyId"], true);
+    assert_eq!(element["setting_defaults"]["UIFeature.thirdPartyId"], false);
     // Resets are off: the proxy answers the reset-mail request itself.
     let caddy = std::fs::read_to_string(s.path("out/caddy/sites.caddy")).expect("read");
     assert!(

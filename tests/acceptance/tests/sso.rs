@@ -860,7 +860,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     report.section("Element and the proxy");
     let plain = w.browser()?;
     report.check(
-        "Element's config.json turns on the password-reset and e-mail UI, never 3PID login",
+        "Element's config.json turns on the password-reset UI, never 3PID login or self-managed addresses",
         async {
             let url = format!("https://{ELEMENT_HOST}:{}/config.json", w.https);
             let v = get_json(&plain, &url, None).await?;
@@ -869,7 +869,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
                 "{v}"
             );
             ensure!(
-                v["setting_defaults"]["UIFeature.thirdPartyId"] == true,
+                v["setting_defaults"]["UIFeature.thirdPartyId"] == false,
                 "{v}"
             );
             ensure!(v["disable_3pid_login"] == true, "{v}");
@@ -1204,6 +1204,35 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     report.check(
         "a provider with allow_existing_users links it: carol signs in as @carol",
         carol_sso.as_ref().map(|_| "").map_err(|e| anyhow!("{e:#}")),
+    );
+    report.check(
+        "user add --email gives a password account an address; a reset mail reaches it",
+        async {
+            let pw_file = dir.join("dora.password");
+            write_private(&pw_file, &format!("dora-{}\n", random_hex(12)), None)?;
+            let cfg = utf8(&w.host_yaml)?;
+            let out = st
+                .cli_ok(&["user", "add", "dora", "--password-file", utf8(&pw_file)?,
+                    "--email", "dora@example.test", "--config", cfg])
+                .await?;
+            ensure!(out.stderr.contains("dora@example.test"), "{}", out.both());
+            let dora = w.account(st, "dora").await?.context("@dora")?;
+            ensure!(dora["threepids"].to_string().contains("dora@example.test"), "{}", dora["threepids"]);
+            let r = w.browser()?
+                .post(w.matrix("/_matrix/client/v3/account/password/email/requestToken"))
+                .json(&json!({"email": "dora@example.test", "client_secret": format!("cs{}", random_hex(8)), "send_attempt": 1}))
+                .send()
+                .await?;
+            ensure!(r.status() == 200, "requestToken: {}", r.status());
+            let mail = w.wait_for_mail("dora@example.test", "Password reset").await?;
+            let text = mail["text"].as_str().unwrap_or_default();
+            let link = urls_in(text).into_iter().find(|u| u.contains("submit_token")).context("no link")?;
+            if let Ok(u) = Url::parse(&link) {
+                tokens.extend(param(&u, "token"));
+            }
+            Ok("")
+        }
+        .await,
     );
     report.check(
         "an older service account a provider could link (ospw-admin) is replaced and deactivated",

@@ -36,6 +36,11 @@ pub struct AddArgs {
     /// provider with `allow_existing_users` links it on the first sign-in.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// The account's e-mail address, for password resets and notification
+    /// mails (`email` in the host description); set through the admin API,
+    /// so it needs --config. People cannot add addresses themselves.
+    #[arg(long, value_name = "ADDRESS")]
+    pub email: Option<String>,
     /// The host description (YAML or JSON, such as the rendered host.json);
     /// it gives Synapse's listener and the registration secret's path.
     #[arg(long, short, env = "OSPW_MATRIX_CONFIG", value_name = "FILE")]
@@ -145,6 +150,15 @@ fn read_registration_secret(path: &Path) -> Result<String, Error> {
 pub fn add(args: AddArgs) -> Result<(), Error> {
     check_localpart(&args.name, None)
         .map_err(|m| Error::Other(format!("invalid user name: {m}")))?;
+    if let Some(email) = &args.email {
+        ospw_matrix::values::check_email_address(email)
+            .map_err(|m| Error::Other(format!("--email: {m}")))?;
+        if args.config.is_none() {
+            return Err(Error::Other(
+                "--email needs the host description (--config, or OSPW_MATRIX_CONFIG): the address is set through the admin API".into(),
+            ));
+        }
+    }
     let needs_host = args.synapse.is_none() || args.registration_secret_file.is_none();
     let target = match (&args.config, needs_host) {
         (Some(config), _) => target_from_host(config)?,
@@ -226,6 +240,10 @@ pub fn add(args: AddArgs) -> Result<(), Error> {
         request(&endpoint, "POST", REGISTER_PATH, &[], Some(&body), timeout).map_err(http)?;
     let user_id = interpret_register_response(answer.status, &answer.body)
         .map_err(|failure| Error::Other(format!("cannot create {:?}: {failure}", args.name)))?;
+    if let (Some(email), Some(config)) = (&args.email, &args.config) {
+        set_email(&args, config, &user_id, email)?;
+        eprintln!("{user_id}'s e-mail address is {email}");
+    }
     let role = if args.admin { " (administrator)" } else { "" };
     let linked_by = target.linking_providers.join(", ");
     if !target.password_login {
@@ -251,4 +269,24 @@ pub fn add(args: AddArgs) -> Result<(), Error> {
         eprintln!("created {user_id}{role}");
     }
     Ok(())
+}
+
+/// Gives `user_id` the e-mail address `email`, through the admin API as the
+/// CLI's service account.
+fn set_email(args: &AddArgs, config: &Path, user_id: &str, email: &str) -> Result<(), Error> {
+    let admin = crate::admin_api::AdminArgs {
+        config: config.to_owned(),
+        registration_secret_file: args.registration_secret_file.clone(),
+        state_dir: std::env::var_os("OSPW_MATRIX_STATE_DIR").map(PathBuf::from),
+        synapse: args.synapse.clone(),
+        timeout: args.timeout,
+    };
+    let mut client = crate::admin_api::AdminClient::new(&admin)?;
+    let path = format!(
+        "/_synapse/admin/v2/users/{}",
+        crate::admin_api::encode_segment(user_id)
+    );
+    let body = serde_json::json!({"threepids": [{"medium": "email", "address": email}]});
+    let r = client.call("PUT", &path, Some(&body))?;
+    crate::admin_api::expect_ok(&r, &format!("setting {user_id}'s e-mail address"))
 }
