@@ -323,26 +323,31 @@ in
       userQuota = mkOption {
         type = types.ints.positive;
         default = 12;
-        description = "How many allocations one user may hold at once.";
+        description = "How many allocations one user may hold at once (at most 1000000).";
       };
 
       totalQuota = mkOption {
         type = types.ints.positive;
         default = 1200;
-        description = "How many allocations the server holds at once.";
+        description = "How many allocations the server holds at once (at most 1000000).";
       };
 
       credentialLifetime = mkOption {
         type = types.str;
         default = "1h";
-        description = "How long the TURN credentials Synapse hands out stay valid (suffix ms, s, m, h, d, w or y).";
+        example = "1d";
+        description = "How long the TURN credentials Synapse hands out stay valid: a number with a unit (ms, s, m, h, d or w), from one minute to seven days. A bare number is refused (Synapse would read it as milliseconds).";
       };
 
       settings = jsonOption {
         example.no-tcp-relay = true;
         description = ''
           Extra {file}`turnserver.conf` options, merged last: strings,
-          numbers, booleans (a flag) or lists (the option repeated). The
+          numbers, booleans (a flag) or lists (the option repeated). Only
+          options every supported coturn knows, with values it reads as
+          written (one line, at most 1023 bytes with the name; numbers as
+          plain digits); options set by another option here (ports, realm,
+          quotas, addresses, TLS) may be restated but not changed. The
           shared secret may not be written here; see
           {option}`services.ospw-matrix.secrets.turnSharedSecretFile`.
         '';

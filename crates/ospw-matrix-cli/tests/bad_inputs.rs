@@ -226,10 +226,77 @@ const CASES: &[(&str, &str)] = &[
     ("email: {smtp_host: mail.example.org, from: noreply@example.org}", "email"),
     ("email: {smtp_host: mail.example.org, password_reset: true}", "email"),
     ("synapse: {settings: {email: {smtp_host: mail.example.org, force_tls: true, notif_from: noreply@example.org}}}", "synapse.settings.email"),
+    // Injection into turnserver.conf: what coturn reads must be what was
+    // checked (a line break, a byte coturn treats specially, an option it
+    // does not know, a value it reads otherwise). The over-long line is in
+    // generated_cases().
+    ("turn: {settings: {server-name: \"x\\nallowed-peer-ip=10.0.0.1\"}}", "turn.settings.server-name"),
+    ("turn: {settings: {cipher-list: [DEFAULT, \"x\\nno-auth\"]}}", "turn.settings.cipher-list"),
+    ("turn: {settings: {server-name: \"x\\rallowed-peer-ip=10.0.0.1\"}}", "turn.settings.server-name"),
+    ("turn: {settings: {server-name: \"x\\0y\"}}", "turn.settings.server-name"),
+    ("turn: {settings: {server-name: '\"turn.example.org\"'}}", "turn.settings.server-name"),
+    ("turn: {settings: {server-name: '-turn.example.org'}}", "turn.settings.server-name"),
+    ("turn: {settings: {denid-peer-ip: 10.0.0.0-10.255.255.255}}", "turn.settings.denid-peer-ip"),
+    ("turn: {settings: {tlsv1: true}}", "turn.settings.tlsv1"),
+    ("turn: {settings: {use-auth-secret: false}}", "turn.settings.use-auth-secret"),
+    ("turn: {settings: {no-tcp-relay: nope}}", "turn.settings.no-tcp-relay"),
+    ("turn: {tls: {cert_file: \"/etc/cert.pem\\nallowed-peer-ip=10.0.0.1\", key_file: /etc/key.pem}}", "turn.tls.cert_file"),
+    ("turn: {tls: {cert_file: /etc/cert.pem, key_file: \"/etc/key.pem\\0\"}}", "turn.tls.key_file"),
+    // Peer ranges as coturn reads them.
+    ("turn: {settings: {denied-peer-ip: [\"::\"]}}", "turn.settings.denied-peer-ip"),
+    ("turn: {settings: {denied-peer-ip: [10.0.0.0/8]}}", "turn.settings.denied-peer-ip"),
+    ("turn: {settings: {external-ip: \"203.0.113.9/::\"}}", "turn.settings.external-ip"),
+    ("turn: {external_ip: 203.0.113.9/0.0.0.0}", "turn.external_ip"),
+    ("turn: {settings: {allowed-peer-ip: localhost}}", "turn.settings.allowed-peer-ip"),
+    // Units and ranges.
+    ("turn: {credential_lifetime: '86400'}", "turn.credential_lifetime"),
+    ("turn: {credential_lifetime: 86400}", "turn.credential_lifetime"),
+    ("turn: {credential_lifetime: 30d}", "turn.credential_lifetime"),
+    ("turn: {credential_lifetime: 10s}", "turn.credential_lifetime"),
+    ("turn: {total_quota: 0}", "turn.total_quota"),
+    ("turn: {user_quota: 2000000, total_quota: 3000000}", "turn.user_quota"),
+    ("turn: {relay_ports: 50000-50000}", "turn.relay_ports"),
+    ("turn: {settings: {stale-nonce: 10m}}", "turn.settings.stale-nonce"),
+    ("turn: {settings: {max-bps: 1M}}", "turn.settings.max-bps"),
+    // Settings contradicting a typed field.
+    ("turn: {settings: {realm: other.example.org}}", "turn.settings.realm"),
+    ("turn: {settings: {user-quota: 0}}", "turn.settings.user-quota"),
+    ("turn: {settings: {total-quota: 5}}", "turn.settings.total-quota"),
+    ("turn: {settings: {no-tls: false}}", "turn.settings.no-tls"),
+    ("turn: {tls: {cert_file: /c.pem, key_file: /k.pem}, settings: {cert: /other.pem}}", "turn.settings.cert"),
+    ("turn: {listening_ips: [10.0.0.5], settings: {listening-ip: 10.0.0.6}}", "turn.settings.listening-ip"),
+    ("turn: {relay_ip: 10.0.0.5, settings: {relay-ip: 10.0.0.7}}", "turn.settings.relay-ip"),
+    ("turn: {settings: {max-port: 60000}}", "turn.settings.max-port"),
     // Ports other programs hold: Caddy's HTTP/3 (UDP) and admin endpoint.
     ("turn: {relay_ports: 400-500}", "turn.relay_ports"),
     ("synapse: {listen: {tcp: {address: 127.0.0.1, port: 2019}}}", "synapse.listen.tcp.port"),
 ];
+
+/// Cases too long to write out: (patch in YAML, the field the error must name).
+fn generated_cases() -> Vec<(String, &'static str)> {
+    // A value that fills coturn's 1023-byte line buffer exactly, so that
+    // coturn reads what follows as an option of its own.
+    let filler = "a".repeat(1023 - "server-name=".len());
+    vec![
+        (
+            format!("turn: {{settings: {{server-name: '{filler}allowed-peer-ip=10.0.0.0-10.255.255.255'}}}}"),
+            "turn.settings.server-name",
+        ),
+        (
+            format!("turn: {{settings: {{cipher-list: ['{filler}no-auth']}}}}"),
+            "turn.settings.cipher-list",
+        ),
+    ]
+}
+
+/// Every case: the table and the generated ones.
+fn all_cases() -> Vec<(String, &'static str)> {
+    CASES
+        .iter()
+        .map(|(patch, field)| ((*patch).to_owned(), *field))
+        .chain(generated_cases())
+        .collect()
+}
 
 /// Patches a fix could wrongly refuse: each must render.
 const GOOD_CASES: &[&str] = &[
@@ -253,6 +320,22 @@ const GOOD_CASES: &[&str] = &[
     "proxy: {admin: '[::1]:2019'}",
     "proxy: {admin: 'unix//run/caddy/admin.sock'}",
     "proxy: {admin: '127.0.0.2:2100'}",
+    // TURN: values near the units, ranges and contradiction rules.
+    "turn: {credential_lifetime: 1d}",
+    "turn: {credential_lifetime: 7d}",
+    "turn: {credential_lifetime: 60s}",
+    "turn: {credential_lifetime: 90m}",
+    "turn: {relay_ports: 50000-50001}",
+    "turn: {user_quota: 1, total_quota: 1}",
+    "turn: {settings: {user-quota: 12, total-quota: 1200, realm: matrix.example.org}}",
+    "turn: {settings: {listening-port: 3478, no-tls: true}}",
+    "turn: {settings: {server-name: turn.example.org, stale-nonce: 600, mobility: true}}",
+    "turn: {settings: {fingerprint: 'off', no-stdout-log: 'yes'}}",
+    "turn: {settings: {cipher-list: 'ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES256-GCM-SHA384'}}",
+    "turn: {settings: {relay-ip: 198.51.100.7}}",
+    "turn: {external_ip: 198.51.100.7/10.0.0.5}",
+    "turn: {listening_ips: ['10.0.0.5', '2001:db8::5']}",
+    "turn: {tls: {cert_file: /etc/ssl/turn cert.pem, key_file: /etc/ssl/turn-key.pem}}",
 ];
 
 fn merge(base: &mut Value, patch: Value) {
@@ -317,7 +400,8 @@ fn good_cases_render() {
 #[test]
 fn library_rejects_each_case_naming_its_field() {
     let mut failures = Vec::new();
-    for (patch, field) in CASES {
+    let cases = all_cases();
+    for (patch, field) in &cases {
         let yaml = case_yaml(patch);
         match library_errors(&yaml) {
             None => failures.push(format!("accepted: {patch}")),
@@ -332,7 +416,7 @@ fn library_rejects_each_case_naming_its_field() {
         failures.is_empty(),
         "{} of {} cases failed:\n{}",
         failures.len(),
-        CASES.len(),
+        cases.len(),
         failures.join("\n")
     );
 }
@@ -341,7 +425,7 @@ fn library_rejects_each_case_naming_its_field() {
 fn cli_rejects_each_case_and_writes_nothing() {
     let tmp = support::TempDir::new("bad-inputs");
     let mut failures = Vec::new();
-    for (i, (patch, field)) in CASES.iter().enumerate() {
+    for (i, (patch, field)) in all_cases().iter().enumerate() {
         let config = tmp.path().join(format!("case-{i}.yaml"));
         std::fs::write(&config, case_yaml(patch)).expect("write case");
         let out = tmp.path().join(format!("out-{i}"));

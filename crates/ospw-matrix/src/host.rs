@@ -226,15 +226,22 @@ pub struct TurnSettings {
     pub external_ip: Option<String>,
     /// The address to relay from (coturn's `relay-ip`).
     pub relay_ip: Option<String>,
-    /// How many allocations one user may hold at once.
+    /// How many allocations one user may hold at once (1 to 1000000; coturn
+    /// would read 0 as no limit).
     pub user_quota: u32,
-    /// How many allocations the server holds at once.
+    /// How many allocations the server holds at once (1 to 1000000; coturn
+    /// would read 0 as no limit).
     pub total_quota: u32,
     /// How long the credentials Synapse hands out stay valid, as a duration
-    /// such as `1h` (suffix ms, s, m, h, d, w or y).
+    /// with a unit such as `1h` or `1d` (ms, s, m, h, d or w), from one
+    /// minute to seven days. A bare number is refused (Synapse would read it
+    /// as milliseconds).
     pub credential_lifetime: String,
     /// Extra `turnserver.conf` options, merged last. Values are strings,
-    /// numbers, booleans (a flag) or lists (the option repeated).
+    /// numbers, booleans (a flag) or lists (the option repeated). Only
+    /// options every supported coturn knows, with values it reads as
+    /// written (one line, no leading `-`, `=`, space or quote); options set
+    /// by a typed field may be restated but not changed.
     pub settings: FreeformSettings,
 }
 

@@ -13,8 +13,13 @@ use crate::error::ValidationErrors;
 use crate::host::{HostDescription, SecretKind, SynapseListen};
 use crate::values::{
     check_mailbox, is_loopback_host, parse_admin_listen, parse_claim_template, parse_duration_ms,
-    parse_https_url, parse_port_range, parse_size_bytes, parse_web_url, AdminListen, PortRange,
+    parse_https_url, parse_lifetime_ms, parse_port_range, parse_size_bytes, parse_web_url,
+    AdminListen, PortRange,
 };
+
+/// The largest TURN quota: more allocations than relay ports on every
+/// address of a host cannot exist, and coturn reads quotas as a C `int`.
+const MAX_TURN_QUOTA: u32 = 1_000_000;
 
 /// Words that mark a value the user was meant to replace.
 const PLACEHOLDERS: [&str; 6] = [
@@ -222,18 +227,38 @@ fn check_turn(host: &HostDescription, errs: &mut ValidationErrors) {
     if let Some(relay) = &t.relay_ip {
         ip(errs, "turn.relay_ip", relay);
     }
-    if t.user_quota == 0 {
-        errs.push(
+    // coturn reads quotas with atoi into an int, and 0 as "no limit".
+    for (path, quota, what) in [
+        (
             "turn.user_quota",
-            "0 would refuse every call: expected a positive number of allocations per user",
-        );
-    }
-    if t.total_quota == 0 {
-        errs.push(
+            t.user_quota,
+            "allocations one user may hold",
+        ),
+        (
             "turn.total_quota",
-            "0 would refuse every call: expected a positive number of allocations",
-        );
-    } else if t.user_quota > t.total_quota {
+            t.total_quota,
+            "allocations the server holds",
+        ),
+    ] {
+        if quota == 0 {
+            errs.push(
+                path,
+                format!(
+                    "0 means no limit to coturn, not none: expected a positive number of {what} \
+                     (12 per user and 1200 in all by default)"
+                ),
+            );
+        } else if quota > MAX_TURN_QUOTA {
+            errs.push(
+                path,
+                format!(
+                    "{quota} is more than coturn could ever hold (each allocation takes a relay \
+                     port): expected at most {MAX_TURN_QUOTA}"
+                ),
+            );
+        }
+    }
+    if t.user_quota != 0 && t.total_quota != 0 && t.user_quota > t.total_quota {
         errs.push(
             "turn.user_quota",
             format!(
@@ -242,7 +267,7 @@ fn check_turn(host: &HostDescription, errs: &mut ValidationErrors) {
             ),
         );
     }
-    if let Err(message) = parse_duration_ms(&t.credential_lifetime) {
+    if let Err(message) = parse_lifetime_ms(&t.credential_lifetime) {
         errs.push("turn.credential_lifetime", message);
     }
 }

@@ -41,9 +41,15 @@ pub fn parse_port_range(text: &str) -> Result<PortRange, String> {
             "{text:?} is not a port range of ports 1 to 65535: {expected}"
         ));
     };
-    if first >= last {
+    if first > last {
         return Err(format!(
             "{text} is empty: the first port must be below the last"
+        ));
+    }
+    if first == last {
+        return Err(format!(
+            "{text} is a single port: coturn gives every allocation a relay port of its own, so \
+             one port would serve one call participant at a time; {expected}"
         ));
     }
     Ok(PortRange { first, last })
@@ -396,6 +402,39 @@ pub fn parse_web_url(text: &str) -> Result<WebUrl, String> {
     })
 }
 
+/// The shortest and longest lifetime accepted for TURN credentials.
+pub const TURN_LIFETIME_BOUNDS: (u64, u64) = (60_000, 7 * 86_400_000);
+
+/// Parses a TURN credential lifetime such as `1h` into milliseconds: a
+/// number with a unit (ms, s, m, h, d or w) between one minute and seven
+/// days. A bare number is refused: Synapse would read it as milliseconds
+/// (`86400` is 86 seconds, not a day).
+pub fn parse_lifetime_ms(text: &str) -> Result<u64, String> {
+    let expected = "expected a number with a unit s, m, h or d, such as 1h or 1d";
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = text.parse::<u64>().map(|n| n / 1000).unwrap_or(0);
+        return Err(format!(
+            "{text:?} has no unit: Synapse would read it as milliseconds ({secs} s); {expected}"
+        ));
+    }
+    let ms =
+        parse_duration_ms(text).map_err(|_| format!("{text:?} is not a duration: {expected}"))?;
+    let (min, max) = TURN_LIFETIME_BOUNDS;
+    if ms < min {
+        return Err(format!(
+            "{text:?} is shorter than a minute: credentials would expire while a call is being \
+             set up; {expected}"
+        ));
+    }
+    if ms > max {
+        return Err(format!(
+            "{text:?} is longer than 7 days: a leaked credential would relay for that long; \
+             expected at most 7d, such as 1h or 1d"
+        ));
+    }
+    Ok(ms)
+}
+
 /// Parses an `https://` URL the operator wrote into a typed field and
 /// returns its host (lower case). The host must be a DNS name; user info,
 /// white space, control characters and characters that need quoting in
@@ -567,7 +606,26 @@ mod tests {
         assert!(parse_port_range("5000").is_err());
         assert!(parse_port_range("0-10").is_err());
         assert!(parse_port_range("1-70000").is_err());
-        assert!(parse_port_range("10-10").is_err());
+        assert_eq!(
+            parse_port_range("10-10").unwrap_err(),
+            "10-10 is a single port: coturn gives every allocation a relay port of its own, so \
+             one port would serve one call participant at a time; expected FIRST-LAST such as \
+             49152-65535"
+        );
+    }
+
+    #[test]
+    fn lifetimes() {
+        assert_eq!(parse_lifetime_ms("1h"), Ok(3_600_000));
+        assert_eq!(parse_lifetime_ms("1d"), Ok(86_400_000));
+        assert_eq!(parse_lifetime_ms("7d"), Ok(7 * 86_400_000));
+        assert_eq!(parse_lifetime_ms("60s"), Ok(60_000));
+        assert!(parse_lifetime_ms("86400").unwrap_err().contains("86 s"));
+        for bad in [
+            "", "0", "3600000", "59s", "8d", "2w", "1y", "1 h", "1.5h", "-1h",
+        ] {
+            assert!(parse_lifetime_ms(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
