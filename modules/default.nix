@@ -20,5 +20,7 @@
     ./firewall.nix
     ./admin-cli.nix
     ./backup.nix
+    ./metrics.nix
+    ./doctor.nix
   ];
 }

@@ -152,6 +152,12 @@ let
         }
       else
         null;
+    metrics = {
+      inherit (cfg.metrics) enable;
+      synapse_port = cfg.metrics.synapsePort;
+      coturn_port = cfg.metrics.coturnPort;
+      caddy_port = cfg.metrics.caddyPort;
+    };
   };
 
   hostDescriptionFile = pkgs.writeText "ospw-matrix-host.json" (builtins.toJSON description);
@@ -202,6 +208,9 @@ let
     "sso.password_login" = "sso.passwordLogin";
     "sso.providers" = "sso.providers (user_mapping: userMapping, client_id: clientId, icon_file: iconFile, allow_existing_users: allowExistingUsers, auto_create: autoCreate)";
     "email" = "email";
+    "metrics.synapse_port" = "metrics.synapsePort";
+    "metrics.coturn_port" = "metrics.coturnPort";
+    "metrics.caddy_port" = "metrics.caddyPort";
   };
 
   renderedConfig =

@@ -563,6 +563,7 @@ pub fn plan_import(
             secrets: Default::default(),
             sso: Default::default(),
             email: None,
+            metrics: Default::default(),
         },
     };
     host.secrets = crate::host::SecretsSettings {
