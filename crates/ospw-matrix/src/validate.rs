@@ -179,10 +179,22 @@ fn check_synapse(host: &HostDescription, errs: &mut ValidationErrors) {
     if let Some(media) = &s.media_store_path {
         absolute(errs, "synapse.media_store_path", media);
     }
-    if let Err(message) = parse_size_bytes(&s.max_upload_size) {
-        errs.push("synapse.max_upload_size", message);
+    match parse_size_bytes(&s.max_upload_size) {
+        Err(message) => errs.push("synapse.max_upload_size", message),
+        Ok(bytes) if bytes > MAX_UPLOAD_SIZE => errs.push(
+            "synapse.max_upload_size",
+            format!(
+                "{} is above 100G: expected at most 100G (every upload is held whole in a \
+                 temporary file and the media store before it is shared)",
+                crate::redact::quote(&s.max_upload_size)
+            ),
+        ),
+        Ok(_) => {}
     }
 }
+
+/// The largest `synapse.max_upload_size` accepted: 100 GiB.
+pub const MAX_UPLOAD_SIZE: u64 = 100 << 30;
 
 fn check_turn(host: &HostDescription, errs: &mut ValidationErrors) {
     let t = &host.turn;

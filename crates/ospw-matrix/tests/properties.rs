@@ -44,8 +44,14 @@ prop_compose! {
         presence in any::<bool>(),
         previews in any::<bool>(),
         enc in prop_oneof![Just(EncryptionDefault::All), Just(EncryptionDefault::Invite), Just(EncryptionDefault::Off)],
-        upload in (1u64..2048, prop_oneof![Just("K"), Just("M"), Just("G"), Just("")]).prop_map(|(n, s)| format!("{n}{s}")),
-        lifetime in (1u64..1000, prop_oneof![Just("s"), Just("m"), Just("h"), Just("d")]).prop_map(|(n, s)| format!("{n}{s}")),
+        upload in (1u64..2048, prop_oneof![Just("K"), Just("M"), Just("G"), Just("")]).prop_map(|(n, s)| {
+            // At most 100G (validate::MAX_UPLOAD_SIZE).
+            if s == "G" { format!("{}G", n % 100 + 1) } else { format!("{n}{s}") }
+        }),
+        lifetime in (1u64..1000, prop_oneof![Just("s"), Just("m"), Just("h"), Just("d")]).prop_map(|(n, s)| {
+            // At most 100G (validate::MAX_UPLOAD_SIZE).
+            if s == "G" { format!("{}G", n % 100 + 1) } else { format!("{n}{s}") }
+        }),
         brand in "[A-Za-z0-9][A-Za-z0-9 '\"#:é]{0,23}".prop_filter("no placeholder", |s| !s.to_ascii_lowercase().contains("change")),
         internal_tls in any::<bool>(),
         explicit_turn_secret in any::<bool>(),

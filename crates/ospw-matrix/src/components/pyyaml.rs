@@ -217,6 +217,109 @@ pub fn string(s: &str) -> String {
     out
 }
 
+/// What YAML 1.1 (Synapse's PyYAML) makes of `s` written plain, when
+/// that is not the string serde_yaml (YAML 1.2) reads: `yes`/`no`/`on`/`off`
+/// are booleans, `0660` is octal, `0b101` binary, `1:30` sexagesimal, and
+/// `1_000` (or `1_0.5`) a number. `None` when both read the same.
+///
+/// A host description is read as YAML 1.2, so `enable_media_repo: off` in
+/// `synapse.settings` arrives as the string `"off"`, which Synapse then
+/// takes for true: such values are refused with what to write instead.
+pub fn yaml11_reading(s: &str) -> Option<String> {
+    let bools = [
+        ("yes", true),
+        ("Yes", true),
+        ("YES", true),
+        ("on", true),
+        ("On", true),
+        ("ON", true),
+        ("no", false),
+        ("No", false),
+        ("NO", false),
+        ("off", false),
+        ("Off", false),
+        ("OFF", false),
+    ];
+    if let Some((_, b)) = bools.iter().find(|(w, _)| *w == s) {
+        return Some(format!("the boolean {b}: write {b}"));
+    }
+    let (sign, body) = match s.strip_prefix(['-', '+']) {
+        Some(rest) => (&s[..1], rest),
+        None => ("", s),
+    };
+    let minus = if sign == "-" { "-" } else { "" };
+    let digits =
+        |t: &str, ok: fn(char) -> bool| !t.is_empty() && t.chars().all(|c| ok(c) || c == '_');
+    if let Some(bin) = body.strip_prefix("0b") {
+        if digits(bin, |c| c == '0' || c == '1') {
+            let n = i128::from_str_radix(&bin.replace('_', ""), 2).ok()?;
+            return Some(format!("the binary number {minus}{n}: write {minus}{n}"));
+        }
+    }
+    if body.len() > 1 && body.starts_with('0') && digits(&body[1..], |c| ('0'..='7').contains(&c)) {
+        let n = i128::from_str_radix(&body.replace('_', ""), 8).ok()?;
+        return Some(format!(
+            "the octal number {minus}{n}: write {minus}{n}, or {minus}0o{} (octal in YAML 1.2)",
+            &body[1..].replace('_', "")
+        ));
+    }
+    if body.contains(':') && body.starts_with(|c: char| c.is_ascii_digit()) {
+        let mut parts = body.split(':');
+        let first = parts.next().unwrap_or_default();
+        let rest: Vec<&str> = parts.collect();
+        let (last, mid) = rest.split_last()?;
+        let whole = |t: &str| digits(t, |c| c.is_ascii_digit());
+        // PyYAML: `[0-5]?[0-9]` after each colon.
+        let small = |t: &str| {
+            let b = t.as_bytes();
+            match b {
+                [d] => d.is_ascii_digit(),
+                [a, d] => (b'0'..=b'5').contains(a) && d.is_ascii_digit(),
+                _ => false,
+            }
+        };
+        // An integer starts with 1-9; a float has a `.` in its last part.
+        let int_form = small(last) && !first.starts_with('0');
+        let float_form = last
+            .split_once('.')
+            .is_some_and(|(a, b)| small(a) && (b.is_empty() || whole(b)));
+        if whole(first) && mid.iter().all(|m| small(m)) && (int_form || float_form) {
+            return Some(format!(
+                "a sexagesimal (base 60) number, {s} being read as {}: write the number you mean",
+                sexagesimal(first, &rest)
+                    .map_or_else(|| "something else".to_owned(), |v| format!("{minus}{v}"))
+            ));
+        }
+    }
+    if body.contains('_') && body.starts_with(|c: char| c.is_ascii_digit()) {
+        let plain = body.replace('_', "");
+        let number = plain.chars().all(|c| c.is_ascii_digit())
+            || plain
+                .strip_prefix("0x")
+                .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
+            || plain.split_once('.').is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && a.chars().all(|c| c.is_ascii_digit())
+                    && b.chars().all(|c| c.is_ascii_digit())
+            });
+        if number {
+            return Some(format!(
+                "the number {minus}{plain} (YAML 1.1 ignores the underscores): write {minus}{plain}"
+            ));
+        }
+    }
+    None
+}
+
+/// The value of a sexagesimal number (`1:30` is 90), when it is whole.
+fn sexagesimal(first: &str, rest: &[&str]) -> Option<u128> {
+    let mut n: u128 = first.replace('_', "").parse().ok()?;
+    for part in rest {
+        n = n.checked_mul(60)?.checked_add(part.parse().ok()?)?;
+    }
+    Some(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +382,46 @@ mod tests {
             string("a\"b\\c\u{1}é😀\u{2028}"),
             "\"a\\\"b\\\\c\\x01é😀\\u2028\""
         );
+    }
+
+    #[test]
+    fn yaml_1_1_readings() {
+        for (s, needle) in [
+            ("on", "boolean true"),
+            ("OFF", "boolean false"),
+            ("No", "boolean false"),
+            ("0660", "octal number 432"),
+            ("-017", "octal number -15"),
+            ("0b101", "binary number 5"),
+            ("1:30", "read as 90"),
+            ("190:20:30", "read as 685230"),
+            ("1:30.5", "sexagesimal"),
+            ("1:7", "read as 67"),
+            ("0:30.5", "sexagesimal"),
+            ("1_000", "number 1000"),
+            ("0x_1F", "number 0x1F"),
+            ("1_0.5", "number 10.5"),
+        ] {
+            let got = yaml11_reading(s).unwrap_or_default();
+            assert!(got.contains(needle), "{s}: {got}");
+        }
+        for s in [
+            "true",
+            "o",
+            "0",
+            "07x",
+            "1:60",
+            "12:30 pm",
+            "10.0.0.0/8",
+            "::1",
+            "a_b",
+            "2024-01-01",
+            "1.5",
+            "08",
+            "untracked",
+        ] {
+            assert_eq!(yaml11_reading(s), None, "{s}");
+        }
     }
 
     #[test]
