@@ -73,32 +73,39 @@ pub fn message(text: &str) -> String {
         }
         let Some(end) = end else {
             // No closing quote: treat the rest as one quoted value.
+            let (body, note) = shorten(&rest[body_start..]);
             out.push(quote_char);
-            out.push_str(&shorten(&rest[body_start..]));
+            out.push_str(&body);
+            out.push_str(&note);
             return out;
         };
-        let body = &rest[body_start..end];
+        let (body, note) = shorten(&rest[body_start..end]);
         out.push(quote_char);
-        out.push_str(&shorten(body));
+        out.push_str(&body);
         out.push(quote_char);
+        out.push_str(&note);
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
     out
 }
 
-fn shorten(body: &str) -> String {
+/// The quoted `body` to keep, and a note to put after the closing quote.
+fn shorten(body: &str) -> (String, String) {
     let n = body.chars().count();
     let unescaped = body.replace("\\n", "\n").replace("\\\"", "\"");
     if crate::inline_secrets::looks_like_secret(&unescaped) {
-        format!(
-            "{}… ({n} characters, not shown: it looks like a secret)",
-            prefix(body, SECRET_PREFIX)
+        (
+            format!("{}…", prefix(body, SECRET_PREFIX)),
+            format!(" ({n} characters, not shown: it looks like a secret)"),
         )
     } else if n > MAX_QUOTED {
-        format!("{}… ({n} characters)", prefix(body, LONG_PREFIX))
+        (
+            format!("{}…", prefix(body, LONG_PREFIX)),
+            format!(" ({n} characters)"),
+        )
     } else {
-        body.to_owned()
+        (body.to_owned(), String::new())
     }
 }
 
@@ -118,7 +125,7 @@ mod tests {
         let q = quote(key);
         assert!(!q.contains("nJ3a"), "{q}");
         assert!(q.starts_with("\"ed2\"…"), "{q}");
-        let big = "x".repeat(5_000_000);
+        let big = "x".repeat(1 << 20);
         assert!(quote(&big).len() < 60);
         assert_eq!(quote_secret_field("hunter2"), "\"hun\"… (7 characters)");
     }
@@ -152,6 +159,9 @@ mod tests {
             "unknown variant `udp`, expected `tcp` or `unix`"
         );
         assert_eq!(message("a \"b\\\"c\" d"), "a \"b\\\"c\" d");
+        // Shortening twice changes nothing more.
+        let once = message(&format!("string {key:?}, expected x"));
+        assert_eq!(message(&once), once);
         assert!(message("unterminated \"abc").starts_with("unterminated \"abc"));
     }
 }
