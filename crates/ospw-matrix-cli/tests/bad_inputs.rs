@@ -217,7 +217,7 @@ const RAW_CASES: &[(&str, &str, &str)] = &[
     // Duplicate keys.
     (
         "duplicate.yaml",
-        "synapse:\n  settings:\n    enable_registration: false\n    enable_registration: true\n",
+        "synapse:\n  settings:\n    enable_registration: true\n    enable_registration: false\n",
         "synapse.settings.enable_registration",
     ),
     (
@@ -227,7 +227,7 @@ const RAW_CASES: &[(&str, &str, &str)] = &[
     ),
     (
         "duplicate.json",
-        r#"{"synapse": {"settings": {"report_stats": false, "report_stats": true}}}"#,
+        r#"{"synapse": {"settings": {"report_stats": true, "report_stats": false}}}"#,
         "synapse.settings.report_stats",
     ),
     // Tags.
