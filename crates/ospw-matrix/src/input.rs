@@ -43,10 +43,6 @@ pub const MAX_DEPTH: usize = 64;
 /// the flow nesting depth.
 pub const MAX_FLOW_OPENINGS: usize = 4096;
 
-/// The character a tag's `!` is replaced with to find tags (see
-/// [`read_tree`]): printable, allowed in plain scalars, never an indicator.
-const BANG_STAND_IN: char = '\u{FFFD}';
-
 /// How a text is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -174,12 +170,18 @@ fn find_tags(text: &str, tree: &serde_json::Value) -> Result<(), FieldError> {
     let message = "is written with a YAML tag (`!…`): tags are read differently by each program \
                    (this one drops most of them, Synapse's PyYAML refuses or converts them): \
                    write the plain value";
-    let replaced = text.replace('!', &BANG_STAND_IN.to_string());
+    // The stand-in: a private-use character (printable, allowed in plain
+    // scalars, never an indicator) that the text does not hold, so no two
+    // keys become one.
+    let Some(stand_in) = ('\u{E000}'..='\u{F8FF}').find(|c| !text.contains(*c)) else {
+        return Err(FieldError::new(".", message));
+    };
+    let replaced = text.replace('!', &stand_in.to_string());
     let Ok(other) = read_yaml_tree(&replaced) else {
         return Err(FieldError::new(".", message));
     };
-    let expected = stand_in_bangs(tree);
-    match first_difference(&expected, &other, "") {
+    let expected = stand_in_bangs(tree, stand_in);
+    match first_difference(&expected, &other, "", stand_in) {
         None => Ok(()),
         Some(path) => Err(FieldError::new(
             if path.is_empty() {
@@ -192,16 +194,16 @@ fn find_tags(text: &str, tree: &serde_json::Value) -> Result<(), FieldError> {
     }
 }
 
-fn stand_in_bangs(value: &serde_json::Value) -> serde_json::Value {
-    let swap = |s: &str| s.replace('!', &BANG_STAND_IN.to_string());
+fn stand_in_bangs(value: &serde_json::Value, stand_in: char) -> serde_json::Value {
+    let swap = |s: &str| s.replace('!', &stand_in.to_string());
     match value {
         serde_json::Value::String(s) => serde_json::Value::String(swap(s)),
         serde_json::Value::Array(items) => {
-            serde_json::Value::Array(items.iter().map(stand_in_bangs).collect())
+            serde_json::Value::Array(items.iter().map(|v| stand_in_bangs(v, stand_in)).collect())
         }
         serde_json::Value::Object(map) => serde_json::Value::Object(
             map.iter()
-                .map(|(k, v)| (swap(k), stand_in_bangs(v)))
+                .map(|(k, v)| (swap(k), stand_in_bangs(v, stand_in)))
                 .collect(),
         ),
         other => other.clone(),
@@ -209,12 +211,17 @@ fn stand_in_bangs(value: &serde_json::Value) -> serde_json::Value {
 }
 
 /// The path of the first place where `a` and `b` differ ("" for the root).
-fn first_difference(a: &serde_json::Value, b: &serde_json::Value, path: &str) -> Option<String> {
+fn first_difference(
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    path: &str,
+    stand_in: char,
+) -> Option<String> {
     use serde_json::Value as V;
     match (a, b) {
         (V::Array(x), V::Array(y)) => {
             for (i, (p, q)) in x.iter().zip(y).enumerate() {
-                if let Some(d) = first_difference(p, q, &format!("{path}[{i}]")) {
+                if let Some(d) = first_difference(p, q, &format!("{path}[{i}]"), stand_in) {
                     return Some(d);
                 }
             }
@@ -222,10 +229,10 @@ fn first_difference(a: &serde_json::Value, b: &serde_json::Value, path: &str) ->
         }
         (V::Object(x), V::Object(y)) => {
             for (k, p) in x {
-                let sub = join(path, &k.replace(BANG_STAND_IN, "!"));
+                let sub = join(path, &k.replace(stand_in, "!"));
                 match y.get(k) {
                     Some(q) => {
-                        if let Some(d) = first_difference(p, q, &sub) {
+                        if let Some(d) = first_difference(p, q, &sub, stand_in) {
                             return Some(d);
                         }
                     }
@@ -514,6 +521,7 @@ mod tests {
             ("a: {x: !!python/name:os.system x}\n", "a.x", "tag"),
             ("a: !custom {b: 1}\n", "a", "tag"),
             ("a: [!!binary aGVsbG8=]\n", "a[0]", "tag"),
+            ("\u{e000}: 1\n'!': 2\nb: !!str x\n", "b", "tag"),
             ("a: !!str 123\n", "a", "tag"),
             ("a: !!set {x, y}\n", "a", "tag"),
             (
