@@ -99,10 +99,7 @@ fn same(ours: &Json, theirs: &Json, path: &str) -> Result<(), String> {
     match (ours, theirs) {
         (Json::Number(n), Json::Object(t)) if n.is_f64() => {
             let repr = t.get("$float").and_then(Json::as_str).unwrap_or_default();
-            let theirs: f64 = repr
-                .replace("inf", "inf")
-                .parse()
-                .map_err(|_| format!("{path}: {repr}"))?;
+            let theirs: f64 = repr.parse().map_err(|_| format!("{path}: {repr}"))?;
             let mine = n.as_f64().unwrap_or(f64::NAN);
             if mine.to_bits() == theirs.to_bits() {
                 Ok(())
