@@ -583,7 +583,7 @@ fn deep_nesting_is_refused_quickly_in_every_format() {
         let stderr = support::stderr_of(&output);
         assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
         assert!(
-            stderr.contains("nested more than 64") || stderr.contains("at most 4096"),
+            stderr.contains("nested more than 64") || stderr.contains("at most 1024"),
             "{name}: {stderr}"
         );
         assert!(

@@ -41,7 +41,7 @@ pub const MAX_DEPTH: usize = 64;
 /// The most `[` and `{` characters a YAML text may hold (in any context).
 /// This bounds the YAML scanner's work, which grows with the square of
 /// the flow nesting depth.
-pub const MAX_FLOW_OPENINGS: usize = 4096;
+pub const MAX_FLOW_OPENINGS: usize = 1024;
 
 /// How a text is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -576,7 +576,7 @@ mod tests {
         assert!(e.message.contains("nested more than"), "{e}");
         assert!(e.path.starts_with("a[0][0]"), "{e}");
         let e = yaml_err(&deep(100_000));
-        assert!(e.message.contains("at most 4096"), "{e}");
+        assert!(e.message.contains("at most 1024"), "{e}");
         let block: String = (0..MAX_DEPTH + 1)
             .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
             .collect();
