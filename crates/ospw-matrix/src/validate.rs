@@ -349,7 +349,8 @@ impl ConfiguredPath {
 /// file system; one area (Synapse's data, Element's web root, the
 /// secrets) containing another.
 fn check_paths(host: &HostDescription, errs: &mut ValidationErrors) {
-    let paths = configured_paths(host, errs);
+    let mut paths = configured_paths(host, errs);
+    let mut refused = Vec::new();
     for p in &paths {
         if p.is_dir && SYSTEM_DIRS.contains(&p.normal.as_str()) {
             errs.push(
@@ -360,6 +361,7 @@ fn check_paths(host: &HostDescription, errs: &mut ValidationErrors) {
                     p.quoted()
                 ),
             );
+            refused.push(p.field.clone());
             continue;
         }
         let forbidden = FORBIDDEN_TREES.iter().find(|t| {
@@ -380,6 +382,8 @@ fn check_paths(host: &HostDescription, errs: &mut ValidationErrors) {
             );
         }
     }
+    // A system directory contains everything: reported once, above.
+    paths.retain(|p| !refused.contains(&p.field));
     for (i, a) in paths.iter().enumerate() {
         for b in &paths[i + 1..] {
             if a.area == b.area {

@@ -687,9 +687,8 @@ pub fn file_form(path: &str) -> String {
     if let Some((_, instead)) = FILE_FORMS.iter().find(|(k, _)| *k == generic) {
         return format!("{instead} (a file)");
     }
-    "the option's *_path or *_file form (a file readable only by Synapse) where Synapse has one; \
-     Synapse reads this option nowhere else, so without such a form it cannot be set in a \
-     configuration that is readable by others"
+    "the option's *_path or *_file form (a file only Synapse can read) if it has one; without \
+     one, the option cannot be set without putting the secret in a world-readable file: leave it out"
         .to_owned()
 }
 
