@@ -264,6 +264,17 @@ const RAW_CASES: &[(&str, &str, &str)] = &[
         r#"{"synapse": {"federation": true}}"#,
         "synapse",
     ),
+    ("float.json", r#"{"turn": {"port": 3.478e3}}"#, "turn.port"),
+    (
+        "merge.json",
+        r#"{"synapse": {"settings": {"<<": {"ip_range_whitelist": ["127.0.0.1"]}}}}"#,
+        "synapse.settings.<<",
+    ),
+    (
+        "no-extension",
+        "{\"element\": {\"brand\": 7}}",
+        "element.brand",
+    ),
 ];
 
 /// Valid input that the rules above must not refuse: (file name, text
@@ -302,6 +313,11 @@ const GOOD_CASES: &[(&str, &str)] = &[
         "synapse:\n  data_dir: /var/lib/synapse/\n  media_store_path: /var/lib/synapse/media\nelement:\n  webroot: /nix/store/0abcd-element-web-1.12.7\nsecrets:\n  signing_key_file: /run/agenix/signing-key\n  form_secret_file: /var/lib/ospw-matrix/secrets/form\n",
     ),
     ("sizes.yaml", "synapse:\n  max_upload_size: 100G\n"),
+    // `off` is a documented value of this option (Synapse reads it both ways).
+    (
+        "encryption-off.yaml",
+        "synapse:\n  encryption_by_default: 'off'\n  settings:\n    encryption_enabled_by_default_for_room_type: 'off'\n",
+    ),
 ];
 
 fn merge(base: &mut Value, patch: Value) {
@@ -475,7 +491,7 @@ fn every_unknown_key_and_type_error_is_reported_in_one_run() {
 /// The text of a raw case: the names are spliced into a JSON document
 /// as text (a duplicate key must survive), YAML is appended to BASE.
 fn raw_text(name: &str, text: &str) -> String {
-    if !name.ends_with(".json") {
+    if !name.ends_with(".json") && !text.starts_with('{') {
         return format!("{BASE}{text}");
     }
     if text.contains("\"base_domain\"") {
