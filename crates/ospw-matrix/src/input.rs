@@ -38,9 +38,9 @@ use crate::error::FieldError;
 /// document itself as level 1. A host description needs about 10.
 pub const MAX_DEPTH: usize = 64;
 
-/// The most `[` and `{` characters a YAML text may hold (in any context).
-/// This bounds the YAML scanner's work, which grows with the square of
-/// the flow nesting depth.
+/// The most `[` and `{` characters a YAML text may hold (in any context;
+/// empty `[]` and `{}` are not counted). This bounds the YAML scanner's
+/// work, which grows with the square of the flow nesting depth.
 pub const MAX_FLOW_OPENINGS: usize = 1024;
 
 /// How a text is read.
@@ -116,7 +116,7 @@ fn read_json(text: &str) -> Result<serde_json::Value, FieldError> {
 }
 
 fn read_yaml(text: &str) -> Result<serde_json::Value, FieldError> {
-    let openings = text.chars().filter(|c| *c == '[' || *c == '{').count();
+    let openings = flow_openings(text);
     if openings > MAX_FLOW_OPENINGS {
         return Err(FieldError::new(
             ".",
@@ -131,6 +131,26 @@ fn read_yaml(text: &str) -> Result<serde_json::Value, FieldError> {
         find_tags(text, &tree)?;
     }
     Ok(tree)
+}
+
+/// The `[` and `{` characters of `text`, in any context (quoted or not,
+/// so nothing can hide one), except those written as an empty `[]` or
+/// `{}`, which never nest.
+fn flow_openings(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut count = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        let closer = match b {
+            b'[' => b']',
+            b'{' => b'}',
+            _ => continue,
+        };
+        let next = bytes[i + 1..].iter().find(|c| **c != b' ');
+        if next != Some(&closer) {
+            count += 1;
+        }
+    }
+    count
 }
 
 fn read_yaml_tree(text: &str) -> Result<serde_json::Value, FieldError> {
@@ -577,6 +597,13 @@ mod tests {
         assert!(e.path.starts_with("a[0][0]"), "{e}");
         let e = yaml_err(&deep(100_000));
         assert!(e.message.contains("at most 1024"), "{e}");
+        // Empty collections never nest: many of them are fine.
+        let many: String = (0..5000)
+            .map(|i| format!("k{i}: [] \nm{i}: {{ }}\n"))
+            .collect();
+        assert!(read_tree(&many, Format::Yaml).is_ok());
+        let e = yaml_err(&"[".repeat(1025));
+        assert!(e.message.contains("holds 1025"), "{e}");
         let block: String = (0..MAX_DEPTH + 1)
             .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
             .collect();

@@ -29,6 +29,8 @@ pub const EXAMPLE_HOST_YAML: &str = include_str!("../../../examples/host.yaml");
 /// [`crate::render::render`], which validates first). Values quoted in
 /// messages are shortened ([`crate::redact`]).
 pub fn parse_host(text: &str, source_name: &str) -> Result<HostDescription> {
+    // A byte-order mark (which serde_json does not skip) is not content.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let format = Format::detect(source_name, text);
     let tree = crate::input::read_tree(text, format).map_err(|e| Error::Parse {
         source_name: source_name.to_owned(),
@@ -277,6 +279,8 @@ mod tests {
             "element": {"brand": "Chat \ud83d\ude00"}}"#;
         for name in ["host.json", "host-description"] {
             let host = parse_host(text, name).expect("parses");
+            let with_bom = parse_host(&format!("\u{feff}{text}"), name).expect("parses");
+            assert_eq!(host, with_bom);
             assert_eq!(host.element.brand, "Chat \u{1F600}");
         }
         let (path, message) = parse_error(r#"{"base_domain": 1}"#);
