@@ -2,6 +2,7 @@
 # typed as NixOS types them (nixos/lib/systemd-unit-options.nix,
 # nixos/modules/config/users-groups.nix, services/databases/postgresql.nix,
 # services/web-servers/caddy, services/networking/firewall.nix,
+# services/monitoring/prometheus,
 # misc/assertions.nix), so that `lib.evalModules` can evaluate modules/
 # without nixpkgs' NixOS modules.
 {
@@ -163,6 +164,7 @@ in
         };
         default = { };
       };
+      dataDir = opt types.path "/var/lib/postgresql/15";
     };
 
     services.caddy = enableOnly // {
@@ -171,6 +173,10 @@ in
       email = opt (types.nullOr types.str) null;
       globalConfig = opt types.lines "";
       extraConfig = opt types.lines "";
+    };
+
+    services.prometheus = enableOnly // {
+      scrapeConfigs = opt (types.listOf (types.attrsOf types.unspecified)) [ ];
     };
 
     services.matrix-synapse = enableOnly;

@@ -284,6 +284,18 @@ const CASES: &[(&str, &str)] = &[
     ("synapse: {settings: {log_config: /etc/synapse/log.yaml}}", "synapse.log_level"),
     ("synapse: {settings: {web_client_location: 'https://app.element.io'}}", "element_host"),
     ("synapse: {settings: {turn_user_lifetime: 1d}}", "turn.credential_lifetime"),
+    // Metrics: loopback only, on ports of their own.
+    ("metrics: {enable: yes-please}", "metrics.enable"),
+    ("metrics: {address: 0.0.0.0}", "metrics"),
+    ("metrics: {enable: true, synapse_port: 0}", "metrics.synapse_port"),
+    ("metrics: {enable: true, coturn_port: 8008}", "metrics.coturn_port"),
+    ("metrics: {enable: true, caddy_port: 443}", "metrics.caddy_port"),
+    ("metrics: {enable: true, synapse_port: 3478}", "metrics.synapse_port"),
+    ("turn: {settings: {prometheus: true}}", "turn.settings.prometheus"),
+    ("turn: {settings: {prometheus: 'off', prometheus-address: 127.0.0.1.nip.io}}", "turn.settings.prometheus-address"),
+    ("{metrics: {enable: true}, turn: {settings: {prometheus-address: 0.0.0.0}}}", "turn.settings.prometheus-address"),
+    ("turn: {settings: {prometheus-tls: true, prometheus-address: '::'}}", "turn.settings.prometheus-address"),
+    ("{metrics: {enable: true}, turn: {settings: {prometheus-port: 9999}}}", "turn.settings.prometheus-port"),
 ];
 
 /// Whole documents (the table above re-serialises its patches, which

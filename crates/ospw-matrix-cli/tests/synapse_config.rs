@@ -30,8 +30,9 @@ for l in c.server.listeners:
     for a in ("port", "bind_addresses", "path", "mode"):
         if hasattr(l, a):
             d[a] = getattr(l, a)
-    d["resources"] = [n for r in l.http_options.resources for n in r.names]
-    d["x_forwarded"] = l.http_options.x_forwarded
+    if l.http_options is not None:
+        d["resources"] = [n for r in l.http_options.resources for n in r.names]
+        d["x_forwarded"] = l.http_options.x_forwarded
     listeners.append(d)
 print(json.dumps({
     "server_name": c.server.server_name,
@@ -381,6 +382,29 @@ fn example_is_accepted_by_synapse_and_its_schema() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("loud-warning-line"), "{stderr}");
     assert!(!stderr.contains("quiet-info-line"), "{stderr}");
+}
+
+#[test]
+fn metrics_listener_is_accepted_by_synapse_and_its_schema() {
+    let (Some(python), Some(schema)) = (python(), schema_file()) else {
+        return;
+    };
+    let r = Rendered::new("synapse-metrics", |dir| {
+        format!(
+            "{}metrics:\n  enable: true\n  synapse_port: 9100\n",
+            example_host(dir)
+        )
+    });
+    let got = accepted_by_synapse(&python, &schema, &r);
+    assert_eq!(got["enable_metrics"], true);
+    assert_eq!(
+        got["listeners"],
+        json!([
+            {"type": "http", "port": 8008, "bind_addresses": ["127.0.0.1"],
+             "resources": ["client"], "x_forwarded": true},
+            {"type": "metrics", "port": 9100, "bind_addresses": ["127.0.0.1"]}
+        ])
+    );
 }
 
 #[test]

@@ -570,6 +570,7 @@ pub fn plan_import(
             element: Default::default(),
             proxy: Default::default(),
             secrets: Default::default(),
+            metrics: Default::default(),
         },
     };
     host.secrets = crate::host::SecretsSettings {

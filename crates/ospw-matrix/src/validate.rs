@@ -41,6 +41,7 @@ pub fn validate(host: &HostDescription) -> Result<(), ValidationErrors> {
     check_proxy(host, &mut errs);
     check_secrets(host, &mut errs);
     check_paths(host, &mut errs);
+    check_metrics(host, &mut errs);
     check_ports(host, &mut errs);
     check_placeholders(host, &mut errs);
     errs.into_result(())
@@ -778,6 +779,13 @@ fn check_secrets(host: &HostDescription, errs: &mut ValidationErrors) {
     }
 }
 
+fn check_metrics(host: &HostDescription, errs: &mut ValidationErrors) {
+    let m = &host.metrics;
+    nonzero_port(errs, "metrics.synapse_port", m.synapse_port);
+    nonzero_port(errs, "metrics.coturn_port", m.coturn_port);
+    nonzero_port(errs, "metrics.caddy_port", m.caddy_port);
+}
+
 /// A port claimed by one service, for collision checks.
 struct Claim {
     field: String,
@@ -811,6 +819,15 @@ fn check_ports(host: &HostDescription, errs: &mut ValidationErrors) {
     if let Some(tls) = &host.turn.tls {
         tcp.push(single("turn.tls.port", tls.port));
         udp.push(single("turn.tls.port", tls.port));
+    }
+    if host.metrics.enable {
+        for (field, port) in [
+            ("metrics.synapse_port", host.metrics.synapse_port),
+            ("metrics.coturn_port", host.metrics.coturn_port),
+            ("metrics.caddy_port", host.metrics.caddy_port),
+        ] {
+            tcp.push(single(field, port));
+        }
     }
     if let Ok(range) = parse_port_range(&host.turn.relay_ports) {
         udp.push(Claim {

@@ -1165,17 +1165,19 @@ impl HomeserverConfig {
     fn check_listeners(&self, errs: &mut ValidationErrors) {
         for (i, l) in self.listeners.iter().flatten().enumerate() {
             let at = format!("listeners[{i}]");
-            if l.kind != ListenerType::Http {
-                errs.push(
+            match l.kind {
+                ListenerType::Http => {}
+                // Metrics only on loopback TCP (checked below like every
+                // TCP listener); Synapse's metrics listener has no socket form.
+                ListenerType::Metrics if l.path.is_none() => {}
+                ListenerType::Metrics => errs.push(
+                    format!("{at}.path"),
+                    "is set on a metrics listener: expected a TCP port on loopback (127.0.0.1 or ::1)",
+                ),
+                ListenerType::Manhole => errs.push(
                     format!("{at}.type"),
-                    format!(
-                        "is {}: expected http (no manhole or metrics listener)",
-                        match l.kind {
-                            ListenerType::Manhole => "manhole",
-                            _ => "metrics",
-                        }
-                    ),
-                );
+                    "is manhole: expected http, or metrics on loopback (no Python shell into the server)",
+                ),
             }
             for (j, res) in l.resources.iter().flatten().enumerate() {
                 for (k, name) in res.names.iter().enumerate() {
@@ -1627,10 +1629,21 @@ turn_user_lifetime: 86400000
                 "{port: 9000, bind_addresses: ['127.0.0.1'], type: manhole}",
                 vec!["listeners[0].type"],
             ),
+            // Metrics: on loopback TCP only.
             (
                 "{port: 9000, bind_addresses: ['127.0.0.1'], type: metrics}",
-                vec!["listeners[0].type"],
+                vec![],
             ),
+            (
+                "{port: 9000, bind_addresses: ['0.0.0.0'], type: metrics}",
+                vec!["listeners[0].bind_addresses[0]"],
+            ),
+            ("{port: 9000, type: metrics}", vec!["listeners[0].bind_addresses"]),
+            (
+                "{port: 9000, bind_address: '::', type: metrics}",
+                vec!["listeners[0].bind_address"],
+            ),
+            ("{path: /run/metrics.sock, type: metrics}", vec!["listeners[0].path"]),
             ("{type: http}", vec!["listeners[0]"]),
             (
                 "{port: 8008, path: /run/s, bind_addresses: ['127.0.0.1'], type: http}",

@@ -7,11 +7,13 @@
 
 use crate::components::synapse::{
     ByteSize, DatabaseArgs, DatabaseConfig, DatabaseEngine, Duration, Extra, HomeserverConfig,
-    Listener, PresenceConfig, PresenceEnabled, PushConfig, ResourceName, RoomEncryption,
-    BLOCKED_IP_RANGES,
+    Listener, ListenerType, PresenceConfig, PresenceEnabled, PushConfig, ResourceName,
+    RoomEncryption, BLOCKED_IP_RANGES,
 };
 use crate::error::{Error, ValidationErrors};
-use crate::host::{EncryptionDefault, HostDescription, LogLevel, SecretKind, SynapseListen};
+use crate::host::{
+    EncryptionDefault, HostDescription, LogLevel, SecretKind, SynapseListen, METRICS_ADDRESS,
+};
 use crate::render::{paths, RenderContext};
 use crate::values::{parse_duration_ms, parse_size_bytes};
 
@@ -54,6 +56,22 @@ pub fn homeserver(
             Listener::unix(path(socket), UNIX_SOCKET_MODE, vec![ResourceName::Client])
         }
     };
+    let mut listeners = vec![listener];
+    if host.metrics.enable {
+        // Prometheus metrics (`/_synapse/metrics`), on loopback only; the
+        // proxy never routes there.
+        listeners.push(Listener {
+            kind: ListenerType::Metrics,
+            tls: None,
+            x_forwarded: None,
+            resources: None,
+            ..Listener::tcp(
+                vec![METRICS_ADDRESS.to_owned()],
+                host.metrics.synapse_port,
+                Vec::new(),
+            )
+        });
+    }
     let turn_host = host.turn_host();
     let mut turn_uris = vec![
         format!("turn:{turn_host}:{}?transport=udp", host.turn.port),
@@ -69,7 +87,7 @@ pub fn homeserver(
         public_baseurl: Some(host.homeserver_url()),
         web_client_location: Some(host.element_url()),
         serve_server_wellknown: Some(false),
-        listeners: Some(vec![listener]),
+        listeners: Some(listeners),
         database: Some(DatabaseConfig {
             name: Some(DatabaseEngine::Psycopg2),
             args: Some(DatabaseArgs {
@@ -105,7 +123,7 @@ pub fn homeserver(
         allow_guest_access: Some(false),
         enable_3pid_lookup: Some(false),
         report_stats: Some(false),
-        enable_metrics: Some(false),
+        enable_metrics: Some(host.metrics.enable),
         presence: Some(PresenceConfig {
             enabled: Some(if s.presence {
                 PresenceEnabled::On
@@ -654,6 +672,33 @@ mod tests {
 
     fn example() -> HostDescription {
         crate::load::example_host().expect("example")
+    }
+
+    #[test]
+    fn metrics_add_a_loopback_metrics_listener() {
+        let config = homeserver(&example(), &ctx()).expect("derives");
+        assert_eq!(config.enable_metrics, Some(false));
+        assert_eq!(config.listeners.as_ref().map(Vec::len), Some(1));
+        let mut h = example();
+        h.metrics.enable = true;
+        h.metrics.synapse_port = 9100;
+        let config = homeserver(&h, &ctx()).expect("derives");
+        assert_eq!(config.enable_metrics, Some(true));
+        let listeners = config.listeners.as_ref().expect("listeners");
+        assert_eq!(listeners.len(), 2);
+        assert_eq!(
+            listeners[0].kind,
+            ListenerType::Http,
+            "the client listener first"
+        );
+        let m = &listeners[1];
+        assert_eq!(m.kind, ListenerType::Metrics);
+        assert_eq!(m.port, Some(9100));
+        assert_eq!(m.bind_addresses, Some(vec!["127.0.0.1".to_owned()]));
+        assert_eq!(m.resources, None);
+        assert_eq!(config.privacy_violations(), ValidationErrors::new());
+        let yaml = config.to_yaml_string().expect("yaml");
+        assert!(yaml.contains("type: metrics"), "{yaml}");
     }
 
     #[test]
