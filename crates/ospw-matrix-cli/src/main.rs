@@ -188,7 +188,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("ospw-matrix: {err}");
+            // Quoted values are shortened once more here (a last line of
+            // defence: no secret or whole file is printed back).
+            eprintln!(
+                "ospw-matrix: {}",
+                ospw_matrix::redact::message(&err.to_string())
+            );
             ExitCode::FAILURE
         }
     }

@@ -45,7 +45,10 @@ prop_compose! {
         metrics in any::<bool>(),
         previews in any::<bool>(),
         enc in prop_oneof![Just(EncryptionDefault::All), Just(EncryptionDefault::Invite), Just(EncryptionDefault::Off)],
-        upload in (1u64..2048, prop_oneof![Just("K"), Just("M"), Just("G"), Just("")]).prop_map(|(n, s)| format!("{n}{s}")),
+        upload in (1u64..2048, prop_oneof![Just("K"), Just("M"), Just("G"), Just("")]).prop_map(|(n, s)| {
+            // At most 100G (validate::MAX_UPLOAD_SIZE).
+            if s == "G" { format!("{}G", n % 100 + 1) } else { format!("{n}{s}") }
+        }),
         lifetime in prop_oneof![
             (60u64..=604_800).prop_map(|n| format!("{n}s")),
             (1u64..=10_080).prop_map(|n| format!("{n}m")),
