@@ -14,6 +14,7 @@
     ./postgresql.nix
     ./synapse.nix
     ./synapse-workers.nix
+    ./sso.nix
     ./coturn.nix
     ./caddy.nix
     ./element.nix

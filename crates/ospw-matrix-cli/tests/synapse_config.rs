@@ -232,7 +232,7 @@ synapse:
     auto_join_rooms: ['#lobby:matrix.example.org']
     user_directory: {{search_all_users: true}}
     max_image_pixels: 64M
-    presence: {{enabled: untracked}}
+    presence: {{enabled: false, include_offline_users_on_sync: false}}
 turn:
   port: 3479
   tls: {{port: 5350, cert_file: /etc/ssl/turn.pem, key_file: /etc/ssl/turn.key}}
@@ -452,8 +452,9 @@ fn variant_is_accepted_by_synapse_and_its_schema() {
     assert_eq!(got["max_upload_size"], 2u64 << 30);
     assert_eq!(got["media_store_path"], format!("{dir}/media"));
     assert_eq!(got["url_preview_enabled"], true);
-    // The settings' presence (merged last) wins over the host's `presence: false`.
-    assert_eq!(got["presence"], true);
+    // The settings' presence section restates the host's `presence: false`
+    // (one that contradicts it is refused: render's tests).
+    assert_eq!(got["presence"], false);
     assert_eq!(got["track_presence"], false);
     assert_eq!(
         got["encryption"],

@@ -11,8 +11,10 @@ use std::path::Path;
 
 use crate::error::ValidationErrors;
 use crate::host::{HostDescription, SecretKind, SynapseListen};
+use crate::redact::quote;
 use crate::values::{
-    parse_admin_listen, parse_https_url, parse_lifetime_ms, parse_port_range, parse_size_bytes,
+    check_mailbox, is_loopback_host, parse_admin_listen, parse_claim_template, parse_duration_ms,
+    parse_https_url, parse_lifetime_ms, parse_port_range, parse_size_bytes, parse_web_url,
     AdminListen, PortRange,
 };
 
@@ -44,6 +46,9 @@ pub fn validate(host: &HostDescription) -> Result<(), ValidationErrors> {
     check_element(host, &mut errs);
     check_proxy(host, &mut errs);
     check_secrets(host, &mut errs);
+    check_sso(host, &mut errs);
+    check_email(host, &mut errs);
+    check_paths(host, &mut errs);
     check_metrics(host, &mut errs);
     check_ports(host, &mut errs);
     check_placeholders(host, &mut errs);
@@ -76,8 +81,9 @@ fn dns_name(errs: &mut ValidationErrors, path: &str, value: &str) {
         errs.push(
             path,
             format!(
-                "{value:?} is not a valid DNS name: expected labels of letters, digits and \
-                 hyphens separated by dots, such as matrix.example.org"
+                "{} is not a valid DNS name: expected labels of letters, digits and \
+                 hyphens separated by dots, such as matrix.example.org",
+                quote(value)
             ),
         );
     } else if value.chars().any(|c| c.is_ascii_uppercase()) {
@@ -87,8 +93,9 @@ fn dns_name(errs: &mut ValidationErrors, path: &str, value: &str) {
         errs.push(
             path,
             format!(
-                "{value:?} has upper-case letters: expected the name in lower case, {:?}",
-                value.to_ascii_lowercase()
+                "{} has upper-case letters: expected the name in lower case, {}",
+                quote(value),
+                quote(&value.to_ascii_lowercase())
             ),
         );
     }
@@ -100,7 +107,7 @@ fn ip(errs: &mut ValidationErrors, path: &str, value: &str) -> Option<IpAddr> {
         Err(_) => {
             errs.push(
                 path,
-                format!("{value:?} is not an IP address: expected IPv4 such as 203.0.113.7 or IPv6 such as 2001:db8::7"),
+                format!("{} is not an IP address: expected IPv4 such as 203.0.113.7 or IPv6 such as 2001:db8::7", quote(value)),
             );
             None
         }
@@ -112,10 +119,321 @@ fn absolute(errs: &mut ValidationErrors, path: &str, value: &Path) {
         errs.push(
             path,
             format!(
-                "{:?} is not an absolute path: expected a path starting with /",
-                value.display().to_string()
+                "{} is not an absolute path: expected a path starting with /",
+                quote(&value.display().to_string())
             ),
         );
+    }
+}
+
+/// [`absolute`] for a field naming a secret's file, which may hold the
+/// secret itself pasted by mistake: only a short prefix is quoted.
+fn absolute_secret_file(errs: &mut ValidationErrors, path: &str, value: &Path) {
+    if !value.is_absolute() {
+        errs.push(
+            path,
+            format!(
+                "{} is not an absolute path: expected the path of the file that holds the secret, \
+                 starting with /",
+                crate::redact::quote_secret_field(&value.display().to_string())
+            ),
+        );
+    }
+}
+
+/// Directories that a data directory, media store, web root or secrets
+/// directory may never be: the host's own system directories. On NixOS a
+/// tmpfiles rule would hand such a directory to the service's user.
+pub const SYSTEM_DIRS: [&str; 45] = [
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/etc/nixos",
+    "/etc/ssl",
+    "/home",
+    "/lib",
+    "/lib64",
+    "/media",
+    "/mnt",
+    "/nix",
+    "/nix/store",
+    "/nix/var",
+    "/nix/var/nix",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/run/credentials",
+    "/run/current-system",
+    "/run/user",
+    "/run/wrappers",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/usr/bin",
+    "/usr/lib",
+    "/usr/local",
+    "/usr/sbin",
+    "/usr/share",
+    "/var",
+    "/var/backup",
+    "/var/cache",
+    "/var/empty",
+    "/var/lib",
+    "/var/lib/private",
+    "/var/log",
+    "/var/run",
+    "/var/spool",
+    "/var/tmp",
+    "/var/www",
+];
+
+/// Trees no data or secret may live in: the world-readable, read-only Nix
+/// store and the kernel's file systems.
+const FORBIDDEN_TREES: [&str; 4] = ["/nix/store", "/proc", "/sys", "/dev"];
+
+/// `path` with `.`, repeated and trailing slashes removed, as `/a/b`;
+/// `None` for a relative path or one with `..` (which cannot be resolved
+/// without the file system: symbolic links).
+pub fn normal_path(path: &Path) -> Option<String> {
+    use std::path::Component;
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut out = String::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(part) => {
+                out.push('/');
+                out.push_str(&part.to_string_lossy());
+            }
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Some(out)
+}
+
+/// Whether `inner` is `outer` or lies inside it (both normal paths).
+pub fn path_within(inner: &str, outer: &str) -> bool {
+    inner == outer || outer == "/" || inner.starts_with(&format!("{outer}/"))
+}
+
+/// What a path holds, for the overlap rules: two areas of different kinds
+/// may not contain one another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Area {
+    /// Synapse's data (data directory, media store).
+    SynapseData,
+    /// Element Web's files, served to anyone.
+    WebRoot,
+    /// Secrets (the secrets directory, secret and key files).
+    Secrets,
+}
+
+/// One configured path, for [`check_paths`].
+pub(crate) struct ConfiguredPath {
+    /// The host-description field.
+    pub field: String,
+    /// The path, normalised.
+    pub normal: String,
+    area: Area,
+    /// Whether the path is a directory the services own.
+    is_dir: bool,
+    /// Whether the field names a secret's file (quoted shortened).
+    secret_file: bool,
+}
+
+/// Every data, web-root and secret path of `host`, normalised; a path
+/// that cannot be normalised is reported (and left out).
+pub(crate) fn configured_paths(
+    host: &HostDescription,
+    errs: &mut ValidationErrors,
+) -> Vec<ConfiguredPath> {
+    let mut list: Vec<(String, &Path, Area, bool, bool)> = vec![
+        (
+            "synapse.data_dir".into(),
+            host.synapse.data_dir.as_path(),
+            Area::SynapseData,
+            true,
+            false,
+        ),
+        (
+            "element.webroot".into(),
+            host.element.webroot.as_path(),
+            Area::WebRoot,
+            true,
+            false,
+        ),
+        (
+            "secrets.dir".into(),
+            host.secrets.dir.as_path(),
+            Area::Secrets,
+            true,
+            false,
+        ),
+    ];
+    if let Some(media) = &host.synapse.media_store_path {
+        list.push((
+            "synapse.media_store_path".into(),
+            media.as_path(),
+            Area::SynapseData,
+            true,
+            false,
+        ));
+    }
+    for kind in SecretKind::ALL {
+        if let Some(file) = host.secrets.explicit_file(kind) {
+            list.push((
+                kind.field().into(),
+                file.as_path(),
+                Area::Secrets,
+                false,
+                true,
+            ));
+        }
+    }
+    if let Some(tls) = &host.turn.tls {
+        list.push((
+            "turn.tls.key_file".into(),
+            tls.key_file.as_path(),
+            Area::Secrets,
+            false,
+            false,
+        ));
+    }
+    let mut out = Vec::new();
+    for (field, path, area, is_dir, secret_file) in list {
+        if !path.is_absolute() {
+            continue; // reported by `absolute`
+        }
+        match normal_path(path) {
+            Some(normal) => out.push(ConfiguredPath {
+                field,
+                normal,
+                area,
+                is_dir,
+                secret_file,
+            }),
+            None => errs.push(
+                field,
+                format!(
+                    "{} holds `..`: expected the path written without it (it cannot be checked \
+                     without resolving links)",
+                    if secret_file {
+                        crate::redact::quote_secret_field(&path.display().to_string())
+                    } else {
+                        quote(&path.display().to_string())
+                    }
+                ),
+            ),
+        }
+    }
+    out
+}
+
+impl ConfiguredPath {
+    /// A path derived from others (a default), for the output-directory check.
+    pub(crate) fn derived(field: &str, normal: String) -> Self {
+        ConfiguredPath {
+            field: field.to_owned(),
+            normal,
+            area: Area::SynapseData,
+            is_dir: true,
+            secret_file: false,
+        }
+    }
+
+    fn quoted(&self) -> String {
+        if self.secret_file {
+            crate::redact::quote_secret_field(&self.normal)
+        } else {
+            quote(&self.normal)
+        }
+    }
+}
+
+/// Paths that would damage the host: a system directory used as a data,
+/// web or secrets directory; data or secrets in the Nix store or a kernel
+/// file system; one area (Synapse's data, Element's web root, the
+/// secrets) containing another.
+fn check_paths(host: &HostDescription, errs: &mut ValidationErrors) {
+    let mut paths = configured_paths(host, errs);
+    let mut refused = Vec::new();
+    for p in &paths {
+        if p.is_dir && SYSTEM_DIRS.contains(&p.normal.as_str()) {
+            errs.push(
+                p.field.clone(),
+                format!(
+                    "{} is a system directory: the service would own it (on NixOS a tmpfiles rule \
+                     hands it to the service's user): expected a directory of its own, such as /var/lib/ospw-matrix/…",
+                    p.quoted()
+                ),
+            );
+            refused.push(p.field.clone());
+            continue;
+        }
+        let forbidden = FORBIDDEN_TREES.iter().find(|t| {
+            path_within(&p.normal, t) && !(p.area == Area::WebRoot && **t == "/nix/store")
+        });
+        if let Some(tree) = forbidden {
+            let why = if *tree == "/nix/store" {
+                "the Nix store is readable by every user and cannot be written"
+            } else {
+                "it is a kernel file system"
+            };
+            errs.push(
+                p.field.clone(),
+                format!(
+                    "{} is inside {tree}: {why}; expected a path outside it",
+                    p.quoted()
+                ),
+            );
+        }
+    }
+    // A system directory contains everything: reported once, above.
+    paths.retain(|p| !refused.contains(&p.field));
+    for (i, a) in paths.iter().enumerate() {
+        for b in &paths[i + 1..] {
+            if a.area == b.area {
+                continue;
+            }
+            let (outer, inner) = if path_within(&b.normal, &a.normal) {
+                (a, b)
+            } else if path_within(&a.normal, &b.normal) {
+                (b, a)
+            } else {
+                continue;
+            };
+            let danger = match (outer.area, inner.area) {
+                (Area::WebRoot, _) => "the web root is served to anyone",
+                (_, Area::Secrets) => {
+                    "the secrets would be readable or replaceable by the service owning it"
+                }
+                _ => "each service owns its directory alone",
+            };
+            errs.push(
+                outer.field.clone(),
+                format!(
+                    "{} {} {} ({}): {danger}; expected separate directories",
+                    outer.quoted(),
+                    if outer.normal == inner.normal {
+                        "is the same as"
+                    } else {
+                        "contains"
+                    },
+                    inner.field,
+                    inner.quoted()
+                ),
+            );
+        }
     }
 }
 
@@ -134,8 +452,8 @@ fn check_names(host: &HostDescription, errs: &mut ValidationErrors) {
         errs.push(
             "server_name",
             format!(
-                "{:?} must be either base_domain ({:?}, delegating with .well-known) or matrix_host ({:?})",
-                host.server_name, host.base_domain, host.matrix_host
+                "{} must be either base_domain ({}, delegating with .well-known) or matrix_host ({})",
+                quote(&host.server_name), quote(&host.base_domain), quote(&host.matrix_host)
             ),
         );
     }
@@ -145,7 +463,7 @@ fn check_names(host: &HostDescription, errs: &mut ValidationErrors) {
             format!(
                 "{:?} must differ from matrix_host: Element Web must be served from its own host name so that \
                  content served by the homeserver cannot run script in the client's origin",
-                host.element_host
+                quote(&host.element_host)
             ),
         );
     }
@@ -159,7 +477,7 @@ fn check_synapse(host: &HostDescription, errs: &mut ValidationErrors) {
                 if !addr.is_loopback() {
                     errs.push(
                         "synapse.listen.tcp.address",
-                        format!("{address:?} is not a loopback address: Synapse is only reached through the proxy, expected 127.0.0.1 or ::1"),
+                        format!("{} is not a loopback address: Synapse is only reached through the proxy, expected 127.0.0.1 or ::1", quote(address)),
                     );
                 }
             }
@@ -182,7 +500,7 @@ fn check_synapse(host: &HostDescription, errs: &mut ValidationErrors) {
         if !ok {
             errs.push(
                 path,
-                format!("{value:?} is not a plain PostgreSQL identifier: expected lower-case letters, digits and _ (such as synapse)"),
+                format!("{} is not a plain PostgreSQL identifier: expected lower-case letters, digits and _ (such as synapse)", quote(value)),
             );
         }
     }
@@ -193,10 +511,22 @@ fn check_synapse(host: &HostDescription, errs: &mut ValidationErrors) {
     if let Some(media) = &s.media_store_path {
         absolute(errs, "synapse.media_store_path", media);
     }
-    if let Err(message) = parse_size_bytes(&s.max_upload_size) {
-        errs.push("synapse.max_upload_size", message);
+    match parse_size_bytes(&s.max_upload_size) {
+        Err(message) => errs.push("synapse.max_upload_size", message),
+        Ok(bytes) if bytes > MAX_UPLOAD_SIZE => errs.push(
+            "synapse.max_upload_size",
+            format!(
+                "{} is above 100G: expected at most 100G (every upload is held whole in a \
+                 temporary file and the media store before it is shared)",
+                crate::redact::quote(&s.max_upload_size)
+            ),
+        ),
+        Ok(_) => {}
     }
 }
+
+/// The largest `synapse.max_upload_size` accepted: 100 GiB.
+pub const MAX_UPLOAD_SIZE: u64 = 100 << 30;
 
 fn check_turn(host: &HostDescription, errs: &mut ValidationErrors) {
     let t = &host.turn;
@@ -432,8 +762,9 @@ fn check_proxy(host: &HostDescription, errs: &mut ValidationErrors) {
             errs.push(
                 "proxy.acme_email",
                 format!(
-                    "{email:?} is not an e-mail address Caddy can be given: expected name@example.org \
-                     (the name of letters, digits and . ! $ % & ' * + / = ? ^ _ | ~ -)"
+                    "{} is not an e-mail address Caddy can be given: expected name@example.org \
+                     (the name of letters, digits and . ! $ % & ' * + / = ? ^ _ | ~ -)",
+                    quote(email)
                 ),
             );
         }
@@ -452,8 +783,279 @@ fn check_secrets(host: &HostDescription, errs: &mut ValidationErrors) {
     absolute(errs, "secrets.dir", &host.secrets.dir);
     for kind in SecretKind::ALL {
         if let Some(file) = host.secrets.explicit_file(kind) {
-            absolute(errs, kind.field(), file);
+            absolute_secret_file(errs, kind.field(), file);
         }
+    }
+}
+
+/// The icon file types Caddy serves for a provider's button.
+pub const ICON_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "webp", "svg"];
+
+/// Whether `id` is a provider identifier: 1 to 50 lower-case letters,
+/// digits, `-` and `_`, starting with a letter or digit (it becomes part of
+/// Synapse's `idp_id`, of URLs and of the icon's media ID).
+pub fn is_provider_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 50
+        && id
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn plain_text(errs: &mut ValidationErrors, path: &str, value: &str, what: &str) {
+    if value.trim().is_empty() {
+        errs.push(path, format!("is empty: expected {what}"));
+    } else if value.chars().any(char::is_control) || value.len() > 255 {
+        errs.push(
+            path,
+            format!(
+                "{value:?} has control characters or is longer than 255 bytes: expected {what}"
+            ),
+        );
+    }
+}
+
+fn check_sso(host: &HostDescription, errs: &mut ValidationErrors) {
+    let sso = &host.sso;
+    if sso.providers.is_empty() && !sso.password_login {
+        errs.push(
+            "sso.password_login",
+            "is false but sso.providers is empty: nobody could sign in; expected true, or at least one provider",
+        );
+    }
+    for (i, p) in sso.providers.iter().enumerate() {
+        let at = |field: &str| format!("sso.providers[{i}].{field}");
+        if !is_provider_id(&p.id) {
+            errs.push(
+                at("id"),
+                format!(
+                    "{:?} is not a provider id: expected 1 to 50 lower-case letters, digits, - and _ (such as authentik)",
+                    p.id
+                ),
+            );
+        } else if let Some(j) = sso.providers[..i].iter().position(|q| q.id == p.id) {
+            errs.push(
+                at("id"),
+                format!(
+                    "{:?} is also the id of sso.providers[{j}]: expected a unique id",
+                    p.id
+                ),
+            );
+        }
+        plain_text(
+            errs,
+            &at("name"),
+            &p.name,
+            "the name on the sign-in button, such as Example SSO",
+        );
+        if let Some(brand) = &p.brand {
+            let ok = brand.len() <= 255
+                && brand.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                && brand
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
+            if !ok {
+                errs.push(
+                    at("brand"),
+                    format!("{brand:?} is not a brand identifier: expected lower-case letters, digits, _ . - starting with a letter (such as authentik)"),
+                );
+            }
+        }
+        if let Some(icon) = &p.icon_file {
+            absolute(errs, &at("icon_file"), icon);
+            let text = icon.to_str().unwrap_or_default();
+            let ext = icon
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or_default();
+            if !ICON_EXTENSIONS.contains(&ext) {
+                errs.push(
+                    at("icon_file"),
+                    format!("{text:?} is not a PNG, JPEG, WebP or SVG file: expected a name ending in .png, .jpg, .jpeg, .webp or .svg"),
+                );
+            } else if text.is_empty()
+                || !text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+            {
+                errs.push(
+                    at("icon_file"),
+                    format!("{:?} cannot be served as written: expected a path of letters, digits and / . _ - +", icon.display().to_string()),
+                );
+            }
+        }
+        match parse_web_url(&p.issuer) {
+            Err(message) => errs.push(at("issuer"), message),
+            Ok(url) if url.scheme == "http" && !is_loopback_host(&url.host) => errs.push(
+                at("issuer"),
+                format!(
+                    "{:?} uses http:// to a host that is not this machine: tokens and claims would cross the network unencrypted; expected https:// (http:// only for a test provider on localhost, 127.0.0.1 or ::1)",
+                    p.issuer
+                ),
+            ),
+            Ok(_) => {}
+        }
+        plain_text(
+            errs,
+            &at("client_id"),
+            &p.client_id,
+            "the client ID registered at the provider",
+        );
+        absolute(errs, &at("client_secret_file"), &p.client_secret_file);
+        if !p.scopes.iter().any(|s| s == "openid") {
+            errs.push(
+                at("scopes"),
+                format!("{:?} lacks openid: expected a list with openid (such as [openid, profile, email])", p.scopes),
+            );
+        }
+        for (k, scope) in p.scopes.iter().enumerate() {
+            let ok = !scope.is_empty()
+                && scope
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
+            if !ok {
+                errs.push(
+                    format!("sso.providers[{i}].scopes[{k}]"),
+                    format!("{scope:?} is not a scope: expected printable ASCII without spaces, quotes or backslashes (such as email)"),
+                );
+            } else if p.scopes[..k].contains(scope) {
+                errs.push(
+                    format!("sso.providers[{i}].scopes[{k}]"),
+                    format!("{scope:?} is listed twice"),
+                );
+            }
+        }
+        let m = &p.user_mapping;
+        let ident = m
+            .subject_claim
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+            && m.subject_claim
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ident {
+            errs.push(
+                at("user_mapping.subject_claim"),
+                format!("{:?} is not a claim name: expected letters, digits and _ starting with a letter (such as sub)", m.subject_claim),
+            );
+        }
+        let templates = [
+            ("localpart", Some(&m.localpart)),
+            ("display_name", m.display_name.as_ref()),
+            ("email", m.email.as_ref()),
+        ];
+        for (field, template) in templates {
+            let Some(template) = template else { continue };
+            match parse_claim_template(template) {
+                Err(message) => errs.push(at(&format!("user_mapping.{field}")), message),
+                Ok(claims) if claims.is_empty() => errs.push(
+                    at(&format!("user_mapping.{field}")),
+                    format!("{template:?} reads no claim, so every person would get the same value: expected a template reading a claim, such as {{{{ user.preferred_username }}}}"),
+                ),
+                Ok(_) => {}
+            }
+        }
+        for (k, r) in p.require.iter().enumerate() {
+            let at = |field: &str| format!("sso.providers[{i}].require[{k}].{field}");
+            plain_text(
+                errs,
+                &at("attribute"),
+                &r.attribute,
+                "a claim name such as groups",
+            );
+            match (&r.value, r.one_of.is_empty()) {
+                (Some(_), false) => errs.push(
+                    at("one_of"),
+                    "is given together with value: expected one of them",
+                ),
+                (None, true) => errs.push(
+                    format!("sso.providers[{i}].require[{k}]"),
+                    "has neither value nor one_of, so any value of the claim would do: expected value: VALUE or one_of: [VALUES]",
+                ),
+                _ => {}
+            }
+            for (n, v) in r.value.iter().chain(r.one_of.iter()).enumerate() {
+                if v.is_empty() || v.chars().any(char::is_control) {
+                    let field = if r.value.is_some() {
+                        "value".to_owned()
+                    } else {
+                        format!("one_of[{n}]")
+                    };
+                    errs.push(at(&field), format!("{v:?} is empty or has control characters: expected the claim's value, such as chat-users"));
+                }
+            }
+        }
+        if p.auto_create && !p.require.is_empty() {
+            errs.push(
+                at("auto_create"),
+                "is true while require limits who may sign in: expected one answer to who may get an account (require, or auto_create for everyone the provider authenticates)",
+            );
+        }
+    }
+}
+
+fn check_email(host: &HostDescription, errs: &mut ValidationErrors) {
+    let Some(email) = &host.email else { return };
+    let smtp_host_ok = email.smtp_host.parse::<IpAddr>().is_ok() || is_dns_name(&email.smtp_host);
+    if !smtp_host_ok {
+        errs.push(
+            "email.smtp_host",
+            format!(
+                "{:?} is not a host name or IP address: expected such as mail.example.org",
+                email.smtp_host
+            ),
+        );
+    } else if email.tls == crate::host::SmtpTls::Off && !is_loopback_host(&email.smtp_host) {
+        errs.push(
+            "email.tls",
+            format!(
+                "is off for {:?}, which is not this machine: mails, links that reset passwords and the SMTP password would cross the network in plaintext; expected implicit or starttls (off only for a relay on localhost)",
+                email.smtp_host
+            ),
+        );
+    }
+    if let Some(port) = email.smtp_port {
+        nonzero_port(errs, "email.smtp_port", port);
+    }
+    match (&email.user, &email.password_file) {
+        (Some(user), password) => {
+            plain_text(errs, "email.user", user, "the SMTP user name");
+            match password {
+                Some(file) => absolute(errs, "email.password_file", file),
+                None => errs.push(
+                    "email.password_file",
+                    "is missing while email.user is set: expected the file holding the SMTP password",
+                ),
+            }
+        }
+        (None, Some(_)) => errs.push(
+            "email.user",
+            "is missing while email.password_file is set: expected the SMTP user name",
+        ),
+        (None, None) => {}
+    }
+    if let Err(message) = check_mailbox(&email.from) {
+        errs.push("email.from", message);
+    }
+    if let Err(message) = parse_duration_ms(&email.notification_delay) {
+        errs.push("email.notification_delay", message);
+    }
+    if email.password_reset && !host.sso.password_login {
+        errs.push(
+            "email.password_reset",
+            "is true while sso.password_login is false: a reset password could not be used; expected false",
+        );
+    }
+    if !email.password_reset && !email.notifications {
+        errs.push(
+            "email",
+            "turns on no mail (password_reset and notifications are both false), so nothing would be sent: turn one on, or remove email",
+        );
     }
 }
 
@@ -556,7 +1158,8 @@ fn check_placeholders(host: &HostDescription, errs: &mut ValidationErrors) {
             errs.push(
                 path,
                 format!(
-                    "{s:?} still holds the placeholder {}: replace it with the real value",
+                    "{} still holds the placeholder {}: replace it with the real value",
+                    quote(s),
                     word.to_ascii_uppercase()
                 ),
             );
@@ -590,6 +1193,168 @@ pub(crate) fn walk_strings(value: &serde_json::Value, path: &str, f: &mut dyn Fn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn path_errors(change: impl Fn(&mut HostDescription)) -> Vec<String> {
+        let mut host = crate::load::example_host().expect("example");
+        change(&mut host);
+        validate(&host).err().map_or_else(Vec::new, |e| {
+            e.errors
+                .iter()
+                .map(|e| format!("{}: {}", e.path, e.message))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn system_directories_and_their_spellings_are_refused() {
+        for dir in [
+            "/",
+            "/var",
+            "/var/lib",
+            "/var/lib/",
+            "/var//lib",
+            "/var/./lib",
+            "//",
+            "/etc",
+            "/usr",
+            "/home",
+            "/nix/store",
+            "/run",
+            "/tmp",
+            "/boot",
+            "/root",
+            "/srv",
+            "/var/lib/private",
+        ] {
+            for field in [
+                "synapse.data_dir",
+                "synapse.media_store_path",
+                "element.webroot",
+                "secrets.dir",
+            ] {
+                let errs = path_errors(|h| match field {
+                    "synapse.data_dir" => h.synapse.data_dir = dir.into(),
+                    "synapse.media_store_path" => h.synapse.media_store_path = Some(dir.into()),
+                    "element.webroot" => h.element.webroot = dir.into(),
+                    _ => h.secrets.dir = dir.into(),
+                });
+                assert!(
+                    errs.iter()
+                        .any(|e| e.starts_with(&format!("{field}: "))
+                            && e.contains("system directory")),
+                    "{field} = {dir}: {errs:?}"
+                );
+            }
+        }
+        let errs = path_errors(|h| h.synapse.data_dir = "/var/lib/x/../y".into());
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("synapse.data_dir: ") && e.contains("`..`")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn secrets_and_data_in_the_store_and_overlaps_are_refused() {
+        for (change, field, needle) in [
+            (
+                (|h: &mut HostDescription| {
+                    h.secrets.signing_key_file = Some("/nix/store/abc-key".into())
+                }) as fn(&mut HostDescription),
+                "secrets.signing_key_file",
+                "/nix/store",
+            ),
+            (
+                |h| h.synapse.data_dir = "/nix/store/abc-data".into(),
+                "synapse.data_dir",
+                "/nix/store",
+            ),
+            (
+                |h| h.secrets.dir = "/proc/self".into(),
+                "secrets.dir",
+                "/proc",
+            ),
+            (
+                |h| {
+                    h.turn.tls = Some(crate::host::TurnTls {
+                        port: 5349,
+                        cert_file: "/nix/store/x-cert.pem".into(),
+                        key_file: "/nix/store/x-key.pem".into(),
+                    })
+                },
+                "turn.tls.key_file",
+                "/nix/store",
+            ),
+            (
+                |h| h.secrets.dir = "/var/lib/ospw-matrix/synapse/secrets".into(),
+                "synapse.data_dir",
+                "contains secrets.dir",
+            ),
+            (
+                |h| h.synapse.data_dir = "/var/lib/ospw-matrix".into(),
+                "synapse.data_dir",
+                "contains element.webroot",
+            ),
+            (
+                |h| h.element.webroot = "/var/lib/ospw-matrix".into(),
+                "element.webroot",
+                "served to anyone",
+            ),
+            (
+                |h| h.element.webroot = "/var/lib/ospw-matrix/secrets".into(),
+                "element.webroot",
+                "is the same as secrets.dir",
+            ),
+            (
+                |h| {
+                    h.secrets.form_secret_file =
+                        Some("/var/lib/ospw-matrix/element-web/form".into())
+                },
+                "element.webroot",
+                "contains secrets.form_secret_file",
+            ),
+            (
+                |h| {
+                    h.synapse.media_store_path =
+                        Some("/var/lib/ospw-matrix/element-web/media".into())
+                },
+                "element.webroot",
+                "contains synapse.media_store_path",
+            ),
+        ] {
+            let errs = path_errors(change);
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with(&format!("{field}: ")) && e.contains(needle)),
+                "{field}: {errs:?}"
+            );
+        }
+        // Element Web from the Nix store, media beside or inside the data
+        // directory, a secret file in the secrets directory: fine.
+        assert_eq!(
+            path_errors(|h| {
+                h.element.webroot = "/nix/store/abc-element-web-1.12.7".into();
+                h.synapse.media_store_path = Some("/var/lib/ospw-matrix/synapse/media".into());
+                h.secrets.form_secret_file = Some("/var/lib/ospw-matrix/secrets/form".into());
+                h.secrets.signing_key_file = Some("/run/agenix/signing-key".into());
+                h.synapse.data_dir = "/var/lib/ospw-matrix/synapse/".into();
+            }),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_secret_pasted_into_a_file_field_is_not_echoed() {
+        let errs = path_errors(|h| {
+            h.secrets.macaroon_secret_key_file = Some("hunter2-s3cret-value".into())
+        });
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("secrets.macaroon_secret_key_file")),
+            "{errs:?}"
+        );
+        assert!(errs.iter().all(|e| !e.contains("hunter2-s3")), "{errs:?}");
+    }
 
     #[test]
     fn dns_names() {

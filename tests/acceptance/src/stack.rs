@@ -304,6 +304,9 @@ pub struct Host {
     pub settings: Option<String>,
     /// PostgreSQL on another host: its address and the password file.
     pub database_remote: Option<(String, PathBuf)>,
+    /// Further top-level sections of the host description (YAML, such as
+    /// `sso:` and `email:`), appended as they are.
+    pub extra: String,
     /// `metrics.enable` with these Synapse, coturn and Caddy ports.
     pub metrics: Option<(u16, u16, u16)>,
 }
@@ -332,6 +335,7 @@ impl Host {
             log_level: "INFO",
             settings: None,
             database_remote: None,
+            extra: String::new(),
             metrics: None,
         }
     }
@@ -624,6 +628,7 @@ impl Stack {
         if let Some(f) = &host.registration_secret_file {
             y.push_str(&format!("  registration_shared_secret_file: {}\n", q(f)));
         }
+        y.push_str(&host.extra);
         y
     }
 
@@ -968,10 +973,27 @@ impl Stack {
         data: &Path,
         port: u16,
     ) -> Result<()> {
+        self.start_synapse_with(name, &[config], &[], data, port)
+            .await
+    }
+
+    /// [`Stack::start_synapse`] with several configuration files (each a
+    /// `-c`, read in order, as a runtime secrets file is) and extra
+    /// environment variables.
+    pub async fn start_synapse_with(
+        &mut self,
+        name: &str,
+        configs: &[&Path],
+        env: &[(&str, &std::ffi::OsStr)],
+        data: &Path,
+        port: u16,
+    ) -> Result<()> {
         let mut cmd = self.user.command(&self.python, &self.p.home);
-        cmd.args(["-m", "synapse.app.homeserver", "-c"])
-            .arg(config)
-            .current_dir(data);
+        cmd.args(["-m", "synapse.app.homeserver"]);
+        for config in configs {
+            cmd.arg("-c").arg(config);
+        }
+        cmd.envs(env.iter().copied()).current_dir(data);
         if !self.log_dirs.iter().any(|d| d == data) {
             self.log_dirs.push(data.to_owned());
         }

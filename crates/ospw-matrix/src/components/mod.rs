@@ -7,5 +7,7 @@
 pub mod caddy;
 pub mod coturn;
 pub mod element;
+pub mod pyyaml;
 pub mod synapse;
+pub mod synapse_auth;
 pub mod synapse_worker;

@@ -274,11 +274,19 @@ fn merge_settings(host: &HostDescription, conf: &mut TurnserverConf, errs: &mut 
             );
             continue;
         }
-        if key == "static-auth-secret" {
+        // Secrets by shape (crate::inline_secrets): the key's name or the value.
+        if key == "static-auth-secret" || !crate::inline_secrets::find(value, &path, key).is_empty()
+        {
             errs.push(
                 path,
-                "secret values may not be written inline (they would end up in world-readable files): \
-                 use secrets.turn_shared_secret_file",
+                if key == "static-auth-secret" {
+                    "secret values may not be written inline (they would end up in world-readable files): \
+                     use secrets.turn_shared_secret_file"
+                } else {
+                    "holds a secret inline, which would end up in world-readable files: coturn reads \
+                     its only secret from secrets.turn_shared_secret_file (added at service start); \
+                     leave this option out"
+                },
             );
             continue;
         }
