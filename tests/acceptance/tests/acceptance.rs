@@ -70,9 +70,7 @@ impl Variant {
     fn options(self) -> Options {
         match self {
             Self::Monolith => Options::full("acceptance"),
-            Self::Workers => {
-                Options::full_with_workers("acceptance-workers", "sync: 1\nclient: 1")
-            }
+            Self::Workers => Options::full_with_workers("acceptance-workers", "sync: 1\nclient: 1"),
         }
     }
 

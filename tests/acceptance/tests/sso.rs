@@ -555,6 +555,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         fast_postgres: true,
         cmd_timeout: Duration::from_secs(120),
         synapse_start: Duration::from_secs(300),
+        workers: None,
     };
     let tools = Tools {
         user: must(report, "unprivileged service user exists", RunAs::detect())?,
