@@ -503,6 +503,37 @@ fn each_worker_reads_the_secrets_from_its_own_credentials_directory() {
 }
 
 #[test]
+fn with_metrics_each_worker_has_a_loopback_metrics_listener() {
+    let (Some(python), Some(schema)) = (python(), schema_file()) else {
+        return;
+    };
+    let h = Host::render(
+        "workers-metrics",
+        "    sync: 1\n    client: 1",
+        "metrics: {enable: true, synapse_port: 9100}\n",
+    );
+    let hs = h.out("synapse/homeserver.yaml");
+    let workers = h.workers();
+    let mut sets = vec![vec![hs.as_path()]];
+    sets.extend(workers.iter().map(|(_, f)| vec![hs.as_path(), f.as_path()]));
+    let got = accepted(&python, &schema, &sets);
+    for (i, g) in got.iter().enumerate().skip(1) {
+        let metrics: Vec<&Value> = g["worker_listeners"]
+            .as_array()
+            .expect("listeners")
+            .iter()
+            .filter(|l| l["type"] == "metrics")
+            .collect();
+        assert_eq!(metrics.len(), 1, "{}", g["files"]);
+        assert_eq!(metrics[0]["port"], 9100 + i, "{}", g["files"]);
+        assert_eq!(
+            metrics[0]["bind_addresses"],
+            serde_json::json!(["127.0.0.1"])
+        );
+    }
+}
+
+#[test]
 fn worker_mistakes_are_refused_naming_the_field() {
     let tmp = TempDir::new("workers-bad");
     for (workers, fields) in [

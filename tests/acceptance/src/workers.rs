@@ -27,6 +27,8 @@ pub struct Worker {
     /// Its TCP listeners (`ADDRESS:PORT`; workers on another host), HTTP
     /// then replication.
     pub tcp: Vec<String>,
+    /// Its Prometheus metrics listener (`ADDRESS:PORT`), with `metrics.enable`.
+    pub metrics: Option<String>,
 }
 
 impl Worker {
@@ -83,6 +85,7 @@ pub fn manifest(out: &Path) -> Result<Vec<Worker>> {
                 .into_iter()
                 .flatten()
                 .collect(),
+            metrics: tcp(&w["metrics"]),
         });
     }
     Ok(out_workers)
@@ -150,8 +153,67 @@ pub fn served(log: &str) -> Vec<Served> {
         .collect()
 }
 
+/// Synapse's count of the requests it handled
+/// (`synapse_http_server_requests_received_total`), by (method, servlet),
+/// from its Prometheus text at `http://ADDRESS:PORT/_synapse/metrics`.
+pub async fn requests_handled(
+    http: &reqwest::Client,
+    address: &str,
+) -> Result<std::collections::BTreeMap<(String, String), f64>> {
+    let url = format!("http://{address}/_synapse/metrics");
+    let text = http
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?
+        .text()
+        .await?;
+    Ok(parse_requests_handled(&text))
+}
+
+/// The `synapse_http_server_requests_received_total` series of a
+/// Prometheus text, by (method, servlet).
+pub fn parse_requests_handled(text: &str) -> std::collections::BTreeMap<(String, String), f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("synapse_http_server_requests_received_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_owned())
+                .unwrap_or_default()
+        };
+        if let Ok(v) = value.trim().parse::<f64>() {
+            *out.entry((label("method"), label("servlet")))
+                .or_insert(0.0) += v;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn prometheus_request_counts_are_read() {
+        let text = "# HELP synapse_http_server_requests_received_total\n\
+                    synapse_http_server_requests_received_total{method=\"GET\",servlet=\"SyncRestServlet\",server_name=\"example.test\"} 5.0\n\
+                    synapse_http_server_requests_received_total{method=\"PUT\",servlet=\"RoomSendEventRestServlet\",server_name=\"example.test\"} 2.0\n\
+                    synapse_http_server_responses_total{method=\"GET\",code=\"200\"} 9.0\n";
+        let got = super::parse_requests_handled(text);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[&("GET".to_owned(), "SyncRestServlet".to_owned())], 5.0);
+        assert_eq!(
+            got[&("PUT".to_owned(), "RoomSendEventRestServlet".to_owned())],
+            2.0
+        );
+    }
+
     use super::*;
 
     #[test]

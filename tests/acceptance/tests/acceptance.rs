@@ -322,6 +322,20 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>, variant: Variant) ->
     let host_wrong_secret_yaml = st.p.root.join("host-wrong-secret.yaml");
     let wrong_secret_file = st.p.root.join("wrong_registration_secret");
     let mut host = st.main_host(SERVER_NAME);
+    // With workers, Synapse's request counters show which process served
+    // what: metrics on, the workers' metrics ports following the main
+    // process's (consecutive ports of the run's block).
+    let mut main_metrics = 0;
+    if variant == Variant::Workers {
+        let ports: Vec<u16> = (0..5).map(|_| st.port()).collect();
+        ensure!(
+            ports.windows(2).all(|w| w[1] == w[0] + 1),
+            "the run's ports are not consecutive: {ports:?}"
+        );
+        // Synapse's, the two workers' (following it), coturn's, Caddy's.
+        host.metrics = Some((ports[0], ports[3], ports[4]));
+        main_metrics = ports[0];
+    }
     std::fs::write(&st.p.host_yaml, st.host_yaml(&host))?;
     host.registration_secret_file = Some(wrong_secret_file.clone());
     std::fs::write(&host_wrong_secret_yaml, st.host_yaml(&host))?;
@@ -1206,7 +1220,16 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>, variant: Variant) ->
 
     if variant == Variant::Workers {
         report.section("9. workers");
-        workers_checks(report, st, &http, &alice_token, &room_id, &event_id).await;
+        workers_checks(
+            report,
+            st,
+            &http,
+            &alice_token,
+            &room_id,
+            &event_id,
+            main_metrics,
+        )
+        .await;
     }
 
     // ---------------------------------------------------------------- 6.
@@ -1565,18 +1588,54 @@ const ROUTE_SAMPLES: &[(&str, Expect)] = &[
     ("/_matrix/client/v3/rooms/ROOM/upgrade", Expect::Main),
 ];
 
-/// The requests each Synapse process logged (service name -> requests).
-fn served_by(st: &Stack) -> Result<BTreeMap<String, Vec<workers::Served>>> {
-    let mut out = BTreeMap::new();
-    out.insert(
-        "synapse".to_owned(),
-        workers::served(&std::fs::read_to_string(st.p.logs.join("synapse.log"))?),
-    );
+/// Every Synapse process's metrics listener: (service name, ADDRESS:PORT).
+fn metrics_endpoints(st: &Stack, main_metrics: u16) -> Result<Vec<(String, String)>> {
+    let mut out = vec![("synapse".to_owned(), format!("127.0.0.1:{main_metrics}"))];
     for w in st.workers()? {
-        let log = std::fs::read_to_string(st.p.logs.join(format!("{}.log", w.service())))?;
-        out.insert(w.service(), workers::served(&log));
+        let m = w
+            .metrics
+            .clone()
+            .with_context(|| format!("{} has no metrics listener", w.name))?;
+        out.push((w.service(), m));
     }
     Ok(out)
+}
+
+/// The requests each Synapse process handled so far (Synapse's own
+/// counter, from its metrics), by service name and (method, servlet).
+type Handled = BTreeMap<String, BTreeMap<(String, String), f64>>;
+
+async fn handled(http: &reqwest::Client, endpoints: &[(String, String)]) -> Result<Handled> {
+    let mut out = BTreeMap::new();
+    for (service, address) in endpoints {
+        out.insert(
+            service.clone(),
+            workers::requests_handled(http, address).await?,
+        );
+    }
+    Ok(out)
+}
+
+/// The client requests (not replication between the processes) each
+/// process handled between two counts, of `method`.
+fn handled_between(before: &Handled, after: &Handled, method: &str) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(service, counts)| {
+            let d: f64 = counts
+                .iter()
+                .filter(|((m, servlet), _)| m == method && !servlet.starts_with("Replication"))
+                .map(|(k, v)| {
+                    v - before
+                        .get(service)
+                        .and_then(|b| b.get(k))
+                        .copied()
+                        .unwrap_or(0.0)
+                })
+                .sum();
+            (service.clone(), d)
+        })
+        .collect()
 }
 
 /// Whether a response says Synapse has no handler for the path (404
@@ -1595,6 +1654,7 @@ async fn workers_checks(
     token: &str,
     room: &matrix_sdk::ruma::OwnedRoomId,
     event: &matrix_sdk::ruma::OwnedEventId,
+    main_metrics: u16,
 ) {
     let workers = match st.workers() {
         Ok(w) => w,
@@ -1611,36 +1671,54 @@ async fn workers_checks(
             Ok(names.join(", "))
         })(),
     );
-    // Each process served its share of what the users did above.
+    let plain = match plain_client(Duration::from_secs(10)) {
+        Ok(c) => c,
+        Err(e) => {
+            report.check::<&str>("an HTTP client for the metrics", Err(e));
+            return;
+        }
+    };
+    let endpoints = match metrics_endpoints(st, main_metrics) {
+        Ok(e) => e,
+        Err(e) => {
+            report.check::<&str>("every Synapse process has a metrics listener", Err(e));
+            return;
+        }
+    };
+    // Each process served its share of what the users did above (Synapse's
+    // own request counters: its access log is never written).
     report.check(
-        "each worker served its share: /sync only on the sync worker, event sending and key queries only on the client worker",
-        (|| {
-            let by = served_by(st)?;
-            let count = |svc: &str, f: &dyn Fn(&workers::Served) -> bool| {
-                by.get(svc).map_or(0, |v| v.iter().filter(|s| f(s)).count())
+        "each worker served its share: /sync only on the sync worker, event sending and key queries only on the client worker (Synapse's request counters)",
+        async {
+            let by = handled(&plain, &endpoints).await?;
+            let count = |svc: &str, method: &str, servlet: &str| {
+                by.get(svc)
+                    .and_then(|c| c.get(&(method.to_owned(), servlet.to_owned())))
+                    .copied()
+                    .unwrap_or(0.0)
             };
-            let is_sync = |s: &workers::Served| s.path.ends_with("/sync");
-            let is_send = |s: &workers::Served| s.method == "PUT" && s.path.contains("/send/");
-            let is_keys = |s: &workers::Served| s.path.ends_with("/keys/query");
-            let (sync, send, keys) = (
-                count("synapse-sync1", &is_sync),
-                count("synapse-client1", &is_send),
-                count("synapse-client1", &is_keys),
-            );
-            ensure!(sync > 0, "the sync worker served no /sync");
-            ensure!(send > 0, "the client worker served no event sending");
-            ensure!(keys > 0, "the client worker served no key query");
+            let sync = count("synapse-sync1", "GET", "SyncRestServlet");
+            let send = count("synapse-client1", "PUT", "RoomSendEventRestServlet");
+            let keys = count("synapse-client1", "POST", "KeyQueryServlet");
+            let seen = || format!("{by:?}");
+            ensure!(sync > 0.0, "the sync worker served no /sync: {}", seen());
+            ensure!(send > 0.0, "the client worker served no event sending: {}", seen());
+            ensure!(keys > 0.0, "the client worker served no key query: {}", seen());
             for other in ["synapse", "synapse-client1"] {
-                ensure!(count(other, &is_sync) == 0, "{other} served /sync");
+                ensure!(count(other, "GET", "SyncRestServlet") == 0.0, "{other} served /sync");
             }
             for other in ["synapse", "synapse-sync1"] {
-                ensure!(count(other, &is_send) == 0, "{other} served event sending");
+                ensure!(
+                    count(other, "PUT", "RoomSendEventRestServlet") == 0.0,
+                    "{other} served event sending"
+                );
             }
+            let main_total: f64 = by.get("synapse").map_or(0.0, |c| c.values().sum());
             Ok(format!(
-                "sync1: {sync} syncs; client1: {send} sends, {keys} key queries; main: {} requests",
-                by.get("synapse").map_or(0, Vec::len)
+                "sync1: {sync} syncs; client1: {send} sends, {keys} key queries; main: {main_total} requests"
             ))
-        })(),
+        }
+        .await,
     );
     let samples: Vec<(String, Expect)> = ROUTE_SAMPLES
         .iter()
@@ -1652,43 +1730,39 @@ async fn workers_checks(
             )
         })
         .collect();
-    let mut answers = Vec::new();
-    for (path, _) in &samples {
-        let url = st.https(MATRIX_HOST, path);
-        let r = http.get(&url).bearer_auth(token).send().await;
-        answers.push(match r {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                (status, r.text().await.unwrap_or_default())
-            }
-            Err(e) => (0, e.to_string()),
-        });
-    }
-    // Synapse logs a request when it is done: give the logs a moment.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let plain = plain_client(Duration::from_secs(10));
     let mut results = Vec::new();
-    for ((path, expect), (status, body)) in samples.iter().zip(&answers) {
+    for (path, expect) in &samples {
         let r = async {
-            let by = served_by(st)?;
             let service = match expect {
                 Expect::Sync => "synapse-sync1",
                 Expect::Client => "synapse-client1",
                 Expect::Main => "synapse",
             };
-            let path = path.split('?').next().unwrap_or(path);
-            let decoded = percent_decode(path);
-            let at: Vec<&String> = by
-                .iter()
-                .filter(|(_, v)| v.iter().any(|s| s.method == "GET" && (s.path == path || s.path == decoded)))
-                .map(|(k, _)| k)
-                .collect();
+            let before = handled(&plain, &endpoints).await?;
+            let url = st.https(MATRIX_HOST, path);
+            let r = http.get(&url).bearer_auth(token).send().await?;
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap_or_default();
+            // The count is taken when Synapse has answered; wait for it.
+            let mut at = Vec::new();
+            for _ in 0..20 {
+                let after = handled(&plain, &endpoints).await?;
+                at = handled_between(&before, &after, "GET")
+                    .into_iter()
+                    .filter(|(_, d)| *d > 0.0)
+                    .map(|(s, _)| s)
+                    .collect();
+                if !at.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             ensure!(at == [service], "GET {path} was served by {at:?}, expected {service} ({status})");
-            if unrecognized(*status, body) {
+            if unrecognized(status, &body) {
                 // An endpoint behind an experimental feature that is off:
                 // the main process does not know it either.
-                let direct = plain.as_ref().map_err(|e| anyhow!("{e}"))?;
-                let r = direct
+                let path = path.split('?').next().unwrap_or(path);
+                let r = plain
                     .get(st.synapse_direct(path))
                     .bearer_auth(token)
                     .send()
@@ -1770,23 +1844,4 @@ async fn workers_checks(
             .collect::<Result<Vec<()>>>()
             .map(|v| format!("{} sockets", v.len())),
     );
-}
-
-/// `%XX` sequences decoded (Synapse logs the path as received).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

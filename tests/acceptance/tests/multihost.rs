@@ -8,9 +8,10 @@
 //! Synapse process reaches PostgreSQL over TCP with a libpq password file
 //! (scram-sha-256; no socket). Everything is started from the CLI's
 //! rendered files and used through Caddy: users in rooms send messages
-//! (`ospw_matrix_acceptance::load`), every message is delivered, and the
-//! logs show the remote event persister persisting the events and the
-//! remote sync worker serving `/sync` over TCP.
+//! (`ospw_matrix_acceptance::load`), every message is delivered, and
+//! Synapse's request counters (each process's metrics) show the remote event
+//! persister persisting the events and the remote sync worker serving
+//! `/sync` over TCP.
 
 use std::time::Duration;
 
@@ -112,6 +113,14 @@ async fn run(slot: &mut Option<Stack>) -> Result<()> {
     let st = slot.as_mut().context("stack")?;
     let (redis_port, main_repl, remote_first) = (st.port(), st.port(), st.port());
     let _ = st.port(); // the remote host's second listener
+                       // Metrics (Synapse's request counters say which process served what):
+                       // the main process's port, then the three workers' (consecutive),
+                       // coturn's and Caddy's.
+    let metrics: Vec<u16> = (0..6).map(|_| st.port()).collect();
+    ensure!(
+        metrics.windows(2).all(|w| w[1] == w[0] + 1),
+        "the run's ports are not consecutive: {metrics:?}"
+    );
     let password_file = st.p.root.join("redis-password");
     let body: &'static str = Box::leak(
         format!(
@@ -148,6 +157,7 @@ async fn run(slot: &mut Option<Stack>) -> Result<()> {
     // Messages as fast as the senders go.
     host.settings = Some("rc_message: {per_second: 1000, burst_count: 1000}\n".to_owned());
     host.database_remote = Some((DATABASE_HOST.to_owned(), passfile.clone()));
+    host.metrics = Some((metrics[0], metrics[4], metrics[5]));
     std::fs::write(&st.p.host_yaml, st.host_yaml(&host))?;
     st.secrets_init(&st.p.secrets.clone()).await?;
     let (yaml, out) = (st.p.host_yaml.clone(), st.p.out.clone());
@@ -221,18 +231,34 @@ async fn run(slot: &mut Option<Stack>) -> Result<()> {
         main_l.contains(&format!("127.0.0.1:{main_repl}")),
         "main process listens on {main_l:?}"
     );
-    let sync_l = tcp_listeners(pid_of("workers/sync1.yaml")?);
+    // (Besides, each worker's metrics on its host's loopback.)
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let sync_l = sorted(tcp_listeners(pid_of("workers/sync1.yaml")?));
     ensure!(
-        sync_l == [format!("{REMOTE}:{remote_first}")],
+        sync_l
+            == sorted(vec![
+                format!("{REMOTE}:{remote_first}"),
+                format!("127.0.0.1:{}", metrics[1])
+            ]),
         "sync1 listens on {sync_l:?}"
     );
-    let persister_l = tcp_listeners(pid_of("workers/event_persister1.yaml")?);
+    let persister_l = sorted(tcp_listeners(pid_of("workers/event_persister1.yaml")?));
     ensure!(
-        persister_l == [format!("{REMOTE}:{}", remote_first + 1)],
+        persister_l
+            == sorted(vec![
+                format!("{REMOTE}:{}", remote_first + 1),
+                format!("127.0.0.1:{}", metrics[3])
+            ]),
         "event_persister1 listens on {persister_l:?}"
     );
     let client_l = tcp_listeners(pid_of("workers/client1.yaml")?);
-    ensure!(client_l.is_empty(), "client1 listens on TCP: {client_l:?}");
+    ensure!(
+        client_l == [format!("127.0.0.1:{}", metrics[2])],
+        "client1 listens on TCP beyond its metrics: {client_l:?}"
+    );
     let redis_l = tcp_listeners(pid_of("redis-server")?);
     ensure!(
         redis_l == [format!("127.0.0.1:{redis_port}")],
@@ -292,28 +318,60 @@ async fn run(slot: &mut Option<Stack>) -> Result<()> {
     );
 
     // The remote persister persisted them (the client worker sent each
-    // event to it over TCP), the remote sync worker served the receivers.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let log = |name: &str| std::fs::read_to_string(st.p.logs.join(format!("synapse-{name}.log")));
-    let persisted = workers::served(&log("event_persister1")?)
-        .into_iter()
-        .filter(|s| s.path.starts_with("/_synapse/replication/send_events"))
-        .count();
+    // event to it over TCP), the remote sync worker served the receivers:
+    // Synapse's own request counters, from each process's metrics.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let count = |counts: &std::collections::BTreeMap<(String, String), f64>,
+                 method: &str,
+                 servlet: &str| {
+        counts
+            .get(&(method.to_owned(), servlet.to_owned()))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let port_of = |name: &str| -> Result<u16> {
+        let w = st
+            .workers()?
+            .into_iter()
+            .find(|w| w.name == name)
+            .with_context(|| format!("no worker {name}"))?;
+        w.metrics
+            .as_deref()
+            .and_then(|m| m.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
+            .with_context(|| format!("{name} has no metrics listener"))
+    };
     ensure!(
-        persisted as u64 >= r.sends,
-        "event_persister1 persisted {persisted} batches for {} messages",
+        port_of("sync1")? == metrics[1] && port_of("event_persister1")? == metrics[3],
+        "the workers' metrics ports do not follow the main process's"
+    );
+    let at = |port: u16| format!("127.0.0.1:{port}");
+    let persister = workers::requests_handled(&http, &at(metrics[3])).await?;
+    let persisted = count(&persister, "POST", "ReplicationSendEventsRestServlet");
+    ensure!(
+        persisted >= r.sends as f64,
+        "event_persister1 persisted {persisted} events for {} messages: {persister:?}",
         r.sends
     );
-    let syncs = workers::served(&log("sync1")?)
-        .into_iter()
-        .filter(|s| s.path.ends_with("/sync"))
-        .count();
-    ensure!(syncs > 0, "the remote sync worker served no /sync");
-    let client_sends = workers::served(&log("client1")?)
-        .into_iter()
-        .filter(|s| s.method == "PUT" && s.path.contains("/send/"))
-        .count();
-    ensure!(client_sends > 0, "the local client worker served no send");
+    let main_counts = workers::requests_handled(&http, &at(metrics[0])).await?;
+    ensure!(
+        count(&main_counts, "POST", "ReplicationSendEventsRestServlet") == 0.0,
+        "the main process persisted events: {main_counts:?}"
+    );
+    let syncs = count(
+        &workers::requests_handled(&http, &at(metrics[1])).await?,
+        "GET",
+        "SyncRestServlet",
+    );
+    ensure!(syncs > 0.0, "the remote sync worker served no /sync");
+    let client_sends = count(
+        &workers::requests_handled(&http, &at(metrics[2])).await?,
+        "PUT",
+        "RoomSendEventRestServlet",
+    );
+    ensure!(client_sends > 0.0, "the local client worker served no send");
     println!(
         "multihost: {persisted} events persisted on {REMOTE}, {syncs} syncs served on {REMOTE}, {client_sends} sends on the local client worker"
     );

@@ -235,7 +235,12 @@ pub fn apply_to_homeserver(
 /// One worker's configuration file: its application, name, listeners and
 /// logging configuration, and with `credentials_dir` the path of every
 /// secret in its own directory.
-pub fn worker_config(w: &WorkersSettings, pw: &PlannedWorker, ctx: &RenderContext) -> WorkerConfig {
+pub fn worker_config(
+    host: &HostDescription,
+    w: &WorkersSettings,
+    pw: &PlannedWorker,
+    ctx: &RenderContext,
+) -> WorkerConfig {
     let mut listeners = Vec::new();
     if let Some(http) = &pw.http {
         let (names, mode, proxied) = match pw.kind {
@@ -252,6 +257,21 @@ pub fn worker_config(w: &WorkersSettings, pw: &PlannedWorker, ctx: &RenderContex
             vec![ResourceName::Replication],
             false,
         ));
+    }
+    if let Some(port) = metrics_port(host, w, &pw.name) {
+        // Prometheus metrics of this worker, on loopback only (as the main
+        // process's, `metrics.synapse_port`; each worker the next port).
+        listeners.push(Listener {
+            kind: crate::components::synapse::ListenerType::Metrics,
+            tls: None,
+            x_forwarded: None,
+            resources: None,
+            ..Listener::tcp(
+                vec![crate::host::METRICS_ADDRESS.to_owned()],
+                port,
+                Vec::new(),
+            )
+        });
     }
     let mut extra = Extra::new();
     if let Some(dir) = w.credentials_dir_of(&pw.name) {
@@ -274,6 +294,18 @@ pub fn worker_config(w: &WorkersSettings, pw: &PlannedWorker, ctx: &RenderContex
         ),
         extra,
     }
+}
+
+/// The metrics port of worker `name` with `metrics.enable`: the
+/// `metrics.synapse_port` (the main process's) plus the worker's position
+/// in the plan, from 1, on 127.0.0.1 of the host it runs on. `None` without
+/// metrics (or past port 65535, which the validator reports).
+pub fn metrics_port(host: &HostDescription, w: &WorkersSettings, name: &str) -> Option<u16> {
+    if !host.metrics.enable {
+        return None;
+    }
+    let i = w.plan().workers.iter().position(|pw| pw.name == name)?;
+    u16::try_from(usize::from(host.metrics.synapse_port) + 1 + i).ok()
 }
 
 /// `synapse/workers/NAME.yaml`.
@@ -305,6 +337,7 @@ struct ManifestWorker<'a> {
     host: Option<&'a str>,
     http: Option<String>,
     replication: Option<String>,
+    metrics: Option<String>,
 }
 
 /// An endpoint as text: `unix:/path` or `tcp:ADDRESS:PORT`.
@@ -331,7 +364,7 @@ pub fn files(
     let mut errs = ValidationErrors::new();
     let mut out = Vec::new();
     for pw in &plan.workers {
-        let config = worker_config(w, pw, ctx);
+        let config = worker_config(host, w, pw, ctx);
         for e in config.privacy_violations(homeserver, &internal).errors {
             errs.push(
                 format!(
@@ -375,6 +408,12 @@ pub fn files(
                 host: pw.remote_host.as_deref(),
                 http: pw.http.as_ref().map(endpoint_text),
                 replication: pw.replication.as_ref().map(endpoint_text),
+                metrics: metrics_port(host, w, &pw.name).map(|port| {
+                    endpoint_text(&Endpoint::Tcp {
+                        address: crate::host::METRICS_ADDRESS.to_owned(),
+                        port,
+                    })
+                }),
             })
             .collect(),
         main_replication: endpoint_text(&plan.main_replication),

@@ -110,6 +110,17 @@ pub(super) fn check(host: &HostDescription, errs: &mut ValidationErrors) {
         );
     }
     absolute(errs, &format!("{AT}.socket_dir"), &w.socket_dir);
+    if host.metrics.enable && u32::from(host.metrics.synapse_port) + total.min(MAX_WORKERS) > 65535
+    {
+        errs.push(
+            "metrics.synapse_port",
+            format!(
+                "{} leaves no room for the workers' metrics ports, which follow it: expected at most {}",
+                host.metrics.synapse_port,
+                65535 - total.min(MAX_WORKERS)
+            ),
+        );
+    }
     if let Some(dir) = &w.credentials_dir {
         let field = format!("{AT}.credentials_dir");
         absolute(errs, &field, dir);
@@ -345,10 +356,23 @@ pub(super) fn local_tcp_claims(host: &HostDescription) -> Vec<Claim> {
     let Some(w) = &host.synapse.workers else {
         return Vec::new();
     };
-    let Some(r) = &w.remote else {
-        return Vec::new();
-    };
     let mut claims = Vec::new();
+    // The workers' metrics listeners follow the main process's port.
+    let workers = w.plan().workers.len();
+    if host.metrics.enable && workers > 0 {
+        let first = u32::from(host.metrics.synapse_port) + 1;
+        let last = first + u32::try_from(workers).unwrap_or(u32::MAX) - 1;
+        claims.push(Claim {
+            field: "metrics.synapse_port".to_owned(),
+            range: PortRange {
+                first: u16::try_from(first).unwrap_or(u16::MAX),
+                last: u16::try_from(last).unwrap_or(u16::MAX),
+            },
+        });
+    }
+    let Some(r) = &w.remote else {
+        return claims;
+    };
     let plan = w.plan();
     let local = plan
         .workers
@@ -680,6 +704,27 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn workers_metrics_ports_follow_the_main_processes_and_collide() {
+        let mut host = crate::load::example_host().expect("example");
+        host.metrics.enable = true;
+        host.metrics.synapse_port = 9000;
+        host.synapse.workers = Some(WorkersSettings {
+            preset: Some(WorkerPreset::Medium),
+            ..WorkersSettings::default()
+        });
+        // medium: eight workers on 9001-9008; coturn's exporter on 9005.
+        host.metrics.coturn_port = 9005;
+        let errs = crate::validate::validate(&host).expect_err("collides");
+        assert!(errs.mentions("metrics.synapse_port"), "{errs}");
+        assert!(errs.errors[0].message.contains("9001-9008"), "{errs}");
+        host.metrics.coturn_port = 9641;
+        assert_eq!(crate::validate::validate(&host), Ok(()));
+        host.metrics.synapse_port = 65530;
+        let errs = crate::validate::validate(&host).expect_err("overflows");
+        assert!(errs.mentions("metrics.synapse_port"), "{errs}");
     }
 
     #[test]
