@@ -255,6 +255,21 @@ const CASES: &[(&str, &str)] = &[
     ("element: {settings: {my_service: {api_key: abc}}}", "element.settings.my_service.api_key"),
     ("element: {setting_defaults: {some_token: abc}}", "element.setting_defaults.some_token"),
     ("secrets: {signing_key_file: 'ed25519 a_AbCd nJ3aZkS0kD2fFq9Y0rC1mV6oQ8yXhT4uWbE7pLs5gIw'}", "secrets.signing_key_file"),
+    // Secret names run together, acronyms, lists and collections of
+    // secrets, HTTP Authorization values, webhook URLs.
+    ("synapse: {settings: {modules: [{module: m.M, config: {api_tokens: [abc123]}}]}}", "synapse.settings.modules[0].config.api_tokens[0]"),
+    ("synapse: {settings: {modules: [{module: m.M, config: {APIToken: abc123}}]}}", "synapse.settings.modules[0].config.APIToken"),
+    ("synapse: {settings: {modules: [{module: m.M, config: {clientsecret: abc123}}]}}", "synapse.settings.modules[0].config.clientsecret"),
+    ("synapse: {settings: {modules: [{module: m.M, config: {dbPassword: abc123}}]}}", "synapse.settings.modules[0].config.dbPassword"),
+    ("synapse: {settings: {modules: [{module: m.M, config: {smtp_pw: abc123}}]}}", "synapse.settings.modules[0].config.smtp_pw"),
+    ("synapse: {settings: {modules: [{module: m.M, config: {passwords: {alice: abc123}}}]}}", "synapse.settings.modules[0].config.passwords.alice"),
+    ("synapse: {settings: {modules: [{module: m.M, config: {headers: {X-Auth: 'Bearer abc123def'}}}]}}", "synapse.settings.modules[0].config.headers.X-Auth"),
+    (
+        "synapse: {settings: {modules: [{module: m.M, config: {notify: 'https://hooks.slack.com/services/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'}}]}}",
+        "synapse.settings.modules[0].config.notify",
+    ),
+    ("element: {settings: {integrations: {apiKey: abc123}}}", "element.settings.integrations.apiKey"),
+    ("element: {setting_defaults: {myTokens: [abc]}}", "element.setting_defaults.myTokens[0]"),
     // Paths that would damage the host.
     ("synapse: {data_dir: /var/lib}", "synapse.data_dir"),
     ("synapse: {data_dir: /var/lib/}", "synapse.data_dir"),
@@ -841,6 +856,42 @@ fn no_error_prints_a_secret_or_a_whole_file_back() {
             }
             assert!(stderr.len() < 2000, "{args:?}: {} bytes", stderr.len());
         }
+    }
+}
+
+/// The library's own errors (used directly, without the CLI's final
+/// shortening) never show a value or a key that may be a secret, however
+/// each component's model words its message.
+#[test]
+fn library_errors_never_show_a_secret() {
+    let token = "q8GzTdW3kP5rXvN2mL7yHc4JxQ1w";
+    let cases = [
+        format!("turn: {{settings: {{denied-peer-ip: ['{token}']}}}}"),
+        format!("turn: {{settings: {{allowed-peer-ip: '{token}'}}}}"),
+        format!("turn: {{external_ip: '{token}'}}"),
+        format!("turn: {{settings: {{user-quota: '{token}'}}}}"),
+        format!("turn: {{settings: {{prometheus-address: '{token}'}}}}"),
+        format!("element: {{settings: {{brand: {{password: '{token}'}}}}}}"),
+        format!("element: {{settings: {{disable_guests: ['{token}']}}}}"),
+        format!("element: {{settings: {{enable_presence_by_hs_url: {{'https://u:{token}@matrix.example.org': true}}}}}}"),
+        format!("element: {{settings: {{logout_redirect_url: 'https://u:{token}@evil.example/'}}}}"),
+        format!("synapse: {{settings: {{'syt_{token}_1A2b3C': 1}}}}"),
+        format!("synapse: {{settings: {{users: {{'{token}': '@a:example.org'}}}}}}"),
+        format!("synapse: {{settings: {{ip_range_whitelist: ['{token}']}}}}"),
+        format!("synapse: {{settings: {{listeners: [{{port: 8008, type: http, bind_addresses: ['{token}']}}]}}}}"),
+        format!("synapse: {{settings: {{enable_registration: '{token}'}}}}"),
+        format!("synapse: {{listen: {{tcp: {{address: '{token}', port: 8008}}}}}}"),
+        format!("proxy: {{admin: '{token}'}}"),
+        format!("element: {{map_style_url: 'https://u:{token}@tiles.example.org/style.json'}}"),
+    ];
+    for case in &cases {
+        let errors = library_errors(&case_yaml(case))
+            .unwrap_or_else(|| panic!("{case}: accepted"))
+            .join("\n");
+        assert!(
+            !errors.contains(&token[..8]),
+            "{case}: the library printed the value back: {errors}"
+        );
     }
 }
 

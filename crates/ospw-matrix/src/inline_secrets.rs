@@ -4,22 +4,29 @@
 //! decide what they may quote ([`crate::redact`]).
 //!
 //! A value is an inline secret when its **key** names a secret (a word
-//! such as `secret`, `password`, `pass`, `pwd`, `token`, `key`,
-//! `credential`, `private` or `pepper`, unless another word says the value
-//! is something else: `key_refresh_interval`, `signing_key_path`,
+//! such as `secret`, `password`, `pass`, `pwd`, `pw`, `token`, `key`,
+//! `credential`, `private`, `psk`, `authorization` or `pepper`, also run
+//! together with other words as in `clientsecret`, `dbPassword`,
+//! `APIToken` or `accesskey`, unless another word says the value is
+//! something else: `key_refresh_interval`, `signing_key_path`,
 //! `client_secret_file`, `token_endpoint`, `recaptcha_public_key`), or
 //! when the **value** looks like one whatever its key: a PEM block, a
-//! Synapse signing key line, a URL with a password or a secret query
-//! parameter, a JSON Web Token, a known token prefix (`syt_`), a
-//! `password=` in a connection string, or a long random-looking string of
-//! base64 or hexadecimal characters. Booleans, `null` and empty strings
-//! are never secrets; a secret-named key holding a mapping or list is
-//! searched inside.
+//! Synapse signing key line, a URL with a password, a secret query
+//! parameter or a random-looking token in its path (a webhook), a JSON
+//! Web Token, a known token prefix (`syt_`), an HTTP `Authorization`
+//! value (`Bearer …`, `Basic …`), a `password=` in a connection string,
+//! or a long random-looking string of base64 or hexadecimal characters.
+//! Booleans, `null` and empty strings are never secrets. The items of a
+//! list under a secret-named key are secrets (`api_tokens: [a, b]`), and
+//! so are the values of a mapping named like a collection of secrets
+//! (`passwords: {alice: …}`); other secret-named mappings are searched
+//! inside. A **key** that itself looks like a secret (a token used as a
+//! map key, a URL with a password) is one too.
 
 use serde_json::Value;
 
 /// Words that make a key name a secret.
-const SECRET_WORDS: [&str; 17] = [
+const SECRET_WORDS: [&str; 22] = [
     "secret",
     "secrets",
     "password",
@@ -37,11 +44,51 @@ const SECRET_WORDS: [&str; 17] = [
     "privkey",
     "apikey",
     "pepper",
+    "keys",
+    "pw",
+    "psk",
+    "authorization",
+    "apikeys",
+];
+
+/// Words that name a secret when run together with others (`clientsecret`,
+/// `dbpassword`, `apitoken`, `awssecretkey`): a word ending in one of
+/// these is a secret word.
+const SECRET_SUFFIXES: [&str; 18] = [
+    "secret",
+    "secrets",
+    "password",
+    "passwords",
+    "passwd",
+    "passphrase",
+    "pwd",
+    "token",
+    "tokens",
+    "apikey",
+    "apikeys",
+    "privkey",
+    "privatekey",
+    "secretkey",
+    "accesskey",
+    "authkey",
+    "credential",
+    "credentials",
+];
+
+/// Secret words that name a collection of secrets: every value of a
+/// mapping under such a key is a secret (`passwords: {alice: …}`).
+const COLLECTION_WORDS: [&str; 6] = [
+    "passwords",
+    "secrets",
+    "tokens",
+    "credentials",
+    "keys",
+    "apikeys",
 ];
 
 /// Words that say a secret-named key holds something else: a file or
 /// where to find one, a time, a switch, a public value, a name.
-const HARMLESS_WORDS: [&str; 47] = [
+const HARMLESS_WORDS: [&str; 49] = [
     "path",
     "paths",
     "file",
@@ -89,6 +136,8 @@ const HARMLESS_WORDS: [&str; 47] = [
     "claim",
     "template",
     "count",
+    "parameters",
+    "params",
 ];
 
 /// Subtrees that hold public keys (`old_signing_keys`, a key server's
@@ -96,23 +145,31 @@ const HARMLESS_WORDS: [&str; 47] = [
 const PUBLIC_KEY_SUBTREES: [&str; 2] = ["old_signing_keys", "verify_keys"];
 
 /// The words of a key: split at every character that is not a letter or
-/// digit and at lower-to-upper case changes, lower-cased
-/// (`clientSecret` and `client-secret` are `client`, `secret`).
+/// digit, at lower-to-upper case changes and before the last capital of
+/// a run of capitals followed by a lower-case letter, lower-cased
+/// (`clientSecret` and `client-secret` are `client`, `secret`;
+/// `APIToken` is `api`, `token`).
 fn words(key: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut word = String::new();
     let mut prev_lower = false;
-    for c in key.chars() {
+    let mut prev_upper = false;
+    let chars: Vec<char> = key.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
         if !c.is_ascii_alphanumeric() {
             if !word.is_empty() {
                 out.push(std::mem::take(&mut word));
             }
             prev_lower = false;
+            prev_upper = false;
             continue;
         }
-        if c.is_ascii_uppercase() && prev_lower && !word.is_empty() {
+        let next_lower = chars.get(i + 1).is_some_and(char::is_ascii_lowercase);
+        if c.is_ascii_uppercase() && !word.is_empty() && (prev_lower || (prev_upper && next_lower))
+        {
             out.push(std::mem::take(&mut word));
         }
+        prev_upper = c.is_ascii_uppercase();
         prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
         word.push(c.to_ascii_lowercase());
     }
@@ -122,11 +179,26 @@ fn words(key: &str) -> Vec<String> {
     out
 }
 
+/// Whether `word` (lower case) names a secret, alone or run together
+/// with other words.
+fn is_secret_word(word: &str) -> bool {
+    SECRET_WORDS.contains(&word) || SECRET_SUFFIXES.iter().any(|s| word.ends_with(s))
+}
+
 /// Whether `key` names a secret value (see the module documentation).
 pub fn is_secret_key(key: &str) -> bool {
     let words = words(key);
-    words.iter().any(|w| SECRET_WORDS.contains(&w.as_str()))
+    words.iter().any(|w| is_secret_word(w))
         && !words.iter().any(|w| HARMLESS_WORDS.contains(&w.as_str()))
+}
+
+/// Whether `key` names a collection of secrets (`passwords`,
+/// `api_tokens`): every value of a mapping under it is a secret.
+fn is_secret_collection(key: &str) -> bool {
+    is_secret_key(key)
+        && words(key)
+            .last()
+            .is_some_and(|w| COLLECTION_WORDS.iter().any(|c| w.ends_with(c)))
 }
 
 /// Whether `value` looks like a secret whatever key holds it (see the
@@ -136,7 +208,7 @@ pub fn looks_like_secret(value: &str) -> bool {
     if v.contains("-----BEGIN ") {
         return true;
     }
-    if is_signing_key_line(v) || is_jwt(v) || has_token_prefix(v) {
+    if is_signing_key_line(v) || is_jwt(v) || has_token_prefix(v) || is_auth_header(v) {
         return true;
     }
     if v.contains("://") {
@@ -158,6 +230,18 @@ fn is_signing_key_line(v: &str) -> bool {
         (parts.next(), parts.next(), parts.next()),
         (Some("ed25519"), Some(_), Some(seed)) if seed.len() >= 40
     )
+}
+
+/// An HTTP `Authorization` value: `Bearer`, `Basic`, `Token` or `Bot`
+/// followed by credentials.
+fn is_auth_header(v: &str) -> bool {
+    let Some((scheme, rest)) = v.split_once(char::is_whitespace) else {
+        return false;
+    };
+    let rest = rest.trim();
+    ["bearer", "basic", "token", "bot"].contains(&scheme.to_ascii_lowercase().as_str())
+        && rest.len() >= 6
+        && !rest.chars().any(char::is_whitespace)
 }
 
 fn is_base64url(c: char) -> bool {
@@ -192,10 +276,16 @@ fn has_token_prefix(v: &str) -> bool {
         && PREFIXES.iter().any(|p| v.starts_with(p))
 }
 
-/// A URL with a password (`scheme://user:password@host`) or a query
-/// parameter named like a secret (`?api_key=…`).
+/// A URL with a password (`scheme://user:password@host`), a query
+/// parameter named like a secret (`?api_key=…`) or a random-looking
+/// token in its path, query or fragment (a webhook such as
+/// `https://hooks.example.com/services/T0/B0/<token>`). Media URIs
+/// (`mxc://`) name content, not secrets.
 fn url_holds_secret(v: &str) -> bool {
-    let after_scheme = v.split_once("://").map_or(v, |(_, rest)| rest);
+    let (scheme, after_scheme) = v.split_once("://").unwrap_or(("", v));
+    if scheme.eq_ignore_ascii_case("mxc") {
+        return false;
+    }
     let authority = after_scheme
         .split(['/', '?', '#'])
         .next()
@@ -209,10 +299,18 @@ fn url_holds_secret(v: &str) -> bool {
         }
     }
     let query = v.split_once('?').map_or("", |(_, q)| q);
-    query
+    if query
         .split(['&', ';', '#'])
         .filter_map(|pair| pair.split_once('='))
         .any(|(name, value)| !value.is_empty() && is_secret_key(name))
+    {
+        return true;
+    }
+    let rest = after_scheme
+        .find(['/', '?', '#'])
+        .map_or("", |i| &after_scheme[i..]);
+    rest.split(['/', '?', '#', '&', '=', ';'])
+        .any(|part| is_random_token(part) && !part.contains('.'))
 }
 
 /// A long string of base64 or hexadecimal characters that looks random:
@@ -283,6 +381,8 @@ pub enum Reason {
     Key,
     /// The value itself looks like a secret.
     Value,
+    /// The key itself looks like a secret (a token used as a map key).
+    Name,
 }
 
 /// One inline secret found: its path (dotted keys, `[i]` for list items,
@@ -291,7 +391,8 @@ pub enum Reason {
 pub struct Finding {
     /// Where it is.
     pub path: String,
-    /// The last key on the path (the option's name), empty for list items.
+    /// The last key on the path (the option's name); for a list item, the
+    /// list's key.
     pub key: String,
     /// Why it was taken for a secret.
     pub reason: Reason,
@@ -306,6 +407,18 @@ pub fn find(value: &Value, path: &str, key: &str) -> Vec<Finding> {
 }
 
 fn walk(value: &Value, path: &str, key: &str, out: &mut Vec<Finding>) {
+    walk_inherited(value, path, key, false, out);
+}
+
+/// `secret_parent`: `value` is an item of a list under a secret-named key,
+/// or a value of a mapping named like a collection of secrets.
+fn walk_inherited(
+    value: &Value,
+    path: &str,
+    key: &str,
+    secret_parent: bool,
+    out: &mut Vec<Finding>,
+) {
     if PUBLIC_KEY_SUBTREES.contains(&key) {
         return;
     }
@@ -314,30 +427,39 @@ fn walk(value: &Value, path: &str, key: &str, out: &mut Vec<Finding>) {
         key: key.to_owned(),
         reason,
     };
+    if !key.is_empty() && looks_like_secret(key) {
+        out.push(finding(Reason::Name));
+        return;
+    }
+    let named = secret_parent || (!key.is_empty() && is_secret_key(key));
     match value {
         Value::String(s) if !s.is_empty() => {
-            if !key.is_empty() && is_secret_key(key) {
+            if named {
                 out.push(finding(Reason::Key));
             } else if looks_like_secret(s) {
                 out.push(finding(Reason::Value));
             }
         }
-        Value::Number(_) if !key.is_empty() && is_secret_key(key) => {
+        Value::Number(_) if named => {
             out.push(finding(Reason::Key));
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                walk(item, &format!("{path}[{i}]"), "", out);
+                walk_inherited(item, &format!("{path}[{i}]"), key, named, out);
             }
         }
         Value::Object(map) => {
+            let collection = secret_parent || is_secret_collection(key);
             for (k, v) in map {
                 let sub = if path.is_empty() {
                     k.clone()
                 } else {
                     format!("{path}.{k}")
                 };
-                walk(v, &sub, k, out);
+                let harmless = words(k)
+                    .iter()
+                    .any(|w| HARMLESS_WORDS.contains(&w.as_str()));
+                walk_inherited(v, &sub, k, collection && !harmless, out);
             }
         }
         _ => {}
@@ -375,6 +497,21 @@ mod tests {
             "key",
             "project_api_key",
             "db_passwd",
+            // Words run together, acronyms, other names for a secret.
+            "clientsecret",
+            "dbpassword",
+            "smtpPassword",
+            "APIToken",
+            "APIKey",
+            "DBPassword",
+            "accesstoken",
+            "awsSecretAccessKey",
+            "secretkey",
+            "api_keys",
+            "smtp_pw",
+            "wifi_psk",
+            "Authorization",
+            "bot_credentials",
         ] {
             assert!(is_secret_key(key), "{key}");
         }
@@ -403,6 +540,14 @@ mod tests {
             "session_lifetime",
             "jwt_header",
             "key_id",
+            "passthrough_authorization_parameters",
+            "use_appservice_legacy_authorization_enabled",
+            "tokenizer",
+            "bypass",
+            "compass",
+            "keyboard",
+            "turkey",
+            "access_key_id",
         ] {
             assert!(!is_secret_key(key), "{key}");
         }
@@ -424,6 +569,12 @@ mod tests {
             "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
             "3f1c9a7be2d84c6f9a0b1e2d3c4f5a6b7c8d9e0f",
             "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbA==",
+            // HTTP Authorization values and webhook URLs.
+            "Bearer abc123def",
+            "Basic dXNlcjpodW50ZXIy",
+            "https://hooks.slack.com/services/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",
+            "https://discord.com/api/webhooks/1234567890/Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe-Dc",
+            "https://example.org/hook#k=q8GzTdW3kP5rXvN2mL7yHc4J",
         ] {
             assert!(looks_like_secret(v), "{v}");
         }
@@ -448,9 +599,48 @@ mod tests {
             "%(name)s - %(lineno)d - %(levelname)s",
             "s3_storage_provider.S3StorageProviderBackend",
             "synapse.handlers.oidc.JinjaOidcMappingProvider2",
+            "Bearer",
+            "token based",
+            "mxc://example.org/VFVaHTRUFOyMTXVMBaUlsWNa",
+            "https://example.org/rules/house-rules-2024.html",
+            "https://chat.example.org/#/room/#general:example.org",
         ] {
             assert!(!looks_like_secret(v), "{v}");
         }
+    }
+
+    #[test]
+    fn lists_collections_and_keys_that_are_secrets() {
+        let value = serde_json::json!({
+            "api_tokens": ["abc", "def"],
+            "passwords": {"alice": "hunter2", "bob": {"pw": "x"}},
+            "password_config": {"enabled": true, "policy": {"minimum_length": 8, "require_digit": true}},
+            "client_secret_jwt_key": {"key_file": "/run/k.pem", "jwt_header": {"alg": "ES256"}},
+            "tokens_enabled": true,
+            "users": {"syt_YWxpY2U_XbQwVxYzABCDEFghijkl_1A2b3C": "@alice:example.org"},
+            "homeservers": {"https://u:hunter2@matrix.example.org": true},
+        });
+        let found: Vec<(String, Reason)> = find(&value, "", "")
+            .into_iter()
+            .map(|f| (f.path, f.reason))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("api_tokens[0]".into(), Reason::Key),
+                ("api_tokens[1]".into(), Reason::Key),
+                ("passwords.alice".into(), Reason::Key),
+                ("passwords.bob.pw".into(), Reason::Key),
+                (
+                    "users.syt_YWxpY2U_XbQwVxYzABCDEFghijkl_1A2b3C".into(),
+                    Reason::Name
+                ),
+                (
+                    "homeservers.https://u:hunter2@matrix.example.org".into(),
+                    Reason::Name
+                ),
+            ]
+        );
     }
 
     #[test]

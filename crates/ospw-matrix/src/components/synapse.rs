@@ -1057,6 +1057,9 @@ impl HomeserverConfig {
                 crate::inline_secrets::Reason::Value => {
                     "holds a value that looks like a secret (a key, token or password)"
                 }
+                crate::inline_secrets::Reason::Name => {
+                    "is a key that looks like a secret (a token or a URL with a password)"
+                }
             };
             errs.push(
                 finding.path.clone(),
