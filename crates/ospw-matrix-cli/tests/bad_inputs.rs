@@ -282,6 +282,27 @@ const CASES: &[(&str, &str)] = &[
     ("synapse: {data_dir: /var/lib/ospw-matrix}", "synapse.data_dir"),
     ("element: {webroot: /var/lib/ospw-matrix/secrets}", "element.webroot"),
     ("synapse: {data_dir: /srv/matrix/../synapse}", "synapse.data_dir"),
+    // Paths in free-form settings: a managed secret handed to another
+    // server, the process environment, a secret in the Nix store, `..`.
+    (
+        "synapse: {settings: {redis: {enabled: true, host: redis.example.net, password_path: /var/lib/ospw-matrix/secrets/signing_key}}}",
+        "synapse.settings.redis.password_path",
+    ),
+    (
+        "synapse: {settings: {oidc_providers: [{idp_id: sso, issuer: 'https://id.example.net/', client_id: m, client_secret_path: /var/lib/ospw-matrix/secrets/macaroon_secret_key}]}}",
+        "synapse.settings.oidc_providers[0].client_secret_path",
+    ),
+    ("secrets: {form_secret_file: /run/agenix/form}\nsynapse: {settings: {recaptcha_private_key_path: /run/agenix/form}}", "synapse.settings.recaptcha_private_key_path"),
+    ("synapse: {settings: {recaptcha_private_key_path: /proc/self/environ}}", "synapse.settings.recaptcha_private_key_path"),
+    ("synapse: {settings: {app_service_config_files: [/etc/bridge.yaml, /proc/1/environ]}}", "synapse.settings.app_service_config_files[1]"),
+    ("synapse: {settings: {worker_replication_secret_path: /nix/store/0abc-replication-secret}}", "synapse.settings.worker_replication_secret_path"),
+    ("synapse: {settings: {email: {template_dir: ../secrets}}}", "synapse.settings.email.template_dir"),
+    ("synapse: {settings: {oembed: {additional_providers: ['file:///var/lib/ospw-matrix/secrets/form_secret']}}}", "synapse.settings.oembed.additional_providers[0]"),
+    (
+        "synapse: {settings: {media_storage_providers: [{module: file_system, store_local: true, config: {directory: /var/lib/ospw-matrix/secrets/media}}]}}",
+        "synapse.settings.media_storage_providers[0].config.directory",
+    ),
+    ("turn: {settings: {dh-file: /sys/kernel/notes}}", "turn.settings.dh-file"),
     // Units and ranges of Synapse values.
     ("synapse: {max_upload_size: 101G}", "synapse.max_upload_size"),
     ("synapse: {max_upload_size: 2T}", "synapse.max_upload_size"),
@@ -503,6 +524,12 @@ const GOOD_CASES: &[&str] = &[
     "turn: {external_ip: 198.51.100.7/10.0.0.5}",
     "turn: {listening_ips: ['10.0.0.5', '2001:db8::5']}",
     "turn: {tls: {cert_file: /etc/ssl/turn cert.pem, key_file: /etc/ssl/turn-key.pem}}",
+    // Paths in settings that are fine: templates in the store, a secret
+    // of its own outside it, a log written nowhere, a restated secret path.
+    "synapse: {settings: {templates: {custom_template_directory: /nix/store/0abc-templates}, email: {template_dir: /etc/ospw-matrix/mail}}}",
+    "synapse: {settings: {oidc_providers: [{idp_id: sso, issuer: 'https://matrix.example.org/', client_id: m, client_secret_path: /run/agenix/oidc}]}}",
+    "synapse: {settings: {signing_key_path: /var/lib/ospw-matrix/secrets/signing_key}}",
+    "turn: {settings: {log-file: /dev/null}}",
 ];
 
 fn merge(base: &mut Value, patch: Value) {

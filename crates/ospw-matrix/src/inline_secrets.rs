@@ -179,6 +179,12 @@ fn words(key: &str) -> Vec<String> {
     out
 }
 
+/// The words of `key` as the detector splits them (lower case): `clientSecretPath`
+/// is `client`, `secret`, `path`.
+pub fn key_words(key: &str) -> Vec<String> {
+    words(key)
+}
+
 /// Whether `word` (lower case) names a secret, alone or run together
 /// with other words.
 fn is_secret_word(word: &str) -> bool {
