@@ -226,12 +226,13 @@ const REFUSED: [(&str, &str); 15] = [
 /// The peer address ranges that must be denied, as in Synapse's TURN guide
 /// (`docs/setup/turn/coturn.md`), plus multicast, documentation and
 /// benchmarking ranges: private, loopback, link-local, CGNAT, documentation,
-/// benchmarking, multicast and reserved ranges for IPv4 and IPv6. Written as
+/// benchmarking, multicast and reserved ranges for IPv4 and IPv6 (IPv4-mapped
+/// and IPv4-compatible IPv6 included). Written as
 /// coturn reads them (`FIRST-LAST` or a single address; see [`ranges`]): no
 /// entry starts or ends at the unspecified address (coturn would read it as
 /// no bound and deny every peer; coturn refuses the peers 0.0.0.0/8 and `::`
 /// by itself), and every IPv6 range is a prefix-aligned block.
-pub const REQUIRED_DENIED_PEER_IPS: [&str; 27] = [
+pub const REQUIRED_DENIED_PEER_IPS: [&str; 30] = [
     // IPv4
     "0.0.0.0-0.255.255.255",       // 0.0.0.0/8 "this network"
     "10.0.0.0-10.255.255.255",     // 10/8 private
@@ -250,17 +251,25 @@ pub const REQUIRED_DENIED_PEER_IPS: [&str; 27] = [
     "240.0.0.0-255.255.255.254",   // 240/4 reserved
     "255.255.255.255",             // limited broadcast
     // IPv6
-    "::1",                                               // loopback
-    "64:ff9b::-64:ff9b::ffff:ffff",                      // 64:ff9b::/96 NAT64
-    "64:ff9b:1::-64:ff9b:1:ffff:ffff:ffff:ffff:ffff",    // 64:ff9b:1::/48 local NAT64
-    "::ffff:0.0.0.0-::ffff:255.255.255.255",             // ::ffff:0:0/96 IPv4-mapped
-    "100::-100::ffff:ffff:ffff:ffff",                    // 100::/64 discard
-    "2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff",     // 2001::/23 IETF assignments
+    // ::1 (loopback) and ::/96 IPv4-compatible (deprecated; routed to the
+    // IPv4 address by a sit tunnel), without :: itself (which coturn
+    // refuses by itself), in four byte-aligned blocks: coturn
+    // 4.6–4.8 compare IPv6 bytes one by one, so `::0.0.0.1-::255.255.255.255`
+    // would miss every address whose last byte is 0.
+    "::1-::ff",
+    "::100-::ffff",
+    "::1:0-::ff:ffff",
+    "::100:0-::ffff:ffff",
+    "64:ff9b::-64:ff9b::ffff:ffff", // 64:ff9b::/96 NAT64
+    "64:ff9b:1::-64:ff9b:1:ffff:ffff:ffff:ffff:ffff", // 64:ff9b:1::/48 local NAT64
+    "::ffff:0.0.0.0-::ffff:255.255.255.255", // ::ffff:0:0/96 IPv4-mapped
+    "100::-100::ffff:ffff:ffff:ffff", // 100::/64 discard
+    "2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff", // 2001::/23 IETF assignments
     "2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", // 2001:db8::/32 documentation
-    "2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff",    // 2002::/16 6to4
-    "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",    // fc00::/7 unique local
-    "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",    // fe80::/10 link-local
-    "ff00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",    // ff00::/8 multicast
+    "2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff", // 2002::/16 6to4
+    "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", // fc00::/7 unique local
+    "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff", // fe80::/10 link-local
+    "ff00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", // ff00::/8 multicast
 ];
 
 impl TurnserverConf {
@@ -1281,7 +1290,7 @@ mod tests {
         for tampered in [
             format!("{template}server-name={filler}allowed-peer-ip=10.0.0.0-10.255.255.255\n"),
             format!("{template}server-name=x\rallowed-peer-ip=10.0.0.1\n"),
-            template.replace("denied-peer-ip=::1\n", "denied-peer-ip=::\n"),
+            template.replace("denied-peer-ip=::1-::ff\n", "denied-peer-ip=::\n"),
         ] {
             assert!(
                 materialize(&tampered, "t.conf", "s3cret").is_err(),
