@@ -194,6 +194,16 @@ const CASES: &[(&str, &str)] = &[
     ("turn: {settings: {external-ip: \"203.0.113.9/::\"}}", "turn.settings.external-ip"),
     ("turn: {external_ip: 203.0.113.9/0.0.0.0}", "turn.external_ip"),
     ("turn: {settings: {allowed-peer-ip: localhost}}", "turn.settings.allowed-peer-ip"),
+    // Exemptions from denied-peer-ip must be this host's: coturn exempts
+    // external-ip's private part itself, and any relay-ip is exempted.
+    ("turn: {external_ip: 198.51.100.7/192.168.1.1}", "turn.external_ip"),
+    ("turn: {listening_ips: [10.0.0.5], external_ip: 198.51.100.7/10.0.0.1}", "turn.external_ip"),
+    ("turn: {settings: {external-ip: [198.51.100.7/10.0.0.5]}}", "turn.settings.external-ip"),
+    ("turn: {settings: {relay-ip: [10.0.0.5, 192.168.1.1], allowed-peer-ip: [10.0.0.5, 192.168.1.1]}}", "turn.settings.allowed-peer-ip"),
+    ("turn: {listening_ips: ['::ffff:10.0.0.5']}", "turn.listening_ips"),
+    ("turn: {relay_ip: '::ffff:10.0.0.5'}", "turn.relay_ip"),
+    ("turn: {external_ip: '198.51.100.7/::ffff:127.0.0.1'}", "turn.external_ip"),
+    ("turn: {settings: {No-Tcp-Relay: false}}", "turn.settings.No-Tcp-Relay"),
     // Units and ranges.
     ("turn: {credential_lifetime: '86400'}", "turn.credential_lifetime"),
     ("turn: {credential_lifetime: 86400}", "turn.credential_lifetime"),
@@ -521,7 +531,10 @@ const GOOD_CASES: &[&str] = &[
     "turn: {settings: {fingerprint: 'off', no-stdout-log: 'yes'}}",
     "turn: {settings: {cipher-list: 'ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES256-GCM-SHA384'}}",
     "turn: {settings: {relay-ip: 198.51.100.7}}",
-    "turn: {external_ip: 198.51.100.7/10.0.0.5}",
+    "turn: {external_ip: 198.51.100.7/10.0.0.5, listening_ips: [10.0.0.5]}",
+    "turn: {external_ip: 198.51.100.7/10.0.0.5, relay_ip: 10.0.0.5}",
+    "turn: {external_ip: 198.51.100.7}",
+    "turn: {settings: {relay-ip: [10.0.0.5, 10.0.0.6]}}",
     "turn: {listening_ips: ['10.0.0.5', '2001:db8::5']}",
     "turn: {tls: {cert_file: /etc/ssl/turn cert.pem, key_file: /etc/ssl/turn-key.pem}}",
     // Paths in settings that are fine: templates in the store, a secret

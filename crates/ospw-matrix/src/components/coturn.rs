@@ -667,6 +667,16 @@ impl TurnserverConf {
                          external-ip): only those may be exempted from denied-peer-ip"
                     ),
                 );
+            } else if Self::in_required_denied_range(addr) && !self.proves_own(addr) {
+                errs.push(
+                    key,
+                    format!(
+                        "{allowed:?} lies in a denied range and is exempted from it, but nothing shows it \
+                         is this host's (it could be another machine on the network, such as the \
+                         router): expected it also as a listening-ip (coturn does not start without \
+                         it) or as the only relay-ip"
+                    ),
+                );
             }
         }
         for (key, addrs) in [
@@ -674,8 +684,10 @@ impl TurnserverConf {
             ("relay-ip", &self.relay_ips),
         ] {
             for a in addrs {
-                if let Err(m) = ranges::literal(a) {
-                    errs.push(key, m);
+                match ranges::literal(a) {
+                    Err(m) => errs.push(key, m),
+                    Ok(ip) if embeds_ipv4(ip) => errs.push(key, embedded_message(a)),
+                    Ok(_) => {}
                 }
             }
         }
@@ -684,8 +696,16 @@ impl TurnserverConf {
                 Some((p, q)) => (p, Some(q)),
                 None => (e.as_str(), None),
             };
-            if let Err(m) = ranges::literal(public) {
-                errs.push("external-ip", m);
+            match ranges::literal(public) {
+                Err(m) => errs.push("external-ip", m),
+                Ok(ip) if embeds_ipv4(ip) => errs.push("external-ip", embedded_message(public)),
+                Ok(_) => {}
+            }
+            // The private part is read as an exemption above.
+            if let Some(Ok(ip)) = private.map(ranges::literal) {
+                if embeds_ipv4(ip) {
+                    errs.push("external-ip", embedded_message(private.unwrap_or_default()));
+                }
             }
             if private.is_some_and(|p| p.contains('/')) {
                 errs.push(
@@ -743,6 +763,13 @@ impl TurnserverConf {
             ),
         }
     }
+}
+
+fn embedded_message(address: &str) -> String {
+    format!(
+        "{address:?} is an IPv6 address around an IPv4 one (IPv4-mapped or -compatible), which \
+         no host has as its own: write the IPv4 address"
+    )
 }
 
 /// The required ranges as intervals.
@@ -822,9 +849,43 @@ pub fn required_denied_peer_ips() -> Vec<String> {
 }
 
 /// Whether `addr` is worth exempting from `denied-peer-ip`: loopback and
-/// unspecified addresses never are (coturn refuses loopback peers anyway).
+/// unspecified addresses never are (coturn refuses loopback peers anyway),
+/// nor an IPv6 address that embeds an IPv4 one (IPv4-mapped or
+/// -compatible), which no host has as its own.
 pub fn is_exemptable_own_address(addr: IpAddr) -> bool {
-    !(addr.is_loopback() || addr.is_unspecified() || addr == IpAddr::V4(Ipv4Addr::BROADCAST))
+    !(addr.is_loopback()
+        || addr.is_unspecified()
+        || addr == IpAddr::V4(Ipv4Addr::BROADCAST)
+        || embeds_ipv4(addr))
+}
+
+/// Whether `addr` is an IPv6 address written around an IPv4 one:
+/// IPv4-mapped (`::ffff:a.b.c.d`) or IPv4-compatible (`::a.b.c.d`, but
+/// `::` and `::1`).
+pub fn embeds_ipv4(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(_) => false,
+        IpAddr::V6(a) => {
+            a.to_ipv4_mapped().is_some()
+                || (a.to_ipv4().is_some() && !a.is_unspecified() && !a.is_loopback())
+        }
+    }
+}
+
+impl TurnserverConf {
+    /// Whether coturn itself proves `addr` is this host's: it is a
+    /// `listening-ip` (coturn does not start when it cannot bind one), or
+    /// the only `relay-ip` (an allocation is bound to it, so when it is not
+    /// this host's nothing is relayed at all).
+    pub fn proves_own(&self, addr: IpAddr) -> bool {
+        let is = |s: &String| s.trim().parse::<IpAddr>().ok() == Some(addr);
+        self.listening_ips.iter().any(is) || (self.relay_ips.len() == 1 && is(&self.relay_ips[0]))
+    }
+
+    /// Whether `addr` lies in one of the ranges this product denies.
+    pub fn in_required_denied_range(addr: IpAddr) -> bool {
+        required_intervals().iter().any(|r| r.contains(addr))
+    }
 }
 
 /// Fills the rendered template with the shared secret: parses `template`
@@ -1332,7 +1393,34 @@ mod tests {
         assert!(conf.privacy_violations().is_empty());
         conf.relay_ips = vec![];
         conf.external_ips = vec!["198.51.100.7/10.0.0.5".into()];
+        // coturn exempts the private part itself: it must be an address
+        // coturn proves is this host's, not any machine of the network.
+        let v = conf.privacy_violations();
+        assert!(v.mentions("external-ip"), "{v}");
+        assert!(v.errors[0].message.contains("router"), "{v}");
+        conf.listening_ips = vec!["10.0.0.5".into()];
         assert!(conf.privacy_violations().is_empty());
+        conf.listening_ips = vec![];
+        conf.relay_ips = vec!["10.0.0.5".into()];
+        assert!(conf.privacy_violations().is_empty());
+        // Two relay addresses: one may be another machine's (allocations
+        // on the first would reach it).
+        conf.external_ips = vec![];
+        conf.relay_ips = vec!["10.0.0.5".into(), "192.168.1.1".into()];
+        conf.allowed_peer_ips = vec!["10.0.0.5".into(), "192.168.1.1".into()];
+        let v = conf.privacy_violations();
+        assert_eq!(v.errors.len(), 2, "{v}");
+        // Addresses written around an IPv4 one are no host's own.
+        for (key, value) in [
+            ("listening-ip", "::ffff:10.0.0.5"),
+            ("relay-ip", "::10.0.0.5"),
+            ("external-ip", "198.51.100.7/::ffff:127.0.0.1"),
+        ] {
+            let mut conf = good();
+            conf.set(key, vec![Some(value.into())]).unwrap();
+            let v = conf.privacy_violations();
+            assert!(v.mentions(key), "{key}={value}: {v}");
+        }
     }
 
     #[test]
