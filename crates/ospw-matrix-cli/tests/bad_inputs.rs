@@ -330,6 +330,14 @@ const CASES: &[(&str, &str)] = &[
     ("synapse: {settings: {log_config: /etc/synapse/log.yaml}}", "synapse.log_level"),
     ("synapse: {settings: {web_client_location: 'https://app.element.io'}}", "element_host"),
     ("synapse: {settings: {turn_user_lifetime: 1d}}", "turn.credential_lifetime"),
+    // Privacy defaults a settings key relaxes, as Synapse reads it (a
+    // top-level key replaces the rendered section whole).
+    ("synapse: {settings: {push: {enabled: true}}}", "synapse.settings.push"),
+    ("synapse: {settings: {push: {include_content: true}}}", "synapse.settings.push"),
+    ("synapse: {settings: {email: {smtp_host: mail.example.org, redact_content: false}}}", "synapse.settings.email"),
+    ("synapse: {settings: {enable_3pid_lookup: true}}", "synapse.settings.enable_3pid_lookup"),
+    ("synapse: {settings: {require_auth_for_profile_requests: null}}", "synapse.settings.require_auth_for_profile_requests"),
+    ("synapse: {settings: {limit_profile_requests_to_users_who_share_rooms: false}}", "synapse.settings.limit_profile_requests_to_users_who_share_rooms"),
     // Metrics: loopback only, on ports of their own.
     ("metrics: {enable: yes-please}", "metrics.enable"),
     ("metrics: {address: 0.0.0.0}", "metrics"),
@@ -543,6 +551,9 @@ const GOOD_CASES: &[&str] = &[
     "synapse: {settings: {oidc_providers: [{idp_id: sso, issuer: 'https://matrix.example.org/', client_id: m, client_secret_path: /run/agenix/oidc}]}}",
     "synapse: {settings: {signing_key_path: /var/lib/ospw-matrix/secrets/signing_key}}",
     "turn: {settings: {log-file: /dev/null}}",
+    // Privacy defaults restated, or kept while other keys of the section change.
+    "synapse: {settings: {push: {include_content: false, group_unread_count_by_room: false}, enable_3pid_lookup: false}}",
+    "synapse: {settings: {email: {smtp_host: mail.example.org, notif_from: 'Chat <chat@example.org>', redact_content: true}}}",
 ];
 
 fn merge(base: &mut Value, patch: Value) {
