@@ -191,6 +191,10 @@ const CASES: &[(&str, &str)] = &[
     // Peer ranges as coturn reads them.
     ("turn: {settings: {denied-peer-ip: [\"::\"]}}", "turn.settings.denied-peer-ip"),
     ("turn: {settings: {denied-peer-ip: [10.0.0.0/8]}}", "turn.settings.denied-peer-ip"),
+    // A denied-peer-ip list without the IPv4-compatible, site-local or new
+    // documentation ranges (each left out of an otherwise complete list).
+    ("turn: {settings: {denied-peer-ip: [0.0.0.0-0.255.255.255, 10.0.0.0-10.255.255.255, 100.64.0.0-100.127.255.255, 127.0.0.0-127.255.255.255, 169.254.0.0-169.254.255.255, 172.16.0.0-172.31.255.255, 192.0.0.0-192.0.0.255, 192.0.2.0-192.0.2.255, 192.88.99.0-192.88.99.255, 192.168.0.0-192.168.255.255, 198.18.0.0-198.19.255.255, 198.51.100.0-198.51.100.255, 203.0.113.0-203.0.113.255, 224.0.0.0-239.255.255.255, 240.0.0.0-255.255.255.254, 255.255.255.255, '::1', '64:ff9b::-64:ff9b::ffff:ffff', '64:ff9b:1::-64:ff9b:1:ffff:ffff:ffff:ffff:ffff', '::ffff:0.0.0.0-::ffff:255.255.255.255', '100::-100::ffff:ffff:ffff:ffff', '2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff', '2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff', '2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 'fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 'fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 'ff00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff']}}", "turn.settings.denied-peer-ip"),
+    ("turn: {settings: {denied-peer-ip: ['::0.0.0.1-::255.255.255.255']}}", "turn.settings.denied-peer-ip"),
     ("turn: {settings: {external-ip: \"203.0.113.9/::\"}}", "turn.settings.external-ip"),
     ("turn: {external_ip: 203.0.113.9/0.0.0.0}", "turn.external_ip"),
     ("turn: {settings: {allowed-peer-ip: localhost}}", "turn.settings.allowed-peer-ip"),

@@ -232,7 +232,7 @@ const REFUSED: [(&str, &str); 15] = [
 /// entry starts or ends at the unspecified address (coturn would read it as
 /// no bound and deny every peer; coturn refuses the peers 0.0.0.0/8 and `::`
 /// by itself), and every IPv6 range is a prefix-aligned block.
-pub const REQUIRED_DENIED_PEER_IPS: [&str; 30] = [
+pub const REQUIRED_DENIED_PEER_IPS: [&str; 32] = [
     // IPv4
     "0.0.0.0-0.255.255.255",       // 0.0.0.0/8 "this network"
     "10.0.0.0-10.255.255.255",     // 10/8 private
@@ -269,6 +269,8 @@ pub const REQUIRED_DENIED_PEER_IPS: [&str; 30] = [
     "2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff", // 2002::/16 6to4
     "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", // fc00::/7 unique local
     "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff", // fe80::/10 link-local
+    "fec0::-feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", // fec0::/10 site-local (deprecated)
+    "3fff::-3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff", // 3fff::/20 documentation
     "ff00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", // ff00::/8 multicast
 ];
 

@@ -491,7 +491,7 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} in {text}");
         }
         assert!(!conf.fingerprint);
-        assert_eq!(conf.denied_peer_ips.len(), 31);
+        assert_eq!(conf.denied_peer_ips.len(), 33);
 
         // Addresses set through settings are exempted as the typed ones are.
         let mut h = host();
