@@ -2,12 +2,17 @@
 # Installs everything the test suite needs on a fresh Debian 12 machine, as
 # root: PostgreSQL 15, coturn, Caddy, Nix (for parsing and evaluating the
 # modules), Python with venv and a C compiler with libpq-dev (to build
-# psycopg2), curl, Rust when missing (rustc-web), and Synapse from PyPI into a virtual environment at
-# $OSPW_VENV (default /opt/ospw-venv); then checks that every program the
-# tests spawn is on PATH (PROGRAMS below; crates/ospw-matrix-cli/tests/
+# psycopg2), curl, Rust when missing (rustc-web), Node.js with npm (the
+# acceptance suite's OpenID Connect provider), and Synapse from PyPI (with
+# its postgres, url-preview and oidc extras, plus aiosmtpd, the acceptance
+# suite's SMTP server) into a virtual environment at $OSPW_VENV (default
+# /opt/ospw-venv); then `npm ci` of tests/acceptance/idp (oidc-provider, into
+# its git-ignored node_modules), and checks that every program the tests
+# spawn is on PATH (PROGRAMS below; crates/ospw-matrix-cli/tests/
 # test_deps.rs fails when a test spawns a program missing from it). Idempotent.
 set -euo pipefail
 
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OSPW_VENV=${OSPW_VENV:-/opt/ospw-venv}
 # A minimal Debian 12 (e.g. the debian:12 image) has none of python3, venv,
 # gcc, curl or procps (`kill`); util-linux (`setpriv`), passwd (`useradd`),
@@ -22,7 +27,7 @@ APT_PACKAGES=(postgresql-15 postgresql-client-15 libpq-dev coturn caddy nix-bin 
 # /usr/lib/postgresql/15/bin and checked there).
 PROGRAMS=(turnserver turnutils_uclient turnutils_peer caddy curl python3 setpriv
   getent useradd id kill sh sleep nix-instantiate jq cargo rustc systemd-analyze ip
-  df systemctl promtool)
+  df systemctl promtool node npm)
 PG_PROGRAMS=(initdb postgres pg_ctl pg_isready psql createdb dropdb pg_dump pg_restore)
 
 missing=()
@@ -55,17 +60,39 @@ if ! rust_ok; then
   rust_ok || { echo "install-test-deps: still no cargo >= $MIN_RUST with fmt and clippy" >&2; exit 1; }
 fi
 
+# Node.js 18 or later with npm for the OpenID Connect provider (oidc-provider
+# 8 runs on 18, Debian 12's version; a newer one already installed, e.g.
+# from NodeSource, which bundles npm, is kept).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "install-test-deps: apt-get install nodejs npm"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends nodejs npm
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if ((node_major < 18)); then
+  echo "install-test-deps: node $(node --version) is older than 18" >&2
+  exit 1
+fi
+
 # The Debian packages start their services; the tests start their own
 # instances on other ports and directories, so stop the system ones.
 for svc in coturn caddy postgresql; do
   systemctl stop "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
 done
 
-if ! "$OSPW_VENV/bin/python" -c 'import synapse, psycopg2, jsonschema, lxml' >/dev/null 2>&1; then
-  echo "install-test-deps: creating $OSPW_VENV with matrix-synapse[postgres,url-preview]"
+if ! "$OSPW_VENV/bin/python" -c 'import synapse, psycopg2, jsonschema, bs4' >/dev/null 2>&1; then
+  echo "install-test-deps: creating $OSPW_VENV with matrix-synapse[postgres,url-preview,oidc]"
   python3 -m venv "$OSPW_VENV"
   "$OSPW_VENV/bin/pip" install -q --upgrade pip
-  "$OSPW_VENV/bin/pip" install -q 'matrix-synapse[postgres,url-preview]' jsonschema
+  "$OSPW_VENV/bin/pip" install -q 'matrix-synapse[postgres,url-preview,oidc]' jsonschema aiosmtpd
+fi
+# A venv made before single sign-on and mail were tested: add Synapse's oidc
+# extra (authlib) and the SMTP server, keeping the installed Synapse.
+if ! "$OSPW_VENV/bin/python" -c 'import authlib, aiosmtpd' >/dev/null 2>&1; then
+  synapse_version=$("$OSPW_VENV/bin/python" -c 'import synapse; print(synapse.__version__)')
+  echo "install-test-deps: adding matrix-synapse[oidc]==$synapse_version and aiosmtpd to $OSPW_VENV"
+  "$OSPW_VENV/bin/pip" install -q "matrix-synapse[postgres,url-preview,oidc]==$synapse_version" aiosmtpd
 fi
 echo "install-test-deps: Synapse $("$OSPW_VENV/bin/python" -c 'import synapse; print(synapse.__version__)') in $OSPW_VENV"
 
@@ -79,6 +106,17 @@ if ! id -u "$OSPW_TEST_USER" >/dev/null 2>&1; then
   echo "install-test-deps: creating system user $OSPW_TEST_USER"
   useradd --system --user-group --no-create-home --home-dir /nonexistent \
     --shell /usr/sbin/nologin "$OSPW_TEST_USER"
+fi
+
+# The acceptance suite's OpenID Connect provider: oidc-provider (a certified
+# implementation) and jose, exactly as package-lock.json pins them, into
+# tests/acceptance/idp/node_modules (git-ignored).
+idp="$repo/tests/acceptance/idp"
+lock_sum=$(sha256sum "$idp/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$idp/node_modules/.ospw-lock-sha256" 2>/dev/null)" != "$lock_sum" ]; then
+  echo "install-test-deps: npm ci in tests/acceptance/idp"
+  (cd "$idp" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_sum" > "$idp/node_modules/.ospw-lock-sha256"
 fi
 
 missing=()
