@@ -371,6 +371,17 @@ const CASES: &[(&str, &str)] = &[
         "synapse.settings.media_storage_providers[0].config.directory",
     ),
     ("turn: {settings: {dh-file: /sys/kernel/notes}}", "turn.settings.dh-file"),
+    // Secret files of sign-in and mail are secrets like the others: not
+    // in kernel file systems or the store, and never another secret's file.
+    (
+        "sso: {providers: [{id: idp, name: IdP, issuer: 'https://id.example.net/', client_id: m, client_secret_file: /var/lib/ospw-matrix/secrets/signing_key}]}",
+        "sso.providers[0].client_secret_file",
+    ),
+    (
+        "sso: {providers: [{id: idp, name: IdP, issuer: 'https://id.example.net/', client_id: m, client_secret_file: /proc/self/environ}]}",
+        "sso.providers[0].client_secret_file",
+    ),
+    ("secrets: {form_secret_file: /run/agenix/shared, macaroon_secret_key_file: /run/agenix/shared}", "secrets.form_secret_file"),
     // Units and ranges of Synapse values.
     ("synapse: {max_upload_size: 101G}", "synapse.max_upload_size"),
     ("synapse: {max_upload_size: 2T}", "synapse.max_upload_size"),

@@ -305,6 +305,25 @@ pub(crate) fn configured_paths(
             false,
         ));
     }
+    // Secrets of single sign-on and mail: files like the others.
+    for (i, p) in host.sso.providers.iter().enumerate() {
+        list.push((
+            format!("sso.providers[{i}].client_secret_file"),
+            p.client_secret_file.as_path(),
+            Area::Secrets,
+            false,
+            true,
+        ));
+    }
+    if let Some(file) = host.email.as_ref().and_then(|e| e.password_file.as_ref()) {
+        list.push((
+            "email.password_file".into(),
+            file.as_path(),
+            Area::Secrets,
+            false,
+            true,
+        ));
+    }
     let mut out = Vec::new();
     for (field, path, area, is_dir, secret_file) in list {
         if !path.is_absolute() {
@@ -392,6 +411,34 @@ fn check_paths(host: &HostDescription, errs: &mut ValidationErrors) {
                     p.quoted()
                 ),
             );
+        }
+    }
+    // One file, one secret: a second secret field naming a managed secret
+    // (the generated ones in secrets.dir included) would hand it to another
+    // program, e.g. the signing key as an SSO client secret sent to the
+    // provider.
+    let mut files: Vec<(String, String)> = SecretKind::ALL
+        .iter()
+        .filter(|k| host.secrets.explicit_file(**k).is_none())
+        .filter_map(|k| {
+            normal_path(&host.secrets.path(*k)).map(|n| (format!("{} (default)", k.field()), n))
+        })
+        .collect();
+    for p in paths
+        .iter()
+        .filter(|p| p.area == Area::Secrets && !p.is_dir)
+    {
+        if let Some((first, _)) = files.iter().find(|(_, n)| *n == p.normal) {
+            errs.push(
+                p.field.clone(),
+                format!(
+                    "{} is the same file as {first}: each secret has a file of its own (one \
+                     service would be handed another's secret)",
+                    p.quoted()
+                ),
+            );
+        } else {
+            files.push((p.field.clone(), p.normal.clone()));
         }
     }
     // A system directory contains everything: reported once, above.
