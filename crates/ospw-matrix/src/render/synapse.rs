@@ -592,7 +592,8 @@ fn check_duration(path: &str, value: &serde_json::Value, errs: &mut ValidationEr
                 path,
                 format!(
                     "{n} is a bare number, which Synapse reads as milliseconds ({secs} s): \
-                     write the unit, such as {n}s or {secs}s"
+                     write the unit: {n}s if seconds were meant, {secs}s for what Synapse would \
+                     read"
                 ),
             );
             return;
