@@ -56,6 +56,12 @@ pub fn message(text: &str) -> String {
     let mut rest = text;
     while let Some(start) = rest.find(['"', '`']) {
         let quote_char = rest[start..].chars().next().unwrap_or('"');
+        // A quote character shown as a character (`'"'`), not a quoted value.
+        if rest[..start].ends_with('\'') && rest[start + 1..].starts_with('\'') {
+            out.push_str(&rest[..start + 2]);
+            rest = &rest[start + 2..];
+            continue;
+        }
         out.push_str(&rest[..start]);
         let body_start = start + 1;
         // The closing quote: the next one not escaped by a backslash.
@@ -271,5 +277,8 @@ mod tests {
         let once = message(&format!("string {key:?}, expected x"));
         assert_eq!(message(&once), once);
         assert!(message("unterminated \"abc").starts_with("unterminated \"abc"));
+        // A quote character named as a character opens no quoted value.
+        let m = format!("\"a\\\"b\" contains '\"': expected {}", "x".repeat(60));
+        assert_eq!(message(&m), m);
     }
 }
