@@ -156,6 +156,9 @@
                     ./checks
                     ./schema
                     ./docs/nixos-options.md
+                    # The worker presets, which modules/synapse-workers.nix
+                    # shares with the crate.
+                    ./crates/ospw-matrix/src/host/worker-presets.json
                   ];
                 };
               }
