@@ -28,6 +28,12 @@ let
     };
 
   target = port: "127.0.0.1:${toString port}";
+
+  # Synapse's processes: the main one on synapsePort, each worker on the
+  # following port in start order (as `ospw-matrix render` writes them).
+  synapseTargets = map (i: target (mcfg.synapsePort + i)) (
+    lib.range 0 (lib.length cfg.synapse.workers.units)
+  );
 in
 {
   options.services.ospw-matrix.metrics = {
@@ -37,7 +43,7 @@ in
       nixpkgs' coturn is) and Caddy (`/metrics`), each on 127.0.0.1 only,
       never through the public sites'';
 
-    synapsePort = portOption 9000 "Synapse's metrics listener";
+    synapsePort = portOption 9000 "Synapse's metrics listener (with {option}`services.ospw-matrix.synapse.workers.enable`, each worker's on the following ports, in the order of {option}`services.ospw-matrix.synapse.workers.units`)";
     coturnPort = portOption 9641 "coturn's Prometheus exporter";
     caddyPort = portOption 9180 "Caddy's metrics site";
 
@@ -47,8 +53,9 @@ in
       description = ''
         Whether to add the three loopback endpoints to
         {option}`services.prometheus.scrapeConfigs` (jobs
-        `ospw-matrix-synapse`, `ospw-matrix-coturn` and
-        `ospw-matrix-caddy`), for a Prometheus running on this host.
+        `ospw-matrix-synapse`, with one target per Synapse process when
+        workers are on, `ospw-matrix-coturn` and `ospw-matrix-caddy`), for
+        a Prometheus running on this host.
         Needs {option}`${opt}.enable`.
       '';
     };
@@ -72,7 +79,7 @@ in
         {
           job_name = "ospw-matrix-synapse";
           metrics_path = "/_synapse/metrics";
-          static_configs = [ { targets = [ (target mcfg.synapsePort) ]; } ];
+          static_configs = [ { targets = synapseTargets; } ];
         }
         {
           job_name = "ospw-matrix-coturn";

@@ -2907,6 +2907,38 @@ in
       ]
     ];
 
+  # With workers, each worker's metrics listener follows the main
+  # process's port (the crate's render/workers.rs, metrics_port).
+  metrics-scrape-configs-workers =
+    let
+      cfg = configWith [
+        workersSyncClient
+        {
+          services.ospw-matrix.metrics = {
+            enable = true;
+            synapsePort = 9100;
+            addScrapeConfigs = true;
+          };
+          services.prometheus.enable = true;
+        }
+      ];
+    in
+    expect [
+      [
+        "one Synapse target per process"
+        (lib.head cfg.services.prometheus.scrapeConfigs).static_configs
+        [
+          {
+            targets = [
+              "127.0.0.1:9100"
+              "127.0.0.1:9101"
+              "127.0.0.1:9102"
+            ];
+          }
+        ]
+      ]
+    ];
+
   assertion-metrics-scrape = expect [
     [
       "scrape configs need the metrics and a Prometheus on this host"
