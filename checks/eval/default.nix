@@ -6,6 +6,8 @@
 #   nix-instantiate --eval --strict --json checks/eval -A tests.<name>
 #   nix-instantiate --eval --strict --json checks/eval -A vmTestScripts
 #   nix-instantiate --eval --strict --json checks/eval -A backupScript
+#   nix-instantiate --eval --strict --json checks/eval -A vmTests
+#   nix-instantiate --eval --strict --json checks/eval -A failingRenders
 #
 # Each test evaluates to { ok = bool; msg = string; }.
 {
@@ -21,6 +23,8 @@ let
   all = import ./tests.nix { inherit lib; };
   tests = removeAttrs all [
     "_vmTestScripts"
+    "_vmTests"
+    "_failingRenders"
     "_backupScript"
   ];
 in
@@ -31,4 +35,8 @@ in
   vmTestScripts = all._vmTestScripts;
   # The backup unit's script (keep = 3), which run.sh runs with a fake CLI.
   backupScript = all._backupScript;
+  # The VM tests' nodes, scripts and render derivations, and render
+  # derivations that must fail, for scripts/nix-sandbox.sh.
+  vmTests = all._vmTests;
+  failingRenders = all._failingRenders;
 }

@@ -186,10 +186,78 @@ let
     in
     if builtins.isFunction test.testScript then test.testScript { nodes = fakeNodes; } else test.testScript
   );
+
+  # A VM test's node evaluated as far as services.ospw-matrix goes: the
+  # stubs, the flake's module (from the node's own imports) and the node's
+  # settings; definitions of NixOS options the stubs do not declare (the
+  # test network, virtualisation, ...) are ignored (`_module.check = false`).
+  vmNodeConfig =
+    nodeName: node:
+    (lib.evalModules {
+      modules = [
+        ./nixos-stubs.nix
+        {
+          _module.check = false;
+          _module.args = {
+            pkgs = flakePkgs "x86_64-linux";
+            nodes = fakeNodes;
+            name = nodeName;
+          };
+        }
+        node
+      ];
+    }).config;
+
+  # What a node's render derivation (modules/host-description.nix) is given
+  # and runs: the host description file, the package, $out and the build
+  # script, all as the store paths the module refers to.
+  renderCase = cfg: {
+    hostFile = {
+      path = "${cfg.services.ospw-matrix.hostDescriptionFile}";
+      inherit (cfg.services.ospw-matrix.hostDescriptionFile) text;
+    };
+    package = "${cfg.services.ospw-matrix.package}";
+    nativeBuildInputs = map toString cfg.services.ospw-matrix.renderedConfig.env.nativeBuildInputs;
+    out = "${cfg.services.ospw-matrix.renderedConfig}";
+    inherit (cfg.services.ospw-matrix.renderedConfig) script;
+  };
+
+  # Per VM test: its nodes (names, for the test driver's type hints), its
+  # test script, and the render derivation of every node that runs
+  # services.ospw-matrix.
+  vmTests = lib.genAttrs vmTestNames (
+    name:
+    let
+      test = flake.checks.x86_64-linux.${name};
+      configs = lib.mapAttrs vmNodeConfig test.nodes;
+    in
+    {
+      nodes = lib.attrNames test.nodes;
+      testScript = vmTestScripts.${name};
+      renders = lib.mapAttrs (_: renderCase) (
+        lib.filterAttrs (_: cfg: cfg.services.ospw-matrix.enable or false) configs
+      );
+    }
+  );
 in
 {
   # Not a test: the VM tests' Python scripts, for run.sh to compile.
   _vmTestScripts = vmTestScripts;
+
+  # Not a test: the VM tests' nodes, scripts and render derivations, for
+  # scripts/nix-sandbox.sh (which runs the renders in a simulated build
+  # sandbox and type-checks the scripts as the NixOS test driver does).
+  _vmTests = vmTests;
+
+  # Not a test: render derivations that must fail, with what the failure
+  # must say (scripts/nix-sandbox.sh runs them too).
+  _failingRenders = {
+    invalid-matrix-host = renderCase (configWith {
+      services.ospw-matrix.matrixHost = lib.mkForce "matrix..example.org";
+    }) // {
+      mustSay = "services.ospw-matrix.matrixHost";
+    };
+  };
 
   # Not a test: the backup unit's script with keep = 3, which run.sh runs
   # against a fake CLI to check what the pruning deletes.

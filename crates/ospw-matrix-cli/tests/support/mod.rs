@@ -50,17 +50,47 @@ pub fn which(program: &str) -> Option<PathBuf> {
 
 /// Returns `Some(path)` for an available program; otherwise fails under CI
 /// and returns `None` (the caller returns early) with a printed skip message.
+///
+/// Every test that runs a program outside the Nix build sandbox's stdenv
+/// (coreutils, findutils, diffutils, sed, grep, gawk, tar, gzip, bzip2,
+/// make, bash, patch, xz, file, cc, and the Rust toolchain) must go
+/// through this: `nix build` runs the tests without `CI`, so they skip there
+/// (see DEVELOPERS.md; `scripts/nix-sandbox.sh` checks it).
 pub fn require(what: &str, found: Option<PathBuf>) -> Option<PathBuf> {
-    match found {
-        Some(path) => Some(path),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("{what} is missing: CI must install it (scripts/install-test-deps.sh)")
-        }
-        None => {
-            eprintln!("SKIP: {what} is not installed; run scripts/install-test-deps.sh");
-            None
-        }
+    found.or_else(|| {
+        missing(
+            &format!("{what} is not installed"),
+            "CI must install it (scripts/install-test-deps.sh)",
+        )
+    })
+}
+
+/// The file or directory `relative` (to the repository's root) for a test
+/// that reads a part of the repository outside the package's source (the
+/// `lib.fileset` of `nix/package.nix`), such as `scripts/` or
+/// `tests/acceptance/`: `Some(path)` when it is there; otherwise the test
+/// fails under CI and skips elsewhere, as in the Nix build sandbox, which
+/// holds only the package's fileset.
+pub fn require_repo_file(relative: &str) -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative);
+    if path.exists() {
+        return Some(path);
     }
+    missing(
+        &format!("{relative} is not in this source tree (it is outside nix/package.nix's fileset)"),
+        "CI runs from a full checkout",
+    )
+}
+
+/// Fails under CI; elsewhere prints a skip message and returns `None`.
+fn missing(what: &str, ci: &str) -> Option<PathBuf> {
+    if std::env::var_os("CI").is_some() {
+        panic!("{what}: {ci}");
+    }
+    eprintln!("SKIP: {what}");
+    None
 }
 
 /// The directory of Synapse's published config schema
