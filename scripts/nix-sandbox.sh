@@ -511,12 +511,25 @@ render_case() {
   local prefix
   prefix=$(jq -r '.nativeBuildInputs | map(. + "/bin") | join(":")' <<<"$case_json")
   write_env "$dir/env" "out=$out" "PATH_PREFIX=$prefix"
-  (cd "$dir/store" && find . -mindepth 1 -maxdepth 1 | sort) >"$dir/store-before"
+  # Every entry created, renamed or deleted in the store while the build
+  # runs, even one that is gone by the end.
+  python3 "$here/watch-store.py" "$dir/store" "$dir/watching" >"$dir/store-events" &
+  local watcher=$! i
+  for i in $(seq 100); do
+    [ -e "$dir/watching" ] && break
+    sleep 0.1
+  done
+  if [ ! -e "$dir/watching" ]; then
+    kill "$watcher" 2>/dev/null
+    fail "render $name" "could not watch the store directory (scripts/nix-sandbox/watch-store.py)"
+    return
+  fi
   local status=0
   sandbox_run "$dir" /build "$dir/env" "$(c .script)" >"$dir/log" 2>&1 || status=$?
-  (cd "$dir/store" && find . -mindepth 1 -maxdepth 1 | sort) >"$dir/store-after"
+  kill -TERM "$watcher"
+  wait "$watcher"
   local new problems=()
-  new=$(comm -13 "$dir/store-before" "$dir/store-after" | sed 's#^\./##')
+  new=$(awk '{print $2}' "$dir/store-events" | sort -u)
   local out_name=${out#/nix/store/}
   if [ "$expect" = ok ]; then
     ((status == 0)) || problems+=("the build failed (exit $status)")
@@ -528,11 +541,11 @@ render_case() {
     [ "$(stat -c %u "$dir/store/$out_name" 2>/dev/null)" = "$build_uid" ] || problems+=("\$out is not the build user's")
     local others
     others=$(grep -vxF -- "$out_name" <<<"$new" || true)
-    [ -z "$others" ] || problems+=("written in the store beside \$out: $others")
+    [ -z "$others" ] || problems+=("written in the store beside \$out (even if gone by the end): $(echo $others)")
   else
     ((status != 0)) || problems+=("the build succeeded; it must fail")
     grep -qF -- "$expect" "$dir/log" || problems+=("the failure does not say \"$expect\"")
-    [ -z "$new" ] || problems+=("written in the store by a failed build: $new")
+    [ -z "$new" ] || problems+=("written in the store by a failed build: $(echo $new)")
   fi
   if ((${#problems[@]})); then
     fail "render $name" "$(printf '%s\n' "${problems[@]}"; echo "--- build log:"; tail -n 30 "$dir/log")"
