@@ -260,7 +260,7 @@ sandbox_run() {
     --unshare-ipc --unshare-pid --unshare-net --unshare-uts --unshare-cgroup-try
     --die-with-parent --new-session
     --clearenv
-    --dev /dev --proc /proc
+    --dev /dev --perms 1777 --tmpfs /dev/shm --proc /proc
     --perms 1777 --tmpfs /tmp
     --bind "$dir/build" /build
     --bind "$dir/store" /nix/store
