@@ -582,13 +582,13 @@ if want typecheck && [ -n "$vm_json" ]; then
   if [ ! -x "$venv/bin/mypy" ] || [ ! -x "$venv/bin/pyflakes" ]; then
     fail "typecheck" "mypy and pyflakes are not in $venv (scripts/install-test-deps.sh installs them)"
   else
-    "$here/typecheck.sh" "$venv" "$repo/checks/typing" "$work/typecheck" <<<"$vm_json"
+    "$venv/bin/python" "$here/typecheck.py" "$repo/checks/typing" "$work/typecheck" <<<"$vm_json" >"$work/typecheck.log" 2>&1
     tc_status=$?
-    # typecheck.sh prints PASS/FAIL lines; count them.
-    p=$(grep -c '^PASS ' "$work/typecheck/report" 2>/dev/null || true)
-    f=$(grep -c '^FAIL ' "$work/typecheck/report" 2>/dev/null || true)
+    cat "$work/typecheck.log"
+    p=$(grep -c '^PASS ' "$work/typecheck.log" || true)
+    f=$(grep -c '^FAIL ' "$work/typecheck.log" || true)
     passed=$((passed + p)) failed=$((failed + f))
-    if ((tc_status != 0 && f == 0)); then fail "typecheck" "typecheck.sh failed"; fi
+    if ((tc_status != 0 && f == 0)); then fail "typecheck" "scripts/nix-sandbox/typecheck.py failed"; fi
   fi
 fi
 
