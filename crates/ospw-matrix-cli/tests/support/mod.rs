@@ -93,18 +93,53 @@ fn missing(what: &str, ci: &str) -> Option<PathBuf> {
     None
 }
 
-/// The directory of Synapse's published config schema
-/// (`../shared/reference/synapse-schema` beside the checkout, or
-/// `OSPW_SYNAPSE_SCHEMA_DIR`).
-pub fn synapse_schema_dir() -> Option<PathBuf> {
+/// Where the tests look for Synapse's published config schema
+/// (`synapse-config.schema.yaml`, with `v1/meta.schema.json`), in order:
+/// `OSPW_SYNAPSE_SCHEMA_DIR`; `../shared/reference/synapse-schema` beside
+/// the checkout; the cache `scripts/install-test-deps.sh` downloads it into
+/// (`${XDG_CACHE_HOME:-$HOME/.cache}/ospw-matrix/synapse-schema`, from
+/// Synapse's repository at the pinned release, checked by SHA-256).
+pub fn synapse_schema_candidates() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
     if let Some(dir) = std::env::var_os("OSPW_SYNAPSE_SCHEMA_DIR") {
-        return Some(PathBuf::from(dir));
+        dirs.push(PathBuf::from(dir));
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = repo.join("../shared/reference/synapse-schema");
-    dir.join("synapse-config.schema.yaml")
-        .exists()
-        .then_some(dir)
+    dirs.push(repo.join("../shared/reference/synapse-schema"));
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    if let Some(cache) = cache {
+        dirs.push(cache.join("ospw-matrix/synapse-schema"));
+    }
+    dirs
+}
+
+/// The first of [`synapse_schema_candidates`] that holds
+/// `synapse-config.schema.yaml`.
+pub fn synapse_schema_dir() -> Option<PathBuf> {
+    synapse_schema_candidates()
+        .into_iter()
+        .find(|dir| dir.join("synapse-config.schema.yaml").is_file())
+}
+
+/// [`synapse_schema_dir`], or: under CI a failure naming the file, the places
+/// looked in and how to get it; elsewhere a skip.
+pub fn require_synapse_schema() -> Option<PathBuf> {
+    synapse_schema_dir().or_else(|| {
+        let looked: Vec<String> = synapse_schema_candidates()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        missing(
+            &format!(
+                "Synapse's config schema synapse-config.schema.yaml is in none of {}",
+                looked.join(", ")
+            ),
+            "scripts/install-test-deps.sh downloads it from https://raw.githubusercontent.com/element-hq/synapse/v<the pinned Synapse>/schema/synapse-config.schema.yaml (with v1/meta.schema.json) into the last of these; or put both files into a directory and set OSPW_SYNAPSE_SCHEMA_DIR to it",
+        )
+    })
 }
 
 /// A fresh temporary directory, removed when dropped (kept when the
