@@ -37,7 +37,11 @@ in
       requires = [ "ospw-matrix-secrets.service" ];
 
       serviceConfig = lib.recursiveUpdate ospwLib.hardening {
-        Type = "simple";
+        # nixpkgs' coturn is built with libsystemd and tells systemd when it
+        # is ready (nixpkgs' own services.coturn runs it so, too): units
+        # ordered after this one start once coturn listens. A coturn built
+        # without libsystemd (turn.package) would never become ready.
+        Type = "notify";
         DynamicUser = true;
         RuntimeDirectory = "ospw-matrix-coturn";
         RuntimeDirectoryMode = "0700";

@@ -69,7 +69,9 @@ let
       description = ''
         A file holding ${what}, for example managed by sops-nix or agenix.
         It is read at service start through systemd's `LoadCredential=`, so
-        it may be readable by root only. When `null`, the secret is
+        it may be readable by root only. Its contents never reach the Nix
+        store; its path does, in the units' `LoadCredential=` lines. When
+        `null`, the secret is
         generated on first start into
         {file}`${cfg.stateDir}/secrets` by `ospw-matrix-secrets.service`.
       '';
@@ -135,7 +137,14 @@ in
     };
 
     synapse = {
-      package = lib.mkPackageOption pkgs "matrix-synapse" { };
+      package = lib.mkPackageOption pkgs "matrix-synapse" {
+        extraDescription = ''
+          It must be nixpkgs' wrapped `matrix-synapse` (or an override of
+          it) whose extras include `postgres` (they do by default):
+          `matrix-synapse-unwrapped` has no PostgreSQL driver (psycopg2) and
+          is refused.
+        '';
+      };
 
       listen = {
         address = mkOption {
@@ -268,7 +277,13 @@ in
     };
 
     turn = {
-      package = lib.mkPackageOption pkgs "coturn" { };
+      package = lib.mkPackageOption pkgs "coturn" {
+        extraDescription = ''
+          It must be built with libsystemd, as nixpkgs' is: the unit is
+          `Type=notify`, so it becomes active (and the units ordered after it
+          start) once coturn tells systemd it is ready.
+        '';
+      };
 
       host = nullStr {
         example = "turn.example.org";

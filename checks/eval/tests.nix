@@ -1021,6 +1021,11 @@ in
         [ "multi-user.target" ]
       ]
       [
+        "Type=notify, as nixpkgs' services.coturn (its coturn tells systemd when it is ready)"
+        sc.Type
+        "notify"
+      ]
+      [
         "requires secrets"
         c.requires
         [ "ospw-matrix-secrets.service" ]
@@ -1145,7 +1150,7 @@ in
 
   firewall-default = expect [
     [
-      "ports"
+      "ports (UDP 443: HTTP/3)"
       (ports config)
       {
         tcp = [
@@ -1153,7 +1158,10 @@ in
           443
           3478
         ];
-        udp = [ 3478 ];
+        udp = [
+          443
+          3478
+        ];
         udpRanges = [
           {
             from = 49152;
@@ -1185,6 +1193,7 @@ in
           5349
         ];
         udp = [
+          443
           3478
           5349
         ];
@@ -1273,6 +1282,32 @@ in
     ]
   ];
 
+  caddy-no-socket-no-extra-group = expect [
+    [
+      "no SupplementaryGroups with a TCP listener"
+      (config.systemd.services.caddy.serviceConfig.SupplementaryGroups or null)
+      null
+    ]
+  ];
+
+  caddy-internal-ca-skips-trust-store =
+    let
+      internal = configWith { services.ospw-matrix.proxy.tls = "internal"; };
+      lines = cfg: lib.splitString "\n" cfg.services.caddy.globalConfig;
+    in
+    expect [
+      [
+        "skip_install_trust with tls internal"
+        (lib.elem "skip_install_trust" (lines internal))
+        true
+      ]
+      [
+        "not with ACME"
+        (lib.elem "skip_install_trust" (lines config))
+        false
+      ]
+    ];
+
   caddy-without-email =
     let
       cfg = configWith { services.ospw-matrix.proxy.acmeEmail = lib.mkForce null; };
@@ -1324,9 +1359,14 @@ in
         ]
       ]
       [
-        "caddy joins synapse's group"
-        cfg.users.users.caddy.extraGroups
+        "caddy's unit gets synapse's group (a change restarts caddy; nixpkgs only reloads it for a new configuration)"
+        (cfg.systemd.services.caddy.serviceConfig.SupplementaryGroups or null)
         [ "synapse" ]
+      ]
+      [
+        "the caddy account is left alone"
+        (cfg.users.users.caddy.extraGroups or [ ])
+        [ ]
       ]
       [
         "synapse runtime directory for the socket"
@@ -1363,6 +1403,21 @@ in
         failedAssertions (configWith { services.coturn.enable = true; })
       ))
       true
+    ]
+  ];
+
+  assertion-unwrapped-synapse = expect [
+    [
+      "the unwrapped Synapse (no psycopg2) is refused"
+      (anyContains "has no PostgreSQL driver (psycopg2)" (
+        failedAssertions (configWith { services.ospw-matrix.synapse.package = pkgs.matrix-synapse-unwrapped; })
+      ))
+      true
+    ]
+    [
+      "the wrapped one passes"
+      (anyContains "psycopg2" (failedAssertions config))
+      false
     ]
   ];
 
