@@ -76,7 +76,7 @@ in
       }
       {
         assertion = cfg.turn.tls.enable -> (cfg.turn.tls.certFile != null && cfg.turn.tls.keyFile != null);
-        message = "${opt}.turn.tls.enable is set, so ${opt}.turn.tls.certFile and ${opt}.turn.tls.keyFile must name the certificate chain and the private key (PEM), e.g. from security.acme.certs.";
+        message = "${opt}.turn.tls.enable is set, so ${opt}.turn.tls.certFile and ${opt}.turn.tls.keyFile must name the certificate chain and the private key (PEM); or set ${opt}.turn.tls.useACMEHost to a security.acme.certs entry.";
       }
       {
         assertion = cfg.turn.relayPortRange.from <= cfg.turn.relayPortRange.to;

@@ -306,13 +306,25 @@ in
       tls = {
         enable = lib.mkEnableOption "TURN over TLS and DTLS";
         port = portOption 5349 "The TURN TLS (TCP) and DTLS (UDP) port.";
+        useACMEHost = nullStr {
+          example = "turn.example.org";
+          description = ''
+            The name of a {option}`security.acme.certs` entry whose
+            certificate coturn serves: {option}`certFile` and
+            {option}`keyFile` default to its `fullchain.pem` and `key.pem`,
+            `ospw-matrix-coturn.service` wants and starts after
+            `acme-<name>.service`, and a renewal restarts it (the entry's
+            `reloadServices`). Caddy holds port 80, so obtain this
+            certificate with the DNS-01 challenge (`dnsProvider`); see
+            docs/nixos.md, "TURN over TLS".
+          '';
+        };
         certFile = nullStr {
           example = "/var/lib/acme/turn.example.org/fullchain.pem";
           description = ''
             The certificate chain (PEM). Read at start through
             `LoadCredential=`; restart `ospw-matrix-coturn.service` after a
-            renewal (for example with
-            `security.acme.certs.<name>.reloadServices`).
+            renewal ({option}`useACMEHost` does both).
           '';
         };
         keyFile = nullStr {

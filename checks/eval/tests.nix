@@ -1148,6 +1148,94 @@ in
       ]
     ];
 
+  # TURN over TLS with a certificate from security.acme (DNS-01), exactly as
+  # docs/nixos.md shows it: the document's example is this file.
+  turn-tls-acme-docs-example =
+    let
+      docs = builtins.readFile ../../docs/nixos.md;
+      section = lib.elemAt (lib.splitString "### TURN over TLS" docs) 1;
+      shown = lib.head (lib.splitString "```" (lib.elemAt (lib.splitString "```nix\n" section) 1));
+      cfg = configWith (import ./examples/turn-tls-acme.nix);
+      c = coturn cfg;
+    in
+    expect [
+      [
+        "docs/nixos.md shows checks/eval/examples/turn-tls-acme.nix"
+        shown
+        (builtins.readFile ./examples/turn-tls-acme.nix)
+      ]
+      [
+        "no failed assertion (nixpkgs' security.acme ones included)"
+        (failedAssertions cfg)
+        [ ]
+      ]
+      [
+        "coturn loads the ACME certificate and key"
+        c.serviceConfig.LoadCredential
+        [
+          "turn_shared_secret:${secretsDir}/turn_shared_secret"
+          "turn_tls_cert:/var/lib/acme/turn.example.org/fullchain.pem"
+          "turn_tls_key:/var/lib/acme/turn.example.org/key.pem"
+        ]
+      ]
+      [
+        "coturn wants and starts after the certificate's unit"
+        [
+          (lib.elem "acme-turn.example.org.service" c.wants)
+          (lib.elem "acme-turn.example.org.service" c.after)
+        ]
+        [
+          true
+          true
+        ]
+      ]
+      [
+        "a renewal restarts coturn"
+        cfg.security.acme.certs."turn.example.org".reloadServices
+        [ "ospw-matrix-coturn.service" ]
+      ]
+      [
+        "TURN over TLS in the host description"
+        cfg.services.ospw-matrix.hostDescription.turn.tls.port
+        5349
+      ]
+    ];
+
+  # What docs/nixos.md showed before (certificate paths and reloadServices
+  # only) does not evaluate on NixOS: security.acme wants its terms accepted,
+  # an e-mail and one challenge method.
+  turn-tls-acme-incomplete-fails = expect [
+    [
+      "nixpkgs' ACME assertions fire"
+      (map (needle: anyContains needle (
+        failedAssertions (configWith [
+          withTurnTls
+          { security.acme.certs."turn.example.org".reloadServices = [ "ospw-matrix-coturn.service" ]; }
+        ])
+      )) [ "acceptTerms" "security.acme.defaults.email" "Exactly one of the options" ])
+      [
+        true
+        true
+        true
+      ]
+    ]
+    [
+      "useACMEHost without configuring the certificate: the same assertions"
+      (map (needle: anyContains needle (
+        failedAssertions (configWith {
+          services.ospw-matrix.turn.tls = {
+            enable = true;
+            useACMEHost = "turn.example.org";
+          };
+        })
+      )) [ "acceptTerms" "security.acme.certs.turn.example.org.dnsProvider" ])
+      [
+        true
+        true
+      ]
+    ]
+  ];
+
   firewall-default = expect [
     [
       "ports (UDP 443: HTTP/3)"
