@@ -24,9 +24,12 @@
 #  3. the VM test scripts, type-checked with mypy and linted with pyflakes
 #     as nixpkgs' test driver does before it runs them
 #     (nixos/lib/testing/driver.nix), against the typed stub of the driver
-#     in checks/typing/.
+#     in checks/typing/;
+#  4. the flake's module-eval check on its own source: checks/eval/run.sh on
+#     a copy of only the files of that check's lib.fileset (flake.nix), with
+#     a private Nix state, as the check's derivation runs it.
 #
-# Parts 2 and 3 evaluate the module (checks/eval) and need nixpkgs' lib
+# Parts 2 to 4 evaluate the module (checks/eval) and need nixpkgs' lib
 # (NIXPKGS_LIB or the cache location of nix/nixpkgs-lib.sh); without it they
 # print SKIPPED and why. Part 1 reads the recipe with nixpkgs' lib when it is
 # there and with a stand-in otherwise (scripts/nix-sandbox/recipe.nix).
@@ -43,7 +46,7 @@
 #
 # Environment: NIX_BUILD_CORES (default: the number of CPUs),
 # OSPW_NIX_SANDBOX_KEEP=1 keeps the work directory, OSPW_NIX_SANDBOX_PARTS
-# (default "package render typecheck") selects parts, and
+# (default "package render module-eval typecheck") selects parts, and
 # OSPW_NIX_SANDBOX_TARGET_DIR=DIR (for development, not CI) keeps cargo's
 # target directory there between runs instead of building from scratch.
 set -uo pipefail
@@ -66,7 +69,7 @@ finish() {
   [ "$failed" -eq 0 ]
   exit
 }
-parts=" ${OSPW_NIX_SANDBOX_PARTS:-package render typecheck} "
+parts=" ${OSPW_NIX_SANDBOX_PARTS:-package render module-eval typecheck} "
 want() { [[ $parts == *" $1 "* ]]; }
 
 # --- Requirements ----------------------------------------------------------
@@ -474,9 +477,9 @@ fi
 # --- Module evaluation (parts 2 and 3) --------------------------------------
 
 vm_json=''
-if want render || want typecheck; then
+if want render || want typecheck || want module-eval; then
   if ((lib_status != 0)); then
-    echo "SKIPPED: render derivations and VM test script type checks: $NIXPKGS_LIB_MISSING"
+    echo "SKIPPED: render derivations, the module-eval source and VM test script type checks: $NIXPKGS_LIB_MISSING"
   elif ! vm_json=$(nixi --eval --strict --json "$repo/checks/eval" -A vmTests); then
     fail "evaluate the VM tests' nodes (checks/eval -A vmTests)" "$(tail -n 20 "$errfile")"
     vm_json=''
@@ -571,6 +574,36 @@ if want render && [ -n "$vm_json" ]; then
       case_json=$(jq -c --arg n "$name" '.[$n]' <<<"$failing_json")
       render_case "$name" "$case_json" "$(jq -r .mustSay <<<"$case_json")"
     done < <(jq -r 'keys[]' <<<"$failing_json")
+  fi
+fi
+
+# --- 4. The flake's module-eval check: only its source ----------------------
+# `nix flake check` runs checks/eval/run.sh in a derivation whose source is
+# a lib.fileset of flake.nix: a file the evaluation tests read must be in it.
+# run.sh runs here on a copy of exactly that source (tracked files), with a
+# private Nix state as the derivation sets up.
+
+if want module-eval && ((lib_status == 0)); then
+  echo "::: module-eval: checks/eval/run.sh on the flake's module-eval source only"
+  if ! me_paths=$(nixi --eval --strict --json "$repo/checks/eval" -A moduleEvalSource); then
+    fail "module-eval: read its source (checks/eval -A moduleEvalSource)" "$(tail -n 20 "$errfile")"
+  else
+    me=$work/module-eval
+    mkdir -p "$me/src" "$me/tmp"
+    jq -r '.[]' <<<"$me_paths" | while IFS= read -r path; do
+      git ls-files -z -- "$path"
+    done | tar -C "$repo" --null -T - -cf - | tar -C "$me/src" -xf -
+    if (
+      cd "$me/tmp" &&
+        export HOME=$me/tmp NIX_CONF_DIR=$me/tmp/etc NIX_LOCALSTATE_DIR=$me/tmp/var \
+          NIX_LOG_DIR=$me/tmp/var/log/nix NIX_STATE_DIR=$me/tmp/var/nix NIX_STORE_DIR=$me/tmp/store &&
+        nix-store --init 2>/dev/null &&
+        bash "$me/src/checks/eval/run.sh"
+    ) >"$me/log" 2>&1; then
+      pass "module-eval: the evaluation tests pass on the flake's module-eval source alone"
+    else
+      fail "module-eval: the evaluation tests fail on the flake's module-eval source alone (a file they read is missing from its fileset in flake.nix?)" "$(grep -E '^FAIL|^     |passed, ' "$me/log" | head -n 40)"
+    fi
   fi
 fi
 

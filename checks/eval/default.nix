@@ -8,6 +8,7 @@
 #   nix-instantiate --eval --strict --json checks/eval -A backupScript
 #   nix-instantiate --eval --strict --json checks/eval -A vmTests
 #   nix-instantiate --eval --strict --json checks/eval -A failingRenders
+#   nix-instantiate --eval --strict --json checks/eval -A moduleEvalSource
 #
 # Each test evaluates to { ok = bool; msg = string; }.
 {
@@ -25,6 +26,7 @@ let
     "_vmTestScripts"
     "_vmTests"
     "_failingRenders"
+    "_moduleEvalSource"
     "_backupScript"
   ];
 in
@@ -39,4 +41,6 @@ in
   # derivations that must fail, for scripts/nix-sandbox.sh.
   vmTests = all._vmTests;
   failingRenders = all._failingRenders;
+  # The paths the flake's module-eval check is built from.
+  moduleEvalSource = all._moduleEvalSource;
 }

@@ -148,7 +148,8 @@ let
         interpreter = "${pkgs.python3}/bin/python3";
       };
     };
-  flake =
+  flakeWith =
+    lib:
     let
       outputs = (import ../../flake.nix).outputs {
         self = outputs // {
@@ -165,6 +166,24 @@ let
       };
     in
     outputs;
+  flake = flakeWith lib;
+
+  # The source of the flake's module-eval check: the paths of its
+  # lib.fileset.unions, relative to the repository (lib.fileset.toSource
+  # kept instead of copying to the store).
+  moduleEvalSource =
+    let
+      root = toString ../..;
+      keep = lib // {
+        fileset = lib.fileset // {
+          toSource = args: args;
+          unions = paths: { __unions = paths; };
+        };
+      };
+      src = (flakeWith keep).checks.x86_64-linux.module-eval.env.src;
+    in
+    assert toString src.root == root;
+    map (p: lib.removePrefix "${root}/" (toString p)) src.fileset.__unions;
 
   vmTestNames = lib.filter (lib.hasPrefix "vm-") (lib.attrNames flake.checks.x86_64-linux);
 
@@ -248,6 +267,10 @@ in
   # scripts/nix-sandbox.sh (which runs the renders in a simulated build
   # sandbox and type-checks the scripts as the NixOS test driver does).
   _vmTests = vmTests;
+
+  # Not a test: the paths of the flake's module-eval source, for
+  # scripts/nix-sandbox.sh (which runs run.sh on only those files).
+  _moduleEvalSource = moduleEvalSource;
 
   # Not a test: render derivations that must fail, with what the failure
   # must say (scripts/nix-sandbox.sh runs them too).
