@@ -9,6 +9,7 @@
 
 let
   cfg = config.services.ospw-matrix;
+  ospwLib = import ./lib.nix { inherit lib; };
   opt = "services.ospw-matrix";
 
   required = name: {
@@ -46,6 +47,26 @@ let
       }) keys
     ) inlineSecrets
   );
+
+  # Paths the modules write into unit files, tmpfiles.d rules, /etc/passwd
+  # (Synapse's home) and unit scripts: each must be read literally by all
+  # of them (see isPlainPath in lib.nix).
+  unitPaths =
+    {
+      "synapse.dataDir" = cfg.synapse.dataDir;
+      "synapse.mediaStorePath" = cfg.synapse.mediaStorePath;
+      "synapse.listen.unixSocket" = cfg.synapse.listen.unixSocket;
+      "synapse.database.socketDir" = cfg.synapse.database.socketDir;
+      "turn.tls.certFile" = cfg.turn.tls.certFile;
+      "turn.tls.keyFile" = cfg.turn.tls.keyFile;
+    }
+    // lib.mapAttrs' (name: path: lib.nameValuePair "secrets.${name}" path) cfg.secrets
+    // lib.optionalAttrs (cfg ? backup) { "backup.directory" = cfg.backup.directory; };
+
+  unitPathAssertions = lib.mapAttrsToList (name: path: {
+    assertion = path == null || ospwLib.isPlainPath path;
+    message = "${opt}.${name} = ${builtins.toJSON path} is not a plain absolute path: it goes into systemd unit files (and tmpfiles rules and scripts), where a line break starts a new directive, white space splits values, % is a specifier, $ a variable and quotes and backslashes are unquoted; expected a path starting with / without white space, control characters or any of % \" ' \\ $ ` ; & | < > ( ) { } [ ] * ? ! # ~.";
+  }) unitPaths;
 
   secretFileAssertions = lib.mapAttrsToList (name: path: {
     assertion = path == null || (lib.hasPrefix "/" path && !lib.hasPrefix "${builtins.storeDir}/" path);
@@ -103,6 +124,7 @@ in
         [ cfg.turn.tls.keyFile ]
     )
     ++ secretFileAssertions
+    ++ unitPathAssertions
     ++ inlineSecretAssertions;
 
     warnings = lib.optional (cfg.proxy.tls == "acme" && cfg.proxy.acmeEmail == null) "${opt}.proxy.acmeEmail is not set: the ACME CA cannot warn you about expiring certificates or account problems.";

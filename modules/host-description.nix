@@ -79,11 +79,22 @@ let
       inherit (cfg.turn) settings;
     };
 
-    element = {
+    element = dropNulls {
       inherit (cfg.element) brand settings;
       default_theme = cfg.element.defaultTheme;
       # The built app; config.json is served from the rendered output.
       webroot = "${cfg.element.package}";
+      force_turn = cfg.element.forceTurn;
+      map_style_url = cfg.element.mapStyleUrl;
+      jitsi_domain = cfg.element.jitsiDomain;
+      branding = dropNulls {
+        welcome_text = cfg.element.branding.welcomeText;
+        # A store path (public, like the rest of Element).
+        logo_file = if cfg.element.branding.logoFile == null then null else "${cfg.element.branding.logoFile}";
+        footer_links = map (l: { inherit (l) text url; }) cfg.element.branding.footerLinks;
+        help_url = cfg.element.branding.helpUrl;
+        desktop_download_url = cfg.element.branding.desktopDownloadUrl;
+      };
       setting_defaults = cfg.element.settingDefaults;
     };
 
@@ -133,6 +144,13 @@ let
     "turn.settings" = "turn.settings";
     "element.brand" = "element.brand";
     "element.setting_defaults" = "element.settingDefaults";
+    "element.map_style_url" = "element.mapStyleUrl";
+    "element.jitsi_domain" = "element.jitsiDomain";
+    "element.branding.welcome_text" = "element.branding.welcomeText";
+    "element.branding.logo_file" = "element.branding.logoFile";
+    "element.branding.footer_links" = "element.branding.footerLinks";
+    "element.branding.help_url" = "element.branding.helpUrl";
+    "element.branding.desktop_download_url" = "element.branding.desktopDownloadUrl";
     "element.settings" = "element.settings";
     "proxy.acme_email" = "proxy.acmeEmail";
     "proxy.http_port" = "proxy.httpPort";

@@ -30,6 +30,22 @@ rec {
   # nothing needs generating.
   allProvided = cfg: names: lib.all (name: cfg.secrets.${secretOptions.${name}} != null) names;
 
+  # A path that every program reading it from a unit file takes literally:
+  # absolute, and none of white space and control characters (a line break
+  # would start a new directive in the unit file; white space splits
+  # ReadWritePaths= and tmpfiles.d fields), % (systemd specifiers, expanded
+  # in LoadCredential=, WorkingDirectory=, tmpfiles.d paths), quotes and
+  # backslashes (unquoting and C escapes in ExecStart=, ReadWritePaths=,
+  # tmpfiles.d), $ (environment variables in ExecStart=), nor the shell's
+  # special characters (the paths also appear in the units' scripts).
+  plainPathRegex = "/[^][:space:][:cntrl:]%\"'\\$`;&|<>(){}*?!#~[]*";
+  isPlainPath = path: builtins.match plainPathRegex path != null;
+
+  # One ExecStart= argument, quoted and escaped as systemd reads it (what
+  # nixpkgs' utils.escapeSystemdExecArg does: a JSON string is a valid
+  # systemd C-style quoted word; % and $ are doubled).
+  escapeExecArg = arg: lib.replaceStrings [ "%" "$" ] [ "%%" "$$" ] (builtins.toJSON arg);
+
   # The sandboxing shared by the long-running services (the set of nixpkgs'
   # matrix-synapse module, minus what a unit adds or relaxes itself).
   hardening = {

@@ -350,26 +350,31 @@ in
       userQuota = mkOption {
         type = types.ints.positive;
         default = 12;
-        description = "How many allocations one user may hold at once.";
+        description = "How many allocations one user may hold at once (at most 1000000).";
       };
 
       totalQuota = mkOption {
         type = types.ints.positive;
         default = 1200;
-        description = "How many allocations the server holds at once.";
+        description = "How many allocations the server holds at once (at most 1000000).";
       };
 
       credentialLifetime = mkOption {
         type = types.str;
         default = "1h";
-        description = "How long the TURN credentials Synapse hands out stay valid (suffix ms, s, m, h, d, w or y).";
+        example = "1d";
+        description = "How long the TURN credentials Synapse hands out stay valid: a number with a unit (ms, s, m, h, d or w), from one minute to seven days. A bare number is refused (Synapse would read it as milliseconds).";
       };
 
       settings = jsonOption {
         example.no-tcp-relay = true;
         description = ''
           Extra {file}`turnserver.conf` options, merged last: strings,
-          numbers, booleans (a flag) or lists (the option repeated). The
+          numbers, booleans (a flag) or lists (the option repeated). Only
+          options every supported coturn knows, with values it reads as
+          written (one line, at most 1023 bytes with the name; numbers as
+          plain digits); options set by another option here (ports, realm,
+          quotas, addresses, TLS) may be restated but not changed. The
           shared secret may not be written here; see
           {option}`services.ospw-matrix.secrets.turnSharedSecretFile`.
         '';
@@ -393,6 +398,89 @@ in
         ];
         default = "light";
         description = "Element's default theme.";
+      };
+
+      forceTurn = boolOption false ''
+        Whether one-to-one calls always go through this server's TURN relay
+        (Element's `webRtcForceTURN` setting default). Off, calls connect
+        peer to peer when they can, which shows each caller's IP address to
+        the other; on, nobody learns another user's address from a call, at
+        the cost of relay bandwidth on this server and some latency. Users
+        can still change it for themselves in Element's settings.
+      '';
+
+      mapStyleUrl = nullStr {
+        example = "https://tiles.example.org/style.json";
+        description = ''
+          The map style of a tile server you host, for location sharing
+          (Element's `map_style_url`, an `https://` URL). Without it
+          location sharing is switched off: Element has no map server of
+          its own.
+        '';
+      };
+
+      jitsiDomain = nullStr {
+        example = "meet.example.org";
+        description = ''
+          The host name of a Jitsi server you host, for conference calls in
+          rooms. Without it widgets (and with them Jitsi conferences) are
+          switched off; Element's default would be meet.element.io.
+        '';
+      };
+
+      branding = {
+        welcomeText = nullStr {
+          example = "Welcome! Sign in with the account the admins made for you.";
+          description = ''
+            Text of the welcome page, as plain text (blank lines separate
+            paragraphs). The page is rendered by `ospw-matrix render` and
+            served by Caddy in place of Element's own, which links to
+            element.io and others; it loads nothing from other sites.
+          '';
+        };
+        logoFile = mkOption {
+          type = types.nullOr types.path;
+          default = null;
+          example = lib.literalExpression "./logo.svg";
+          description = ''
+            A logo (SVG, PNG, JPEG or WebP; the file name of letters,
+            digits, `.`, `_` and `-`) shown on the welcome and sign-in
+            pages, served by Caddy. It is public: a path in the Nix store is
+            fine. Default: Element's logo.
+          '';
+        };
+        footerLinks = mkOption {
+          type = types.listOf (
+            types.submodule {
+              options = {
+                text = mkOption {
+                  type = types.str;
+                  description = "The link text.";
+                };
+                url = mkOption {
+                  type = types.str;
+                  description = "The target, an `https://` URL.";
+                };
+              };
+            }
+          );
+          default = [ ];
+          example = [
+            {
+              text = "House rules";
+              url = "https://example.org/rules";
+            }
+          ];
+          description = "Links in the footer of Element's sign-in pages. Default: none.";
+        };
+        helpUrl = nullStr {
+          example = "https://example.org/chat-help";
+          description = "Where Element's help links lead (`https://`). Default: this Element itself, never element.io.";
+        };
+        desktopDownloadUrl = nullStr {
+          example = "https://example.org/apps";
+          description = "A page where people download a desktop client (`https://`). Default: no desktop download is offered.";
+        };
       };
 
       settingDefaults = jsonOption {

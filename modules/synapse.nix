@@ -67,7 +67,7 @@ in
           ExecStart = lib.concatStringsSep " " [
             "${lib.getExe' cfg.synapse.package "synapse_homeserver"}"
             "--config-path ${cfg.renderedConfig}/synapse/homeserver.yaml"
-            "--keys-directory ${dataDir}"
+            "--keys-directory ${ospwLib.escapeExecArg dataDir}"
           ];
           ExecReload = "${lib.getExe' pkgs.coreutils "kill"} -HUP $MAINPID";
           Restart = "on-failure";

@@ -583,7 +583,7 @@ in
       [
         "ExecStart runs synapse_homeserver on the rendered homeserver.yaml"
         sc.ExecStart
-        "${pkgs.matrix-synapse}/bin/synapse_homeserver --config-path ${render config}/synapse/homeserver.yaml --keys-directory /var/lib/ospw-matrix/synapse"
+        "${pkgs.matrix-synapse}/bin/synapse_homeserver --config-path ${render config}/synapse/homeserver.yaml --keys-directory \"/var/lib/ospw-matrix/synapse\""
       ]
       [
         "Type"
@@ -1648,6 +1648,21 @@ in
             element = {
               settingDefaults.UIFeature.feedback = false;
               settings.show_labs_settings = false;
+              forceTurn = true;
+              mapStyleUrl = "https://tiles.example.org/style.json";
+              jitsiDomain = "meet.example.org";
+              branding = {
+                welcomeText = "Welcome";
+                logoFile = "/etc/chat/logo.svg";
+                footerLinks = [
+                  {
+                    text = "Rules";
+                    url = "https://example.org/rules";
+                  }
+                ];
+                helpUrl = "https://example.org/help";
+                desktopDownloadUrl = "https://example.org/apps";
+              };
             };
             proxy = {
               tls = "internal";
@@ -1676,6 +1691,62 @@ in
         1
       ]
     ];
+
+  # Class 3 for systemd: paths that go into unit files, tmpfiles rules,
+  # /etc/passwd and unit scripts are refused unless every reader takes them
+  # literally; ExecStart= arguments are quoted as systemd reads them.
+  unit-file-paths-are-plain =
+    let
+      refused =
+        option: value:
+        let
+          failed = failedAssertions (configWith { services.ospw-matrix = lib.setAttrByPath (lib.splitString "." option) value; });
+        in
+        lib.any (m: lib.hasPrefix "services.ospw-matrix.${option} = " m && lib.hasInfix "not a plain absolute path" m) failed;
+      bad = [
+        [ "synapse.dataDir" "/var/lib/synapse\nExecStartPre=/bin/sh -c id" ]
+        [ "synapse.dataDir" "/var/lib/ospw matrix" ]
+        [ "synapse.dataDir" "/var/lib/%i" ]
+        [ "synapse.mediaStorePath" "/srv/media$HOME" ]
+        [ "synapse.listen.unixSocket" "/run/ospw-matrix-synapse/a;b.sock" ]
+        [ "synapse.database.socketDir" "/run/postgresql$(id)" ]
+        [ "secrets.signingKeyFile" "/run/secrets/key\nLoadCredential=x:/etc/shadow" ]
+        [ "secrets.turnSharedSecretFile" "/run/secrets/%d" ]
+        [ "secrets.formSecretFile" "/run/secrets/\"quoted\"" ]
+        [ "turn.tls.certFile" "/var/lib/acme/turn/cert .pem" ]
+        [ "turn.tls.keyFile" "/var/lib/acme/turn/key\\x20.pem" ]
+      ];
+      good = [
+        [ "synapse.dataDir" "/var/lib/ospw-matrix/synapse" ]
+        [ "synapse.mediaStorePath" "/srv/media_store-2.old+x=y,z:w@host" ]
+        [ "secrets.signingKeyFile" "/run/secrets/ospw-matrix/signing_key" ]
+        [ "synapse.dataDir" "/srv/chät" ]
+      ];
+    in
+    expect (
+      map (c: [
+        "refused: ${lib.elemAt c 0} = ${builtins.toJSON (lib.elemAt c 1)}"
+        (refused (lib.elemAt c 0) (lib.elemAt c 1))
+        true
+      ]) bad
+      ++ map (c: [
+        "accepted: ${lib.elemAt c 0} = ${builtins.toJSON (lib.elemAt c 1)}"
+        (refused (lib.elemAt c 0) (lib.elemAt c 1))
+        false
+      ]) good
+      ++ [
+        [
+          "ExecStart quotes and escapes the data directory"
+          (lib.hasSuffix "--keys-directory \"/srv/chät\"" (synapse (configWith { services.ospw-matrix.synapse.dataDir = "/srv/chät"; })).serviceConfig.ExecStart)
+          true
+        ]
+        [
+          "escapeExecArg doubles % and $ and uses C escapes"
+          ((import ../../modules/lib.nix { inherit lib; }).escapeExecArg "a b%c$d\"e\\f\ng")
+          "\"a b%%c$$d\\\"e\\\\f\\ng\""
+        ]
+      ]
+    );
 
   host-description-values = expect [
     [

@@ -435,6 +435,11 @@ fn run_caddy(unix: bool) {
     std::fs::write(webroot.join("index.html"), "ELEMENT INDEX").unwrap();
     std::fs::write(webroot.join("config.json"), "{\"stale\": true}").unwrap();
     std::fs::write(webroot.join("bundle.js"), "console.log(1)").unwrap();
+    std::fs::write(webroot.join("welcome.html"), "ELEMENT'S OWN WELCOME").unwrap();
+    let branding = dir.path().join("branding");
+    std::fs::create_dir_all(&branding).unwrap();
+    std::fs::write(branding.join("logo.svg"), "<svg>LOGO</svg>").unwrap();
+    std::fs::write(branding.join("private.txt"), "NOT SERVED").unwrap();
     let listen = if unix {
         let socket = dir.path().join("synapse.sock");
         fake_synapse_unix(&socket);
@@ -446,10 +451,12 @@ fn run_caddy(unix: bool) {
     let (http_port, https_port) = (free_port(), free_port());
     let yaml = format!(
         "{NAMES}synapse:\n  listen:\n{listen}\
-         element:\n  webroot: {}\n\
+         element:\n  webroot: {}\n  branding:\n    welcome_text: Hello from the test\n    \
+         logo_file: {}/logo.svg\n\
          proxy:\n  tls: internal\n  http_port: {http_port}\n  https_port: {https_port}\n  \
          bind: [127.0.0.1]\n  admin: \"off\"\n",
-        webroot.display()
+        webroot.display(),
+        branding.display()
     );
     let out = render(dir.path(), &yaml);
     let log = std::fs::File::create(dir.path().join("caddy.log")).unwrap();
@@ -548,6 +555,22 @@ fn run_caddy(unix: bool) {
     );
     assert!(r.header("Strict-Transport-Security").is_some());
     assert_eq!(r.header("Server"), None);
+    // The welcome page and the logo from the rendered output and the
+    // logo file, nothing else of the logo's directory.
+    let r = get("chat.example.org", "/welcome.html");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body,
+        std::fs::read_to_string(out.join("element/welcome.html")).unwrap()
+    );
+    assert!(r.body.contains("Hello from the test"), "{}", r.body);
+    assert_eq!(r.header("Cache-Control"), Some("no-cache"));
+    let r = get("chat.example.org", "/branding/logo.svg");
+    assert_eq!((r.status, r.body.as_str()), (200, "<svg>LOGO</svg>"));
+    for path in ["/branding/private.txt", "/branding/logo.svg/../private.txt"] {
+        let r = get("chat.example.org", path);
+        assert!(!r.body.contains("NOT SERVED"), "{path}: {}", r.body);
+    }
     let r = get("chat.example.org", "/bundle.js");
     assert_eq!((r.status, r.body.as_str()), (200, "console.log(1)"));
     assert_eq!(
@@ -559,6 +582,353 @@ fn run_caddy(unix: bool) {
     assert!(
         server.0.try_wait().unwrap().is_none(),
         "caddy died during the test"
+    );
+    drop(server);
+}
+
+/// Addresses Caddy listens on (TCP, LISTEN state) for `port`, from
+/// /proc/net/tcp and tcp6, as `ip` text.
+fn listening_addresses(port: u16) -> Vec<String> {
+    let mut out = Vec::new();
+    for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 4 || fields[3] != "0A" {
+                continue;
+            }
+            let Some((addr, p)) = fields[1].split_once(':') else {
+                continue;
+            };
+            if u16::from_str_radix(p, 16).ok() != Some(port) {
+                continue;
+            }
+            let bytes: Vec<u8> = (0..addr.len() / 2)
+                .filter_map(|i| u8::from_str_radix(&addr[2 * i..2 * i + 2], 16).ok())
+                .collect();
+            // The kernel prints each 32-bit word in host (little-endian) order.
+            let fixed: Vec<u8> = bytes
+                .chunks(4)
+                .flat_map(|w| w.iter().rev().copied().collect::<Vec<u8>>())
+                .collect();
+            let ip = if v6 {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&fixed[..16]);
+                std::net::IpAddr::from(a)
+            } else {
+                std::net::IpAddr::from([fixed[0], fixed[1], fixed[2], fixed[3]])
+            };
+            out.push(ip.to_string());
+        }
+    }
+    out
+}
+
+/// Runs `caddy run` on `caddyfile` (environment `env`) until its admin
+/// endpoint listens on `port`, and returns the addresses it listens on.
+fn admin_listens_on(
+    bin: &Path,
+    dir: &Path,
+    caddyfile: &Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Vec<String> {
+    let log = std::fs::File::create(dir.join("caddy-admin.log")).unwrap();
+    let mut cmd = caddy(bin, dir);
+    cmd.args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(caddyfile)
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let server = KillOnDrop(cmd.spawn().expect("start caddy"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = listening_addresses(port);
+        if !found.is_empty() {
+            drop(server);
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "caddy never listened on {port}: {}",
+            std::fs::read_to_string(dir.join("caddy-admin.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Class 9: Caddy's admin endpoint (no authentication) stays on loopback,
+/// a Unix socket, or off. What the renderer accepts is what Caddy uses; what
+/// it refuses Caddy really would expose (checked with the real Caddy).
+#[test]
+fn admin_endpoint_stays_off_the_network() {
+    let Some(bin) = require("caddy", which("caddy")) else {
+        return;
+    };
+    let dir = TempDir::new("caddy-admin");
+    let port = free_port();
+    let sock = dir.path().join("admin.sock");
+    let accepted = [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        format!("unix/{}", sock.display()),
+        "off".to_owned(),
+    ];
+    for admin in &accepted {
+        let sub = TempDir::new("caddy-admin-ok");
+        let out = render(
+            sub.path(),
+            &format!("{NAMES}proxy:\n  admin: \"{admin}\"\n"),
+        );
+        let o = caddy(&bin, sub.path())
+            .args(["adapt", "--adapter", "caddyfile", "--config"])
+            .arg(out.join("caddy/Caddyfile"))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{admin}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        if admin == "off" {
+            assert_eq!(v["admin"]["disabled"], true, "{v}");
+        } else {
+            assert_eq!(v["admin"]["listen"], admin.as_str(), "{admin}");
+        }
+    }
+    // The rendered loopback address is where the running Caddy listens.
+    let sub = TempDir::new("caddy-admin-run");
+    let out = render(
+        sub.path(),
+        &format!(
+            "{NAMES}proxy:\n  tls: internal\n  http_port: {}\n  https_port: {}\n  \
+             bind: [127.0.0.1]\n  admin: \"127.0.0.1:{port}\"\n",
+            free_port(),
+            free_port()
+        ),
+    );
+    let found = admin_listens_on(&bin, sub.path(), &out.join("caddy/Caddyfile"), port, &[]);
+    assert_eq!(
+        found,
+        vec!["127.0.0.1"],
+        "admin endpoint listens on {found:?}"
+    );
+
+    // Refused, naming proxy.admin: each would take the endpoint elsewhere.
+    let wide = free_port();
+    for admin in [
+        format!(":{wide}"),
+        format!("0.0.0.0:{wide}"),
+        format!("[::]:{wide}"),
+        "{env.OSPW_ADMIN}".to_owned(),
+        format!("tcp4/0.0.0.0:{wide}"),
+        format!("example.org:{wide}"),
+    ] {
+        let sub = TempDir::new("caddy-admin-bad");
+        let host = sub.path().join("host.yaml");
+        std::fs::write(&host, format!("{NAMES}proxy:\n  admin: \"{admin}\"\n")).unwrap();
+        let o = support::render_to(Some(&host), &sub.path().join("out"));
+        support::assert_fails_naming(&o, &["proxy.admin"]);
+    }
+    // What Caddy itself makes of two of them: the wildcard address, and a
+    // placeholder filled from the environment when Caddy starts.
+    for (admin, env) in [
+        (format!(":{wide}"), vec![]),
+        (
+            "{env.OSPW_ADMIN}".to_owned(),
+            vec![("OSPW_ADMIN", format!(":{wide}"))],
+        ),
+    ] {
+        let sub = TempDir::new("caddy-admin-wide");
+        let file = sub.path().join("Caddyfile");
+        std::fs::write(&file, format!("{{\n\tadmin {admin}\n}}\n")).unwrap();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let found = admin_listens_on(&bin, sub.path(), &file, wide, &env);
+        assert!(
+            found.iter().all(|a| a == "0.0.0.0" || a == "::"),
+            "{admin}: {found:?}"
+        );
+    }
+}
+
+/// Every string value in `v` under a key named `key`.
+fn values_named(v: &serde_json::Value, key: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, item) in map {
+                match item {
+                    serde_json::Value::String(s) if k == key => out.push(s.clone()),
+                    _ => values_named(item, key, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|i| values_named(i, key, out)),
+        _ => {}
+    }
+}
+
+/// Class 3 for the Caddyfile: every value written into it is read back by
+/// the real Caddy exactly as written, and what Caddy would read otherwise
+/// (placeholders, `{$VAR}`, line breaks) is refused naming the field.
+#[test]
+fn caddy_reads_every_written_value_back() {
+    let Some(bin) = require("caddy", which("caddy")) else {
+        return;
+    };
+    let dir = TempDir::new("caddy-values");
+    // Odd but plain: quotes, apostrophes, #, a backslash, a backtick,
+    // spaces, non-ASCII letters.
+    let webroot = dir.path().join("element web/it's #1 \"chät\" a\\b `c`");
+    let socket = dir.path().join("synapse sock/client's.sock");
+    let email = "o'brien+chat@example.org";
+    let out = dir.path().join("rendered out #1");
+    let yaml = format!(
+        "{NAMES}synapse:\n  listen:\n    unix:\n      path: {}\n\
+         element:\n  webroot: {}\n\
+         proxy:\n  acme_email: {}\n",
+        serde_json::to_string(&socket.display().to_string()).unwrap(),
+        serde_json::to_string(&webroot.display().to_string()).unwrap(),
+        serde_json::to_string(email).unwrap(),
+    );
+    let host = dir.path().join("host.yaml");
+    std::fs::write(&host, yaml).unwrap();
+    assert_renders(Some(&host), &out);
+    let o = caddy(&bin, dir.path())
+        .args(["adapt", "--adapter", "caddyfile", "--config"])
+        .arg(out.join("caddy/Caddyfile"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut roots = Vec::new();
+    values_named(&v, "root", &mut roots);
+    assert!(roots.contains(&webroot.display().to_string()), "{roots:?}");
+    assert!(
+        roots.contains(&out.join("element").display().to_string()),
+        "{roots:?}"
+    );
+    let mut dials = Vec::new();
+    values_named(&v, "dial", &mut dials);
+    assert!(
+        dials.contains(&format!("unix/{}", socket.display())),
+        "{dials:?}"
+    );
+    let mut emails = Vec::new();
+    values_named(&v, "email", &mut emails);
+    assert!(
+        !emails.is_empty() && emails.iter().all(|e| e == email),
+        "{emails:?}"
+    );
+
+    // Refused, naming the field: each would be read differently by Caddy.
+    for (field, yaml) in [
+        (
+            "element.webroot",
+            "element:\n  webroot: \"/srv/{header.X-Root}\"\n",
+        ),
+        (
+            "element.webroot",
+            "element:\n  webroot: \"/srv/{$HOME}/element\"\n",
+        ),
+        (
+            "element.webroot",
+            "element:\n  webroot: \"/srv/el\\nement\"\n",
+        ),
+        (
+            "element.webroot",
+            "element:\n  webroot: \"/srv/{env.WEBROOT}\"\n",
+        ),
+        (
+            "synapse.listen.unix.path",
+            "synapse:\n  listen:\n    unix:\n      path: \"/run/{query.s}.sock\"\n",
+        ),
+        (
+            "synapse.listen.unix.path",
+            "synapse:\n  listen:\n    unix:\n      path: \"/run/s.sock|0777\"\n",
+        ),
+        (
+            "proxy.acme_email",
+            "proxy:\n  acme_email: \"{$EMAIL}@example.org\"\n",
+        ),
+        (
+            "proxy.acme_email",
+            "proxy:\n  acme_email: \"#me@example.org\"\n",
+        ),
+        (
+            "element.branding.logo_file",
+            "element:\n  branding:\n    logo_file: \"/srv/{path}/logo.svg\"\n",
+        ),
+    ] {
+        let sub = TempDir::new("caddy-values-bad");
+        let host = sub.path().join("host.yaml");
+        std::fs::write(&host, format!("{NAMES}{yaml}")).unwrap();
+        let o = support::render_to(Some(&host), &sub.path().join("out"));
+        support::assert_fails_naming(&o, &[field]);
+    }
+
+    // Why: a running Caddy given a placeholder in `root` serves whatever
+    // directory the client names, and `{$VAR}` is replaced even in quotes.
+    let Some(curl) = require("curl", which("curl")) else {
+        return;
+    };
+    let run = TempDir::new("caddy-values-run");
+    std::fs::create_dir_all(run.path().join("webroot")).unwrap();
+    std::fs::create_dir_all(run.path().join("private")).unwrap();
+    std::fs::write(run.path().join("webroot/index.html"), "PUBLIC").unwrap();
+    std::fs::write(run.path().join("private/index.html"), "PRIVATE").unwrap();
+    let (http, https) = (free_port(), free_port());
+    let file = run.path().join("Caddyfile");
+    std::fs::write(
+        &file,
+        format!(
+            "{{\n\tadmin off\n\tlocal_certs\n\tskip_install_trust\n\thttp_port {http}\n\thttps_port {https}\n}}\n\
+             chat.example.org:{https} {{\n\tbind 127.0.0.1\n\ttls internal\n\
+             \troot * \"{}/{{header.X-Root}}\"\n\theader X-Env \"{{$OSPW_CADDY_PROBE}}\"\n\tfile_server\n}}\n",
+            run.path().display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(run.path().join("caddy.log")).unwrap();
+    let server = KillOnDrop(
+        caddy(&bin, run.path())
+            .env("OSPW_CADDY_PROBE", "from the environment")
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&file)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
+    let get = |root: &str| {
+        let o = Command::new(&curl)
+            .args(["-sS", "-k", "-i", "--max-time", "5", "-H"])
+            .arg(format!("X-Root: {root}"))
+            .arg("--resolve")
+            .arg(format!("chat.example.org:{https}:127.0.0.1"))
+            .arg(format!("https://chat.example.org:{https}/"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !get("webroot").contains("PUBLIC") {
+        assert!(
+            Instant::now() < deadline,
+            "caddy never answered: {}",
+            std::fs::read_to_string(run.path().join("caddy.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = get("private");
+    assert!(r.contains("PRIVATE"), "{r}");
+    assert!(
+        r.to_ascii_lowercase()
+            .contains("x-env: from the environment"),
+        "{r}"
     );
     drop(server);
 }

@@ -307,3 +307,188 @@ fn materialize_names_the_bad_file() {
     assert!(stderr_of(&o).contains("missing.conf"));
     assert!(!out.exists());
 }
+
+/// Starts the real `turnserver` on `config` just long enough to read its
+/// configuration, and returns what it logged.
+fn turnserver_log(turnserver: &Path, dir: &Path, config: &Path) -> String {
+    let log_path = dir.join(format!(
+        "{}.log",
+        config.file_name().unwrap().to_string_lossy()
+    ));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = support::service(turnserver)
+        .arg("-c")
+        .arg(config)
+        .arg("--pidfile")
+        .arg(dir.join("agree.pid"))
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start turnserver");
+    let mut server = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.contains("Total General servers") || server.0.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "turnserver did not start: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(server);
+    std::fs::read_to_string(&log_path).unwrap_or_default()
+}
+
+/// The values coturn logged after `marker` ("White listing: ", ...).
+fn logged(log: &str, marker: &str) -> Vec<String> {
+    let mut out: Vec<String> = log
+        .lines()
+        .filter_map(|l| l.split_once(marker).map(|(_, v)| v.trim_end().to_owned()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn our_reader_and_real_coturn_read_crafted_files_alike() {
+    use ospw_matrix::components::coturn::{ranges, reader};
+    let Some(turnserver) = require("coturn (turnserver)", which("turnserver")) else {
+        return;
+    };
+    let dir = TempDir::new("coturn-agree");
+    let port = free_port();
+    let (first, last) = relay_range();
+    let base = format!(
+        "listening-ip=127.0.0.1\nlistening-port={port}\nmin-port={first}\nmax-port={last}\n\
+         realm=turn.example.org\nuse-auth-secret\nstatic-auth-secret=0123456789abcdef\nno-cli\n\
+         no-tls\nno-dtls\nlog-file=stdout\n"
+    );
+    let fill = |head: &str| "a".repeat(reader::MAX_LINE_BYTES - head.len());
+    let crafted: Vec<(&str, Vec<u8>)> = vec![
+        (
+            // The bypass found: a value filling coturn's line buffer, so
+            // the rest of the line is read as an option of its own.
+            "long line smuggles an allowed-peer-ip",
+            format!(
+                "server-name={}allowed-peer-ip=10.0.0.0-10.255.255.255\n",
+                fill("server-name=")
+            )
+            .into_bytes(),
+        ),
+        (
+            "a line of exactly 1023 bytes is read whole",
+            format!(
+                "server-name={}\nallowed-peer-ip=10.11.0.1\n",
+                fill("server-name=")
+            )
+            .into_bytes(),
+        ),
+        (
+            "three pieces",
+            format!(
+                "server-name={}no-such-option={}denied-peer-ip=10.12.0.1\n",
+                fill("server-name="),
+                fill("no-such-option=")
+            )
+            .into_bytes(),
+        ),
+        (
+            "a line break in a value",
+            b"server-name=x\nallowed-peer-ip=10.3.0.1\n".to_vec(),
+        ),
+        (
+            "a carriage return is no line break to coturn",
+            b"server-name=x\rallowed-peer-ip=10.1.0.1\n".to_vec(),
+        ),
+        (
+            "NUL ends the line",
+            b"allowed-peer-ip=10.2.0.1\0denied-peer-ip=10.2.0.2\n".to_vec(),
+        ),
+        (
+            "quotes and spaces around the value",
+            b"allowed-peer-ip = \"10.4.0.1\"  \n".to_vec(),
+        ),
+        (
+            "tab as separator",
+            b"denied-peer-ip\t10.5.0.0-10.5.0.255\n".to_vec(),
+        ),
+        (
+            "no comment after a value",
+            b"denied-peer-ip=10.6.0.1 # no\n".to_vec(),
+        ),
+        ("CIDR", b"denied-peer-ip=10.7.0.0/16\n".to_vec()),
+        ("misspelt option", b"denid-peer-ip=10.8.0.1\n".to_vec()),
+        (
+            "leading blanks",
+            b"  \t allowed-peer-ip=10.9.0.1\n".to_vec(),
+        ),
+        ("doubled equals", b"allowed-peer-ip==10.10.0.1\n".to_vec()),
+        ("comment", b"#allowed-peer-ip=10.13.0.1\n".to_vec()),
+    ];
+    let mut failures = Vec::new();
+    for (i, (what, extra)) in crafted.iter().enumerate() {
+        let mut text = base.clone().into_bytes();
+        text.extend_from_slice(extra);
+        let config = dir.path().join(format!("crafted-{i}.conf"));
+        std::fs::write(&config, &text).unwrap();
+        let log = turnserver_log(&turnserver, dir.path(), &config);
+
+        // What our reader says coturn applies.
+        let read = reader::read(&text);
+        let ranges_of = |name: &str| -> Vec<String> {
+            let mut v: Vec<String> = read
+                .iter()
+                .filter(|o| o.name_lossy() == name)
+                .map(|o| o.value_lossy())
+                .filter(|v| ranges::read(v).is_ok())
+                .collect();
+            v.sort();
+            v
+        };
+        let mut unknown: Vec<String> = read
+            .iter()
+            .map(|o| o.name_lossy())
+            .filter(|n| ospw_matrix::components::coturn::options::find(n).is_none())
+            .collect();
+        unknown.sort();
+        unknown.dedup();
+        for (ours, theirs, label) in [
+            (
+                ranges_of("allowed-peer-ip"),
+                logged(&log, "White listing: "),
+                "allowed",
+            ),
+            (
+                ranges_of("denied-peer-ip"),
+                logged(&log, "Black listing: "),
+                "denied",
+            ),
+            (
+                unknown,
+                logged(&log, "Bad configuration format: "),
+                "unknown",
+            ),
+        ] {
+            if ours != theirs {
+                failures.push(format!(
+                    "{what}: {label} options: ours {ours:?}, coturn's {theirs:?}"
+                ));
+            }
+        }
+
+        // materialize refuses every one of them: each is read by coturn
+        // differently from how it is written (or is no option at all).
+        let out = dir.path().join(format!("out-{i}.conf"));
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let o = materialize(&config, &secret, &out);
+        if o.status.success() || out.exists() {
+            failures.push(format!("{what}: materialize accepted it"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

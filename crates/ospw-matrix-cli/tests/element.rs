@@ -101,3 +101,61 @@ fn breaking_settings_are_refused() {
     );
     assert!(!out.exists(), "nothing is written on error");
 }
+
+/// Every typed Element field set: the rendered `config.json` still has the
+/// types Element's `IConfigOptions` declares for each key, keeps every
+/// invariant (with the hosts the typed fields name), and carries them.
+#[test]
+fn typed_fields_render_a_config_element_reads() {
+    let dir = TempDir::new("element-typed");
+    let host = dir.path().join("host.yaml");
+    std::fs::write(
+        &host,
+        format!(
+            "{}element:\n  brand: Our Chat\n  force_turn: true\n  \
+             map_style_url: https://tiles.example.org/style.json\n  jitsi_domain: meet.example.org\n  \
+             branding:\n    welcome_text: Hello\n    logo_file: /etc/chat/logo.png\n    \
+             footer_links: [{{text: Rules, url: 'https://example.org/rules'}}]\n    \
+             help_url: https://wiki.example.org/help\n    desktop_download_url: https://example.org/apps\n\
+             synapse:\n  presence: false\n",
+            support::EXAMPLE_NAMES
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("rendered");
+    assert_renders(Some(&host), &out);
+    let text = std::fs::read_to_string(out.join("element/config.json")).unwrap();
+    let conf = ElementConfig::parse(&text).unwrap();
+    assert_eq!(conf.type_errors(), Default::default(), "{text}");
+    let mut allowed = conf.own_hosts();
+    for h in [
+        "tiles.example.org",
+        "meet.example.org",
+        "example.org",
+        "wiki.example.org",
+    ] {
+        allowed.hosts.push(h.into());
+    }
+    assert!(
+        conf.privacy_violations_allowing(&allowed).is_empty(),
+        "{}",
+        conf.privacy_violations_allowing(&allowed)
+    );
+    // Alone, the file names the typed services' hosts as foreign.
+    assert!(conf.privacy_violations().mentions("map_style_url"));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["setting_defaults"]["webRtcForceTURN"], true);
+    assert_eq!(v["map_style_url"], "https://tiles.example.org/style.json");
+    assert_eq!(v["jitsi"]["preferred_domain"], "meet.example.org");
+    assert_eq!(v["branding"]["auth_header_logo_url"], "branding/logo.png");
+    assert_eq!(v["desktop_builds"]["available"], true);
+    assert!(v["setting_defaults"]
+        .get("UIFeature.locationSharing")
+        .is_none());
+    assert!(v["setting_defaults"].get("UIFeature.widgets").is_none());
+    let page = std::fs::read_to_string(out.join("element/welcome.html")).unwrap();
+    assert!(
+        page.contains("<h1>Our Chat</h1>") && page.contains("<p>Hello</p>"),
+        "{page}"
+    );
+}

@@ -503,3 +503,83 @@ fn reads_the_rendered_host_json() {
     let stderr = assert_fails_saying(&out, "server unreachable");
     assert!(stderr.contains(&format!("[::1]:{port}")), "{stderr}");
 }
+
+/// Runs `ospw-matrix ARGS` and returns its output.
+fn cli(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run ospw-matrix")
+}
+
+/// Synapse's default login rate limit (`rc_login`: a burst of 5 per address
+/// and per account, then about one per 5 minutes) is hit by ordinary use if
+/// every admin command logs in. The CLI's service account logs in once and
+/// keeps its token: many admin commands in a row against a real Synapse
+/// with its default limits all succeed, on one session.
+#[test]
+fn admin_commands_reuse_one_session_under_default_login_limits() {
+    let Some(python) = require(
+        "Synapse's Python (OSPW_SYNAPSE_PYTHON)",
+        support::synapse_python(),
+    ) else {
+        return;
+    };
+    let dir = TempDir::new("admin-session");
+    let port = free_port();
+    let Some((host, _synapse)) = start_synapse(&python, dir.path(), &tcp_listen("127.0.0.1", port))
+    else {
+        panic!("no listener");
+    };
+    let hs = std::fs::read_to_string(dir.path().join("homeserver.yaml")).expect("read");
+    assert!(!hs.contains("rc_login"), "Synapse's default limits apply");
+    let host = s(&host);
+    for name in ["alice", "bob"] {
+        let out = user_add(&[name, "--config", host]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let state_file = dir.path().join("secrets/admin-account.json");
+    let mut token = None;
+    // Twice the burst Synapse allows before refusing logins with 429.
+    for i in 0..12 {
+        let args: Vec<&str> = match i % 3 {
+            0 => vec!["user", "list", "--config", host],
+            1 => vec!["user", "admin", "bob", "on", "--config", host],
+            _ => vec!["user", "admin", "bob", "off", "--config", host],
+        };
+        let out = cli(&args);
+        assert!(
+            out.status.success(),
+            "command {i} {args:?} failed: {}",
+            text(&out.stderr)
+        );
+        let state: Value =
+            serde_json::from_slice(&std::fs::read(&state_file).expect("state file")).expect("json");
+        let now = state["access_token"].as_str().expect("token").to_owned();
+        if let Some(first) = &token {
+            assert_eq!(&now, first, "command {i} logged in again");
+        }
+        token = Some(now);
+    }
+    // One device (one login) for the service account, seen by Synapse itself.
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(&state_file).expect("state file")).expect("json");
+    let user = state["user_id"].as_str().expect("user id");
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        conn,
+        "GET /_synapse/admin/v2/users/{}/devices HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Authorization: Bearer {}\r\n\r\n",
+        user.replace('@', "%40").replace(':', "%3A"),
+        token.expect("token")
+    )
+    .expect("send");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The JSON body (possibly sent in chunks): its "total".
+    let total = answer.split("\"total\":").nth(1).map(|rest| {
+        rest.trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+    });
+    assert_eq!(total.as_deref(), Some("1"), "{answer}");
+}

@@ -837,12 +837,17 @@ pub fn plan_import(
                 }
             }
             "turn_user_lifetime" => {
+                // Synapse reads a bare number as milliseconds; the host
+                // description wants the unit written out.
                 let lifetime = match value {
+                    Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                        format!("{s}ms")
+                    }
                     Value::String(s) => s.clone(),
                     Value::Number(n) => format!("{n}ms"),
                     _ => return Err(field_err("expected a duration such as 1h".into())),
                 };
-                crate::values::parse_duration_ms(&lifetime).map_err(field_err)?;
+                crate::values::parse_lifetime_ms(&lifetime).map_err(field_err)?;
                 host.turn.credential_lifetime = lifetime.clone();
                 note(
                     NoteKind::Carried,

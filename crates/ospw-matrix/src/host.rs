@@ -218,15 +218,22 @@ pub struct TurnSettings {
     pub external_ip: Option<String>,
     /// The address to relay from (coturn's `relay-ip`).
     pub relay_ip: Option<String>,
-    /// How many allocations one user may hold at once.
+    /// How many allocations one user may hold at once (1 to 1000000; coturn
+    /// would read 0 as no limit).
     pub user_quota: u32,
-    /// How many allocations the server holds at once.
+    /// How many allocations the server holds at once (1 to 1000000; coturn
+    /// would read 0 as no limit).
     pub total_quota: u32,
     /// How long the credentials Synapse hands out stay valid, as a duration
-    /// such as `1h` (suffix ms, s, m, h, d, w or y).
+    /// with a unit such as `1h` or `1d` (ms, s, m, h, d or w), from one
+    /// minute to seven days. A bare number is refused (Synapse would read it
+    /// as milliseconds).
     pub credential_lifetime: String,
     /// Extra `turnserver.conf` options, merged last. Values are strings,
-    /// numbers, booleans (a flag) or lists (the option repeated).
+    /// numbers, booleans (a flag) or lists (the option repeated). Only
+    /// options every supported coturn knows, with values it reads as
+    /// written (one line, no leading `-`, `=`, space or quote); options set
+    /// by a typed field may be restated but not changed.
     pub settings: FreeformSettings,
 }
 
@@ -274,9 +281,28 @@ pub struct ElementSettings {
     pub brand: String,
     /// The default theme.
     pub default_theme: ElementTheme,
-    /// The directory holding Element Web's built app. `config.json` is served
-    /// from the rendered output, not from here.
+    /// The directory holding Element Web's built app. `config.json` (and the
+    /// welcome page) are served from the rendered output, not from here.
     pub webroot: PathBuf,
+    /// Whether one-to-one calls always go through this server's TURN relay
+    /// (Element's `webRtcForceTURN` setting default). Off: calls connect
+    /// peer to peer when they can, which shows each caller's IP address to
+    /// the other. On: nobody learns another user's address from a call, at
+    /// the cost of relay bandwidth on this server and some latency. Users
+    /// can still change it for themselves in Element's settings.
+    pub force_turn: bool,
+    /// A map style (`style.json`) of a tile server you host, for location
+    /// sharing (Element's `map_style_url`). Without it location sharing is
+    /// switched off: Element has no map server of its own.
+    pub map_style_url: Option<String>,
+    /// The host name of a Jitsi server you host, for conference calls in
+    /// rooms (Element's `jitsi.preferred_domain`). Without it widgets, and
+    /// with them Jitsi conferences, are switched off (Element's default is
+    /// meet.element.io).
+    pub jitsi_domain: Option<String>,
+    /// The community's own branding of the pages people see before and
+    /// around signing in.
+    pub branding: ElementBranding,
     /// Extra `setting_defaults` entries.
     pub setting_defaults: FreeformSettings,
     /// Extra `config.json` keys, merged last.
@@ -289,10 +315,48 @@ impl Default for ElementSettings {
             brand: "Element".to_owned(),
             default_theme: ElementTheme::Light,
             webroot: PathBuf::from("/var/lib/ospw-matrix/element-web"),
+            force_turn: false,
+            map_style_url: None,
+            jitsi_domain: None,
+            branding: ElementBranding::default(),
             setting_defaults: FreeformSettings::new(),
             settings: FreeformSettings::new(),
         }
     }
+}
+
+/// Element's welcome and sign-in pages and its help and download links.
+/// Nothing here loads anything from another site: the welcome page is a
+/// self-contained page served from the rendered output, the logo a file
+/// this host serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ElementBranding {
+    /// Text shown on the welcome page under the brand name, as plain text
+    /// (blank lines separate paragraphs). Default: a short invitation to
+    /// sign in.
+    pub welcome_text: Option<String>,
+    /// An image file on this host (SVG, PNG, JPEG or WebP) shown as the
+    /// logo on the welcome and sign-in pages. Default: Element's logo.
+    pub logo_file: Option<PathBuf>,
+    /// Links in the sign-in pages' footer. Default: none.
+    pub footer_links: Vec<ElementLink>,
+    /// Where Element's "help" links lead (an `https://` URL). Default:
+    /// this Element itself, never element.io.
+    pub help_url: Option<String>,
+    /// A page where people download a desktop client (an `https://` URL).
+    /// Default: no desktop download is offered.
+    pub desktop_download_url: Option<String>,
+}
+
+/// A link shown by Element.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ElementLink {
+    /// The link text.
+    pub text: String,
+    /// The target, an `https://` URL.
+    pub url: String,
 }
 
 /// Element's built-in themes.
@@ -323,8 +387,11 @@ pub struct ProxySettings {
     /// `/.well-known/matrix/client`). Turn off when the base domain's web site
     /// is hosted elsewhere, and publish the rendered file there.
     pub serve_base_domain: bool,
-    /// Caddy's admin endpoint address (`off` to disable) in the standalone
-    /// Caddyfile. NixOS manages Caddy's global options itself.
+    /// Caddy's admin endpoint in the standalone Caddyfile: `off`, a
+    /// loopback address with one port (`localhost:2019`, `127.0.0.1:2019`,
+    /// `[::1]:2019`) or a Unix socket (`unix//run/caddy/admin.sock`). It has
+    /// no authentication, so it never listens on the network. NixOS manages
+    /// Caddy's global options itself.
     pub admin: String,
 }
 

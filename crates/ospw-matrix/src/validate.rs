@@ -11,7 +11,14 @@ use std::path::Path;
 
 use crate::error::ValidationErrors;
 use crate::host::{HostDescription, SecretKind, SynapseListen};
-use crate::values::{parse_duration_ms, parse_port_range, parse_size_bytes, PortRange};
+use crate::values::{
+    parse_admin_listen, parse_https_url, parse_lifetime_ms, parse_port_range, parse_size_bytes,
+    AdminListen, PortRange,
+};
+
+/// The largest TURN quota: more allocations than relay ports on every
+/// address of a host cannot exist, and coturn reads quotas as a C `int`.
+const MAX_TURN_QUOTA: u32 = 1_000_000;
 
 /// Words that mark a value the user was meant to replace.
 const PLACEHOLDERS: [&str; 6] = [
@@ -217,18 +224,38 @@ fn check_turn(host: &HostDescription, errs: &mut ValidationErrors) {
     if let Some(relay) = &t.relay_ip {
         ip(errs, "turn.relay_ip", relay);
     }
-    if t.user_quota == 0 {
-        errs.push(
+    // coturn reads quotas with atoi into an int, and 0 as "no limit".
+    for (path, quota, what) in [
+        (
             "turn.user_quota",
-            "0 would refuse every call: expected a positive number of allocations per user",
-        );
-    }
-    if t.total_quota == 0 {
-        errs.push(
+            t.user_quota,
+            "allocations one user may hold",
+        ),
+        (
             "turn.total_quota",
-            "0 would refuse every call: expected a positive number of allocations",
-        );
-    } else if t.user_quota > t.total_quota {
+            t.total_quota,
+            "allocations the server holds",
+        ),
+    ] {
+        if quota == 0 {
+            errs.push(
+                path,
+                format!(
+                    "0 means no limit to coturn, not none: expected a positive number of {what} \
+                     (12 per user and 1200 in all by default)"
+                ),
+            );
+        } else if quota > MAX_TURN_QUOTA {
+            errs.push(
+                path,
+                format!(
+                    "{quota} is more than coturn could ever hold (each allocation takes a relay \
+                     port): expected at most {MAX_TURN_QUOTA}"
+                ),
+            );
+        }
+    }
+    if t.user_quota != 0 && t.total_quota != 0 && t.user_quota > t.total_quota {
         errs.push(
             "turn.user_quota",
             format!(
@@ -237,7 +264,7 @@ fn check_turn(host: &HostDescription, errs: &mut ValidationErrors) {
             ),
         );
     }
-    if let Err(message) = parse_duration_ms(&t.credential_lifetime) {
+    if let Err(message) = parse_lifetime_ms(&t.credential_lifetime) {
         errs.push("turn.credential_lifetime", message);
     }
 }
@@ -251,19 +278,156 @@ fn check_element(host: &HostDescription, errs: &mut ValidationErrors) {
         );
     }
     absolute(errs, "element.webroot", &e.webroot);
+    if let Some(url) = &e.map_style_url {
+        match parse_https_url(url) {
+            Err(message) => errs.push("element.map_style_url", message),
+            Ok(host) => public_service(errs, "element.map_style_url", &host, "tile server"),
+        }
+    }
+    if let Some(domain) = &e.jitsi_domain {
+        dns_name(errs, "element.jitsi_domain", domain);
+        public_service(errs, "element.jitsi_domain", domain, "Jitsi server");
+    }
+    let b = &e.branding;
+    for (path, url) in [
+        ("element.branding.help_url", &b.help_url),
+        (
+            "element.branding.desktop_download_url",
+            &b.desktop_download_url,
+        ),
+    ] {
+        if let Some(Err(message)) = url.as_deref().map(parse_https_url) {
+            errs.push(path, message);
+        }
+    }
+    for (i, link) in b.footer_links.iter().enumerate() {
+        let path = format!("element.branding.footer_links[{i}]");
+        if link.text.trim().is_empty()
+            || link.text.chars().count() > 100
+            || link.text.chars().any(char::is_control)
+        {
+            errs.push(
+                format!("{path}.text"),
+                format!(
+                    "{:?} is not a link text: expected one line of 1 to 100 characters",
+                    link.text
+                ),
+            );
+        }
+        if let Err(message) = parse_https_url(&link.url) {
+            errs.push(format!("{path}.url"), message);
+        }
+    }
+    if let Some(text) = &b.welcome_text {
+        if text.chars().count() > 4000 || text.chars().any(|c| c.is_control() && c != '\n') {
+            errs.push(
+                "element.branding.welcome_text",
+                "is not plain text: expected at most 4000 characters, lines separated by line breaks, \
+                 no other control characters",
+            );
+        }
+    }
+    if let Some(logo) = &b.logo_file {
+        absolute(errs, "element.branding.logo_file", logo);
+        let name = logo
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let ext = logo
+            .extension()
+            .and_then(|x| x.to_str())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        let plain_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !plain_name || !["svg", "png", "jpg", "jpeg", "webp"].contains(&ext.as_str()) {
+            errs.push(
+                "element.branding.logo_file",
+                format!(
+                    "{:?} is not a logo file the proxy serves: expected a file name of letters, digits, \
+                     ., _ and - ending in .svg, .png, .jpg, .jpeg or .webp",
+                    logo.display().to_string()
+                ),
+            );
+        }
+    }
+}
+
+/// Domains of public services run by others (Element, matrix.org, the
+/// public Jitsi and map services): a typed service field names a server
+/// the operator hosts, so these are refused there.
+pub const PUBLIC_SERVICE_DOMAINS: [&str; 9] = [
+    "element.io",
+    "matrix.org",
+    "vector.im",
+    "riot.im",
+    "matrix.to",
+    "jit.si",
+    "maptiler.com",
+    "openstreetmap.org",
+    "mapbox.com",
+];
+
+fn public_service(errs: &mut ValidationErrors, path: &str, host: &str, what: &str) {
+    let host = host.to_ascii_lowercase();
+    if let Some(domain) = PUBLIC_SERVICE_DOMAINS
+        .iter()
+        .find(|d| host == **d || host.ends_with(&format!(".{d}")))
+    {
+        errs.push(
+            path,
+            format!(
+                "{host} is a public service run by a third party ({domain}): expected a {what} you host, \
+                 so that people's use of it stays on your servers"
+            ),
+        );
+    }
 }
 
 fn check_proxy(host: &HostDescription, errs: &mut ValidationErrors) {
     let p = &host.proxy;
     if let Some(email) = &p.acme_email {
-        let valid = email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && is_dns_name(domain))
-            && !email.chars().any(char::is_whitespace);
+        // The address is written into the Caddyfile bare (NixOS's
+        // services.caddy writes `email ADDRESS` unquoted): the local part
+        // takes the RFC 5322 atext characters that are plain Caddyfile text
+        // (no braces: placeholders; no #: a comment; no quotes).
+        let local_ok = |local: &str| {
+            !local.is_empty()
+                && local.chars().all(|c| {
+                    c.is_ascii_alphanumeric()
+                        || matches!(
+                            c,
+                            '.' | '!'
+                                | '$'
+                                | '%'
+                                | '&'
+                                | '\''
+                                | '*'
+                                | '+'
+                                | '/'
+                                | '='
+                                | '?'
+                                | '^'
+                                | '_'
+                                | '|'
+                                | '~'
+                                | '-'
+                        )
+                })
+        };
+        let valid = email.len() <= 254
+            && email
+                .split_once('@')
+                .is_some_and(|(local, domain)| local_ok(local) && is_dns_name(domain));
         if !valid {
             errs.push(
                 "proxy.acme_email",
-                format!("{email:?} is not an e-mail address: expected name@example.org"),
+                format!(
+                    "{email:?} is not an e-mail address Caddy can be given: expected name@example.org \
+                     (the name of letters, digits and . ! $ % & ' * + / = ? ^ _ | ~ -)"
+                ),
             );
         }
     }
@@ -272,20 +436,8 @@ fn check_proxy(host: &HostDescription, errs: &mut ValidationErrors) {
     for (i, addr) in p.bind.iter().enumerate() {
         ip(errs, &format!("proxy.bind[{i}]"), addr);
     }
-    if p.admin != "off" {
-        let valid = p
-            .admin
-            .rsplit_once(':')
-            .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok_and(|n| n != 0));
-        if !valid {
-            errs.push(
-                "proxy.admin",
-                format!(
-                    "{:?} is not an address: expected host:port such as localhost:2019, or off",
-                    p.admin
-                ),
-            );
-        }
+    if let Err(message) = parse_admin_listen(&p.admin) {
+        errs.push("proxy.admin", message);
     }
 }
 
@@ -363,13 +515,10 @@ fn check_ports(host: &HostDescription, errs: &mut ValidationErrors) {
 /// The port of Caddy's admin endpoint (`host:port`), unless it is `off` or
 /// not an address (reported by [`check_proxy`]).
 fn admin_port(admin: &str) -> Option<u16> {
-    if admin == "off" {
-        return None;
+    match parse_admin_listen(admin) {
+        Ok(AdminListen::Loopback { port }) => Some(port),
+        _ => None,
     }
-    admin
-        .rsplit_once(':')
-        .and_then(|(_, port)| port.parse::<u16>().ok())
-        .filter(|p| *p != 0)
 }
 
 fn check_placeholders(host: &HostDescription, errs: &mut ValidationErrors) {

@@ -41,9 +41,15 @@ pub fn parse_port_range(text: &str) -> Result<PortRange, String> {
             "{text:?} is not a port range of ports 1 to 65535: {expected}"
         ));
     };
-    if first >= last {
+    if first > last {
         return Err(format!(
             "{text} is empty: the first port must be below the last"
+        ));
+    }
+    if first == last {
+        return Err(format!(
+            "{text} is a single port: coturn gives every allocation a relay port of its own, so \
+             one port would serve one call participant at a time; {expected}"
         ));
     }
     Ok(PortRange { first, last })
@@ -108,6 +114,190 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     Ok(ms)
 }
 
+/// The shortest and longest lifetime accepted for TURN credentials.
+pub const TURN_LIFETIME_BOUNDS: (u64, u64) = (60_000, 7 * 86_400_000);
+
+/// Parses a TURN credential lifetime such as `1h` into milliseconds: a
+/// number with a unit (ms, s, m, h, d or w) between one minute and seven
+/// days. A bare number is refused: Synapse would read it as milliseconds
+/// (`86400` is 86 seconds, not a day).
+pub fn parse_lifetime_ms(text: &str) -> Result<u64, String> {
+    let expected = "expected a number with a unit s, m, h or d, such as 1h or 1d";
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = text.parse::<u64>().map(|n| n / 1000).unwrap_or(0);
+        return Err(format!(
+            "{text:?} has no unit: Synapse would read it as milliseconds ({secs} s); {expected}"
+        ));
+    }
+    let ms =
+        parse_duration_ms(text).map_err(|_| format!("{text:?} is not a duration: {expected}"))?;
+    let (min, max) = TURN_LIFETIME_BOUNDS;
+    if ms < min {
+        return Err(format!(
+            "{text:?} is shorter than a minute: credentials would expire while a call is being \
+             set up; {expected}"
+        ));
+    }
+    if ms > max {
+        return Err(format!(
+            "{text:?} is longer than 7 days: a leaked credential would relay for that long; \
+             expected at most 7d, such as 1h or 1d"
+        ));
+    }
+    Ok(ms)
+}
+
+/// Parses an `https://` URL the operator wrote into a typed field and
+/// returns its host (lower case). The host must be a DNS name; user info,
+/// white space, control characters and characters that need quoting in
+/// HTML or JSON are refused.
+pub fn parse_https_url(text: &str) -> Result<String, String> {
+    let expected = "expected an https:// URL such as https://chat.example.org/help";
+    let Some(rest) = text.strip_prefix("https://") else {
+        return Err(format!("{text:?} is not an https:// URL: {expected}"));
+    };
+    if text.len() > 2000 {
+        return Err(format!(
+            "is {} characters long: {expected} of at most 2000",
+            text.len()
+        ));
+    }
+    if let Some(c) = text.chars().find(|c| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '"' | '<' | '>' | '\\' | '`' | '{' | '}' | '^' | '|')
+    }) {
+        return Err(format!("{text:?} contains {c:?}: {expected}"));
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.contains('@') {
+        return Err(format!(
+            "{text:?} carries user info before @, which hides the real host: {expected}"
+        ));
+    }
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) => {
+            if port.parse::<u16>().map_or(true, |p| p == 0) {
+                return Err(format!("{text:?} has an invalid port: {expected}"));
+            }
+            h
+        }
+        None => authority,
+    };
+    if !crate::validate::is_dns_name(host) {
+        return Err(format!(
+            "{text:?} does not name a host by its DNS name: {expected}"
+        ));
+    }
+    Ok(host.to_ascii_lowercase())
+}
+
+/// Where Caddy's admin endpoint listens, once checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminListen {
+    /// `off`: no admin endpoint.
+    Off,
+    /// A loopback TCP address (`localhost`, `127.0.0.0/8` or `[::1]`) and port.
+    Loopback {
+        /// The port.
+        port: u16,
+    },
+    /// `unix/PATH`: a Unix socket (file permissions decide who reaches it).
+    Unix {
+        /// The socket's absolute path.
+        path: String,
+    },
+}
+
+/// Parses Caddy's `admin` global option the way Caddy (2.6 and 2.10,
+/// `parseAdminListenAddr`) reads it, and accepts only what keeps the
+/// endpoint, which has no authentication, off the network: `off`, a
+/// loopback address with one port, or `unix/` and an absolute path.
+pub fn parse_admin_listen(text: &str) -> Result<AdminListen, String> {
+    let expected =
+        "expected off, localhost:PORT, 127.0.0.1:PORT, [::1]:PORT or unix//PATH/TO/SOCKET";
+    if text == "off" {
+        return Ok(AdminListen::Off);
+    }
+    if text.contains(['{', '}']) {
+        return Err(format!(
+            "{text:?} holds a placeholder: Caddy replaces {{...}} in the admin address (from the \
+             environment and its own values) when it starts, so the address would not be the one \
+             checked here: {expected}"
+        ));
+    }
+    if let Some(c) = text.chars().find(|c| {
+        c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '`' | '\\' | '#' | '|')
+    }) {
+        return Err(format!("{text:?} contains {c:?}: {expected}"));
+    }
+    if let Some((network, rest)) = text.split_once('/') {
+        // Caddy lower-cases and trims the network name.
+        let network = network.trim().to_ascii_lowercase();
+        if network == "unix" {
+            if !rest.starts_with('/') || rest.contains("/../") || rest.ends_with("/..") {
+                return Err(format!(
+                    "{text:?} does not name an absolute socket path after unix/: {expected}"
+                ));
+            }
+            return Ok(AdminListen::Unix {
+                path: rest.to_owned(),
+            });
+        }
+        return Err(format!(
+            "{text:?} uses the network {network:?}: the admin endpoint listens on loopback TCP or a \
+             Unix socket only ({expected})"
+        ));
+    }
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        match rest.split_once("]:") {
+            Some((h, p)) => (h, p),
+            None => return Err(format!("{text:?} is not [IPV6]:PORT: {expected}")),
+        }
+    } else {
+        match text.split_once(':') {
+            Some((h, p)) if !p.contains(':') => (h, p),
+            _ => {
+                return Err(format!(
+                    "{text:?} is not HOST:PORT (an IPv6 address goes in brackets, [::1]:2019): {expected}"
+                ))
+            }
+        }
+    };
+    let port = match port.parse::<u16>() {
+        Ok(p) if p != 0 && port.chars().all(|c| c.is_ascii_digit()) => p,
+        _ => {
+            return Err(format!(
+                "{text:?} does not end in one port from 1 to 65535 (no range): {expected}"
+            ))
+        }
+    };
+    if host.is_empty() {
+        return Err(format!(
+            "{text:?} listens on every interface: the admin endpoint has no authentication, so anyone \
+             who reaches it controls Caddy; {expected}"
+        ));
+    }
+    if host == "localhost" {
+        return Ok(AdminListen::Loopback { port });
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_loopback() => Ok(AdminListen::Loopback { port }),
+        Ok(ip) if ip.is_unspecified() => Err(format!(
+            "{text:?} listens on every interface ({ip}): the admin endpoint has no authentication, so \
+             anyone who reaches it controls Caddy; {expected}"
+        )),
+        Ok(ip) => Err(format!(
+            "{text:?} is not a loopback address ({ip} is reachable from the network): the admin \
+             endpoint has no authentication; {expected}"
+        )),
+        Err(_) => Err(format!(
+            "{text:?} names the host {host:?}, which may resolve to any address: {expected}"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,7 +318,26 @@ mod tests {
         assert!(parse_port_range("5000").is_err());
         assert!(parse_port_range("0-10").is_err());
         assert!(parse_port_range("1-70000").is_err());
-        assert!(parse_port_range("10-10").is_err());
+        assert_eq!(
+            parse_port_range("10-10").unwrap_err(),
+            "10-10 is a single port: coturn gives every allocation a relay port of its own, so \
+             one port would serve one call participant at a time; expected FIRST-LAST such as \
+             49152-65535"
+        );
+    }
+
+    #[test]
+    fn lifetimes() {
+        assert_eq!(parse_lifetime_ms("1h"), Ok(3_600_000));
+        assert_eq!(parse_lifetime_ms("1d"), Ok(86_400_000));
+        assert_eq!(parse_lifetime_ms("7d"), Ok(7 * 86_400_000));
+        assert_eq!(parse_lifetime_ms("60s"), Ok(60_000));
+        assert!(parse_lifetime_ms("86400").unwrap_err().contains("86 s"));
+        for bad in [
+            "", "0", "3600000", "59s", "8d", "2w", "1y", "1 h", "1.5h", "-1h",
+        ] {
+            assert!(parse_lifetime_ms(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -147,6 +356,85 @@ mod tests {
             "99999999999999T",
         ] {
             assert!(parse_size_bytes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn https_urls() {
+        assert_eq!(
+            parse_https_url("https://Tiles.example.org:8443/style.json?key=1").as_deref(),
+            Ok("tiles.example.org")
+        );
+        assert_eq!(
+            parse_https_url("https://chat.example.org").as_deref(),
+            Ok("chat.example.org")
+        );
+        for bad in [
+            "http://chat.example.org",
+            "//chat.example.org",
+            "javascript:alert(1)",
+            "https://chat.example.org@evil.example/",
+            "https://evil.example\\@chat.example.org/",
+            "https://chat.example.org/a b",
+            "https://chat.example.org/\n",
+            "https://192.0.2.1/",
+            "https://chat.example.org:0/",
+            "https://chat.example.org/\"onmouseover=x",
+            "https:///x",
+        ] {
+            assert!(parse_https_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn caddy_admin_addresses() {
+        for (good, expected) in [
+            ("off", AdminListen::Off),
+            ("localhost:2019", AdminListen::Loopback { port: 2019 }),
+            ("127.0.0.1:2019", AdminListen::Loopback { port: 2019 }),
+            ("127.0.0.53:8000", AdminListen::Loopback { port: 8000 }),
+            ("[::1]:2019", AdminListen::Loopback { port: 2019 }),
+            (
+                "unix//run/caddy/admin.sock",
+                AdminListen::Unix {
+                    path: "/run/caddy/admin.sock".into(),
+                },
+            ),
+        ] {
+            assert_eq!(parse_admin_listen(good), Ok(expected), "{good}");
+        }
+        for bad in [
+            ":2019",
+            "0.0.0.0:2019",
+            "[::]:2019",
+            "192.0.2.7:2019",
+            "[2001:db8::1]:2019",
+            "::1:2019",
+            "example.org:2019",
+            "LOCALHOST.:2019",
+            "localhost",
+            "localhost:2019-2030",
+            "localhost:0",
+            "localhost:+2019",
+            "OFF",
+            "Off",
+            "tcp/localhost:2019",
+            "tcp4/127.0.0.1:2019",
+            "udp/127.0.0.1:2019",
+            "fd/3",
+            "unixgram//run/caddy.sock",
+            "unix/relative.sock",
+            "unix//run/caddy.sock|0222",
+            "{env.CADDY_ADMIN}",
+            "{$CADDY_ADMIN}",
+            "127.0.0.1:{env.PORT}",
+            "127.1:2019",
+            "0177.0.0.1:2019",
+            "[::ffff:192.0.2.7]:2019",
+            "localhost:2019 # comment",
+            "",
+        ] {
+            assert!(parse_admin_listen(bad).is_err(), "{bad:?} accepted");
         }
     }
 

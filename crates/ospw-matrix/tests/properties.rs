@@ -45,7 +45,12 @@ prop_compose! {
         previews in any::<bool>(),
         enc in prop_oneof![Just(EncryptionDefault::All), Just(EncryptionDefault::Invite), Just(EncryptionDefault::Off)],
         upload in (1u64..2048, prop_oneof![Just("K"), Just("M"), Just("G"), Just("")]).prop_map(|(n, s)| format!("{n}{s}")),
-        lifetime in (1u64..1000, prop_oneof![Just("s"), Just("m"), Just("h"), Just("d")]).prop_map(|(n, s)| format!("{n}{s}")),
+        lifetime in prop_oneof![
+            (60u64..=604_800).prop_map(|n| format!("{n}s")),
+            (1u64..=10_080).prop_map(|n| format!("{n}m")),
+            (1u64..=168).prop_map(|n| format!("{n}h")),
+            (1u64..=7).prop_map(|n| format!("{n}d")),
+        ],
         brand in "[A-Za-z0-9][A-Za-z0-9 '\"#:é]{0,23}".prop_filter("no placeholder", |s| !s.to_ascii_lowercase().contains("change")),
         internal_tls in any::<bool>(),
         explicit_turn_secret in any::<bool>(),

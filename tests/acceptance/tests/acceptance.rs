@@ -321,6 +321,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
                 "synapse/log.yaml",
                 "coturn/turnserver.conf",
                 "element/config.json",
+                "element/welcome.html",
                 "caddy/Caddyfile",
                 "caddy/sites.caddy",
                 "well-known/matrix/client",
@@ -1023,6 +1024,30 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
                 hs["server_name"]
             );
             Ok("")
+        }
+        .await,
+    );
+    report.check(
+        "Element's welcome page is the rendered one: the brand, a sign-in link, nothing from elsewhere",
+        async {
+            let url = st.https(ELEMENT_HOST, "/welcome.html");
+            let r = http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+            let status = r.status();
+            let page = r.text().await?;
+            ensure!(status.is_success(), "GET {url} answered {status}");
+            let rendered = std::fs::read_to_string(st.p.out.join("element/welcome.html"))?;
+            ensure!(page == rendered, "the welcome page is not the rendered one: {page}");
+            ensure!(page.contains("Acceptance Chat") && page.contains("#/login"), "{page}");
+            for needle in ["http:", "https:", "//", "<script"] {
+                ensure!(!page.contains(needle), "{needle} in the welcome page");
+            }
+            let v = get_json(&http, &st.https(ELEMENT_HOST, "/config.json"), None).await?;
+            ensure!(
+                v["embedded_pages"]["welcome_url"] == "welcome.html",
+                "welcome_url {}",
+                v["embedded_pages"]["welcome_url"]
+            );
+            Ok("served from the render output")
         }
         .await,
     );

@@ -78,31 +78,74 @@ impl Directive {
     }
 }
 
-/// Quotes one token for the Caddyfile lexer.
+/// Quotes one token for the Caddyfile lexer (Caddy 2.6 and 2.10,
+/// `caddyfile/lexer.go`):
+///
+/// - bare when it holds no white space (Go's `unicode.IsSpace`), no quote,
+///   backtick or backslash, no `#` (a comment where a token starts), is not
+///   a lone brace (a block) and does not start with `<<` (a heredoc, 2.7+);
+/// - otherwise in double quotes when it holds neither a double quote nor a
+///   backslash, else in backticks, inside which everything is literal;
+/// - a token holding a backtick and a quote or backslash in double quotes,
+///   where only `\"` is an escape (a backslash before any other character
+///   stays as it is: Caddy would read `\\` as two backslashes).
+///
+/// What no quoting can express (a backtick together with a backslash that
+/// precedes a quote or ends the token) and what Caddy rewrites whatever the
+/// quoting (`{$VAR}`) is reported by [`token_problem`].
 pub fn quote(token: &str) -> String {
-    // `{` and `}` inside a token are fine (placeholders such as `{uri}`);
-    // only a token that *is* a brace would open or close a block.
     let plain = !token.is_empty()
         && token != "{"
         && token != "}"
+        && !token.starts_with("<<")
         && !token
             .chars()
             .any(|c| c.is_whitespace() || matches!(c, '"' | '`' | '\\' | '#'));
     if plain {
         token.to_owned()
-    } else if token.contains('"') && !token.contains('`') {
+    } else if !token.contains(['"', '\\']) {
+        format!("\"{token}\"")
+    } else if !token.contains('`') {
         format!("`{token}`")
     } else {
-        let mut q = String::from("\"");
-        for c in token.chars() {
-            if c == '"' || c == '\\' {
-                q.push('\\');
-            }
-            q.push(c);
-        }
-        q.push('"');
-        q
+        format!("\"{}\"", token.replace('"', "\\\""))
     }
+}
+
+/// What Caddy would make of `token` other than the token itself, whatever
+/// the quoting, or `None` when [`quote`] writes it so that Caddy reads it
+/// back unchanged:
+///
+/// - `{$NAME}` is replaced with an environment variable before the file is
+///   even split into tokens (inside quotes too);
+/// - control characters (line breaks among them) are refused: the file is
+///   line-oriented and they have no place in a value;
+/// - a token with a backtick and a backslash before a double quote or at
+///   its end cannot be quoted.
+pub fn token_problem(token: &str) -> Option<String> {
+    if token.contains("{$") {
+        return Some(
+            "contains {$: Caddy replaces {$NAME} with an environment variable when it reads the file"
+                .to_owned(),
+        );
+    }
+    if let Some(c) = token.chars().find(|c| c.is_control()) {
+        return Some(format!("contains the control character {c:?}"));
+    }
+    if token.contains('`') && (token.contains("\\\"") || token.ends_with('\\')) {
+        return Some(
+            "cannot be quoted for Caddy: it holds a backtick and a backslash before a quote or at its end"
+                .to_owned(),
+        );
+    }
+    None
+}
+
+/// Whether `value` holds a Caddy placeholder (`{...}`), which directives
+/// such as `root`, `rewrite` and `reverse_proxy` replace at run time, from
+/// the request among other sources (`{header.X-Root}`).
+pub fn has_placeholder(value: &str) -> bool {
+    value.contains('{') || value.contains('}')
 }
 
 /// One site block: its addresses and its directives.
@@ -161,6 +204,34 @@ impl CaddySites {
                         .is_some_and(|rest| rest.starts_with(':'))
             })
         })
+    }
+}
+
+impl CaddySites {
+    /// Every token Caddy would not read back as written (see
+    /// [`token_problem`]), naming the site and directive.
+    pub fn token_violations(&self) -> ValidationErrors {
+        let mut errs = ValidationErrors::new();
+        for site in &self.sites {
+            let name = site.addresses.first().map_or("", String::as_str);
+            for a in &site.addresses {
+                if let Some(p) = token_problem(a) {
+                    errs.push(format!("{name}: address {a:?}"), p);
+                }
+            }
+            for d in site.walk() {
+                directive_tokens(name, d, &mut errs);
+            }
+        }
+        errs
+    }
+}
+
+fn directive_tokens(site: &str, d: &Directive, errs: &mut ValidationErrors) {
+    for t in std::iter::once(&d.name).chain(&d.args) {
+        if let Some(p) = token_problem(t) {
+            errs.push(format!("{site}: {} {t:?}", d.name), p);
+        }
     }
 }
 
@@ -400,6 +471,18 @@ pub struct Caddyfile {
 }
 
 impl Caddyfile {
+    /// Every token of the global options and sites Caddy would not read
+    /// back as written.
+    pub fn token_violations(&self) -> ValidationErrors {
+        let mut errs = self.sites.token_violations();
+        for g in &self.global {
+            for d in g.walk() {
+                directive_tokens("global options", d, &mut errs);
+            }
+        }
+        errs
+    }
+
     /// Emits the whole Caddyfile.
     pub fn to_caddyfile(&self) -> String {
         let mut out = String::new();
@@ -435,6 +518,18 @@ mod tests {
         assert_eq!(quote(""), "\"\"");
         assert_eq!(quote("{"), "\"{\"");
         assert_eq!(quote("/path with space"), "\"/path with space\"");
+        // A backslash is literal in backticks (in double quotes Caddy would
+        // keep both of an escaped pair).
+        assert_eq!(quote(r"/srv/a\b"), r"`/srv/a\b`");
+        assert_eq!(quote(r"a\b`c"), r#""a\b`c""#);
+        assert_eq!(quote("<<EOF"), "\"<<EOF\"");
+        assert_eq!(quote("#x"), "\"#x\"");
+        assert_eq!(token_problem("/srv/{$HOME}"), token_problem("{$X}"));
+        assert!(token_problem("/srv/{$HOME}").is_some());
+        assert!(token_problem("a\nb").is_some());
+        assert!(token_problem("a`\\\"").is_some());
+        assert!(token_problem("a`\\").is_some());
+        assert_eq!(token_problem("/srv/it's #1 `x` \"y\""), None);
     }
 
     /// The derived sites of the example host.

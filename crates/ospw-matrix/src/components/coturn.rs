@@ -6,10 +6,21 @@
 //! flag. Lines starting with `#` are comments (dropped on parsing). Some
 //! options may be repeated (`listening-ip`, `denied-peer-ip`, ...).
 //!
+//! What is checked is what coturn applies: [`reader`] mirrors coturn's own
+//! line reader (fixed-size chunks, its separators, quotes and comments),
+//! [`options`] lists the options coturn knows and how it reads each value,
+//! and [`ranges`] reads peer address ranges as coturn matches them. A file
+//! is accepted only when coturn reads it exactly as written.
+//!
 //! The rendered file is a *template* without `static-auth-secret`;
 //! [`materialize`] adds the secret at service start, after checking the
 //! template again, so the secret never lands in a world-readable place.
 
+pub mod options;
+pub mod ranges;
+pub mod reader;
+
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
@@ -153,8 +164,21 @@ const FLAGS: [&str; 12] = [
     "no-software-attribute",
 ];
 
-/// Options that would open the server up; each is refused with the reason.
-const REFUSED: [(&str, &str); 12] = [
+/// Options that would open the server up (or break the credentials Synapse
+/// hands out); each is refused with the reason.
+const REFUSED: [(&str, &str); 15] = [
+    (
+        "alternate-server",
+        "would redirect clients to another TURN server: calls use only this host's coturn",
+    ),
+    (
+        "tls-alternate-server",
+        "would redirect clients to another TURN server: calls use only this host's coturn",
+    ),
+    (
+        "rest-api-separator",
+        "would change how coturn reads the user names Synapse hands out (EXPIRY:USER)",
+    ),
     (
         "allow-loopback-peers",
         "would let clients relay to services on the server's loopback interface",
@@ -203,7 +227,10 @@ const REFUSED: [(&str, &str); 12] = [
 /// (`docs/setup/turn/coturn.md`), plus multicast, documentation and
 /// benchmarking ranges: private, loopback, link-local, CGNAT, documentation,
 /// benchmarking, multicast and reserved ranges for IPv4 and IPv6. Written as
-/// coturn 4.6 reads them (`FIRST-LAST` or a single address).
+/// coturn reads them (`FIRST-LAST` or a single address; see [`ranges`]): no
+/// entry starts or ends at the unspecified address (coturn would read it as
+/// no bound and deny every peer; coturn refuses the peers 0.0.0.0/8 and `::`
+/// by itself), and every IPv6 range is a prefix-aligned block.
 pub const REQUIRED_DENIED_PEER_IPS: [&str; 27] = [
     // IPv4
     "0.0.0.0-0.255.255.255",       // 0.0.0.0/8 "this network"
@@ -223,9 +250,9 @@ pub const REQUIRED_DENIED_PEER_IPS: [&str; 27] = [
     "240.0.0.0-255.255.255.254",   // 240/4 reserved
     "255.255.255.255",             // limited broadcast
     // IPv6
-    "::",                                                // unspecified
     "::1",                                               // loopback
     "64:ff9b::-64:ff9b::ffff:ffff",                      // 64:ff9b::/96 NAT64
+    "64:ff9b:1::-64:ff9b:1:ffff:ffff:ffff:ffff:ffff",    // 64:ff9b:1::/48 local NAT64
     "::ffff:0.0.0.0-::ffff:255.255.255.255",             // ::ffff:0:0/96 IPv4-mapped
     "100::-100::ffff:ffff:ffff:ffff",                    // 100::/64 discard
     "2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff",     // 2001::/23 IETF assignments
@@ -236,118 +263,33 @@ pub const REQUIRED_DENIED_PEER_IPS: [&str; 27] = [
     "ff00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",    // ff00::/8 multicast
 ];
 
-/// An inclusive range of addresses of one family, as 128-bit numbers
-/// (IPv4 and IPv6 kept apart by `v6`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct AddrRange {
-    v6: bool,
-    first: u128,
-    last: u128,
-}
-
-fn addr_num(addr: IpAddr) -> (bool, u128) {
-    match addr {
-        IpAddr::V4(a) => (false, u128::from(u32::from(a))),
-        IpAddr::V6(a) => (true, u128::from(a)),
-    }
-}
-
-/// Parses `ADDRESS`, `FIRST-LAST` or `ADDRESS/PREFIX` into a range.
-fn parse_addr_range(text: &str) -> Option<AddrRange> {
-    let text = text.trim();
-    if let Some((addr, prefix)) = text.split_once('/') {
-        let (v6, n) = addr_num(addr.parse().ok()?);
-        let bits: u32 = if v6 { 128 } else { 32 };
-        let prefix: u32 = prefix.parse().ok().filter(|p| *p <= bits)?;
-        let host_bits = bits - prefix;
-        let mask: u128 = if host_bits >= 128 {
-            u128::MAX
-        } else {
-            (1u128 << host_bits) - 1
-        };
-        return Some(AddrRange {
-            v6,
-            first: n & !mask,
-            last: n | mask,
-        });
-    }
-    // An IPv6 address has no '-', so a '-' always separates a range.
-    if let Some((a, b)) = text.split_once('-') {
-        let (v6a, first) = addr_num(a.trim().parse().ok()?);
-        let (v6b, last) = addr_num(b.trim().parse().ok()?);
-        if v6a != v6b || first > last {
-            return None;
-        }
-        return Some(AddrRange {
-            v6: v6a,
-            first,
-            last,
-        });
-    }
-    let (v6, n) = addr_num(text.parse().ok()?);
-    Some(AddrRange {
-        v6,
-        first: n,
-        last: n,
-    })
-}
-
-/// Merges overlapping or adjacent ranges.
-fn merge_ranges(mut ranges: Vec<AddrRange>) -> Vec<AddrRange> {
-    ranges.sort();
-    let mut merged: Vec<AddrRange> = Vec::new();
-    for r in ranges {
-        match merged.last_mut() {
-            Some(m) if m.v6 == r.v6 && r.first <= m.last.saturating_add(1) => {
-                m.last = m.last.max(r.last);
-            }
-            _ => merged.push(r),
-        }
-    }
-    merged
-}
-
-fn parse_bool(key: &str, value: &str) -> Result<bool, FieldError> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "" | "1" | "yes" | "true" | "on" => Ok(true),
-        "0" | "no" | "false" | "off" => Ok(false),
-        _ => Err(FieldError::new(
-            key,
-            format!("{value:?} is not a flag value: expected the bare option, or true/false"),
-        )),
-    }
-}
-
 impl TurnserverConf {
-    /// Parses `turnserver.conf` text. Every problem is reported, each naming
-    /// the option (and its line).
+    /// Parses `turnserver.conf` text as coturn reads it ([`reader`]). Every
+    /// problem is reported, each naming the option or its line: a line coturn
+    /// would read differently from how it is written (too long, a byte it
+    /// treats specially, a separator other than `=`), an option coturn does
+    /// not know or would ignore, or a value it would not read as written.
     pub fn parse(text: &str) -> Result<Self, ValidationErrors> {
         let mut errs = ValidationErrors::new();
+        let mut bad_lines = BTreeSet::new();
+        for (line, message) in reader::canonical(text) {
+            errs.push(format!("line {line}"), message);
+            bad_lines.insert(line);
+        }
         let mut entries = Vec::new();
-        for (i, raw) in text.lines().enumerate() {
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
+        for raw in reader::read(text.as_bytes()) {
+            if bad_lines.contains(&raw.line) {
                 continue;
             }
-            let entry = match line.split_once('=') {
-                Some((k, v)) => ConfEntry::value(k.trim(), v.trim()),
-                None => ConfEntry::flag(line),
+            let (Ok(key), Ok(value)) = (String::from_utf8(raw.name), String::from_utf8(raw.value))
+            else {
+                continue;
             };
-            // coturn reads exact long option names only (no `--`, no short
-            // letters); anything else is refused rather than guessed at.
-            let key = entry.key.as_str();
-            if !key.starts_with(|c: char| c.is_ascii_alphanumeric())
-                || !key
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                errs.push(
-                    format!("line {}", i + 1),
-                    format!("{line:?} is not an option: expected key=value or a bare flag"),
-                );
-                continue;
-            }
-            entries.push(entry);
+            entries.push(if value.is_empty() {
+                ConfEntry::flag(key)
+            } else {
+                ConfEntry::value(key, value)
+            });
         }
         match Self::from_entries(entries) {
             Ok(conf) => errs.into_result(conf),
@@ -373,6 +315,7 @@ impl TurnserverConf {
 
     fn apply(&mut self, entry: ConfEntry, seen: &mut Vec<String>) -> Result<(), FieldError> {
         let key = entry.key.as_str();
+        check_entry(&entry)?;
         let is_typed_scalar = SCALARS.contains(&key);
         if is_typed_scalar || FLAGS.contains(&key) {
             if seen.iter().any(|k| k == key) {
@@ -410,11 +353,9 @@ impl TurnserverConf {
                 )
             })
         };
+        // check_entry made sure coturn reads the value as a flag.
         let flag = |entry: &ConfEntry| -> Result<bool, FieldError> {
-            match &entry.value {
-                None => Ok(true),
-                Some(v) => parse_bool(&entry.key, v),
-            }
+            Ok(options::flag_value(entry.value.as_deref().unwrap_or("")).unwrap_or(true))
         };
         match key {
             "listening-port" => self.listening_port = Some(port(&entry)?),
@@ -424,16 +365,8 @@ impl TurnserverConf {
             "listening-ip" => self.listening_ips.push(need_value(&entry)?),
             "relay-ip" => self.relay_ips.push(need_value(&entry)?),
             "external-ip" => self.external_ips.push(need_value(&entry)?),
-            "denied-peer-ip" => {
-                let v = need_value(&entry)?;
-                check_range(key, &v)?;
-                self.denied_peer_ips.push(v);
-            }
-            "allowed-peer-ip" => {
-                let v = need_value(&entry)?;
-                check_range(key, &v)?;
-                self.allowed_peer_ips.push(v);
-            }
+            "denied-peer-ip" => self.denied_peer_ips.push(need_value(&entry)?),
+            "allowed-peer-ip" => self.allowed_peer_ips.push(need_value(&entry)?),
             "realm" => self.realm = Some(need_value(&entry)?),
             "static-auth-secret" => self.static_auth_secret = Some(need_value(&entry)?),
             "cert" => self.cert = Some(PathBuf::from(need_value(&entry)?)),
@@ -630,23 +563,20 @@ impl TurnserverConf {
                 errs.push(key, message);
             }
         }
-        let denied = merge_ranges(
-            self.denied_peer_ips
-                .iter()
-                .filter_map(|r| parse_addr_range(r))
-                .collect(),
-        );
+        let mut denied = Vec::new();
+        for d in &self.denied_peer_ips {
+            match ranges::interval(d) {
+                Ok(iv) => denied.push(iv),
+                Err(m) => errs.push("denied-peer-ip", m),
+            }
+        }
+        let denied = ranges::merge(denied);
+        let required = required_intervals();
         let missing: Vec<&str> = REQUIRED_DENIED_PEER_IPS
             .iter()
-            .copied()
-            .filter(|req| {
-                let Some(r) = parse_addr_range(req) else {
-                    return true;
-                };
-                !denied
-                    .iter()
-                    .any(|d| d.v6 == r.v6 && d.first <= r.first && r.last <= d.last)
-            })
+            .zip(&required)
+            .filter(|(_, r)| !ranges::covers(&denied, r))
+            .map(|(text, _)| *text)
             .collect();
         if !missing.is_empty() {
             errs.push(
@@ -658,33 +588,106 @@ impl TurnserverConf {
                 ),
             );
         }
+        // The other way round: a list that refuses every ordinary peer
+        // makes every relayed call fail.
+        let required = ranges::merge(required);
+        for (whole, family) in [
+            ("0.0.0.0-255.255.255.255", "IPv4"),
+            ("2000::-3fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "IPv6"),
+        ] {
+            let Some(whole) = whole
+                .split_once('-')
+                .and_then(|(a, b)| ranges::Interval::new(a.parse().ok()?, b.parse().ok()?))
+            else {
+                continue;
+            };
+            let public = ranges::subtract(whole, &required);
+            if !public.is_empty() && public.iter().all(|p| ranges::covers(&denied, p)) {
+                errs.push(
+                    "denied-peer-ip",
+                    format!(
+                        "denies every public {family} peer, as coturn reads the list: relayed calls \
+                         would fail; expected only the required ranges and other ranges of \
+                         addresses never to be relayed to"
+                    ),
+                );
+            }
+        }
         let own = self.own_addresses();
-        for allowed in &self.allowed_peer_ips {
-            let single = parse_addr_range(allowed)
-                .filter(|r| r.first == r.last)
-                .and_then(|_| allowed.trim().parse::<IpAddr>().ok());
-            match single {
-                Some(addr) if !is_exemptable_own_address(addr) => errs.push(
-                    "allowed-peer-ip",
+        // coturn exempts the private part of external-ip=PUBLIC/PRIVATE from
+        // denied-peer-ip as if it were an allowed-peer-ip.
+        let external_private = self.external_ips.iter().filter_map(|e| {
+            e.split_once('/')
+                .map(|(_, private)| ("external-ip", private))
+        });
+        let exemptions = self
+            .allowed_peer_ips
+            .iter()
+            .map(|a| ("allowed-peer-ip", a.as_str()))
+            .chain(external_private);
+        for (key, allowed) in exemptions {
+            let iv = match ranges::interval(allowed) {
+                Ok(iv) => iv,
+                Err(m) => {
+                    errs.push(key, m);
+                    continue;
+                }
+            };
+            let addr = iv.first_addr();
+            if iv.first != iv.last {
+                errs.push(
+                    key,
+                    format!(
+                        "{allowed:?} is a range: only single own addresses (listening-ip, relay-ip, \
+                         external-ip) may be exempted from denied-peer-ip"
+                    ),
+                );
+            } else if !is_exemptable_own_address(addr) {
+                errs.push(
+                    key,
                     format!(
                         "{allowed:?} would let clients relay to this host's loopback or unspecified \
                          address (its local services): expected only a routable own address"
                     ),
-                ),
-                Some(addr) if own.contains(&addr) => {}
-                _ => errs.push(
-                    "allowed-peer-ip",
+                );
+            } else if !own.contains(&addr) {
+                errs.push(
+                    key,
                     format!(
                         "{allowed:?} is not one of the server's own addresses (listening-ip, relay-ip, \
                          external-ip): only those may be exempted from denied-peer-ip"
                     ),
-                ),
+                );
+            }
+        }
+        for (key, addrs) in [
+            ("listening-ip", &self.listening_ips),
+            ("relay-ip", &self.relay_ips),
+        ] {
+            for a in addrs {
+                if let Err(m) = ranges::literal(a) {
+                    errs.push(key, m);
+                }
+            }
+        }
+        for e in &self.external_ips {
+            let (public, private) = match e.split_once('/') {
+                Some((p, q)) => (p, Some(q)),
+                None => (e.as_str(), None),
+            };
+            if let Err(m) = ranges::literal(public) {
+                errs.push("external-ip", m);
+            }
+            if private.is_some_and(|p| p.contains('/')) {
+                errs.push(
+                    "external-ip",
+                    format!("{e:?} has more than one `/`: expected PUBLIC or PUBLIC/PRIVATE"),
+                );
             }
         }
         for e in &self.extra {
             if let Some((key, why)) = REFUSED.iter().find(|(k, _)| *k == e.key) {
-                let off = key_is_off(e);
-                if !off {
+                if !key_is_off(e) {
                     errs.push(*key, format!("is not allowed: it {why}"));
                 }
             }
@@ -693,26 +696,62 @@ impl TurnserverConf {
     }
 }
 
-/// Whether a flag-like entry is explicitly switched off (`key=false`).
-fn key_is_off(e: &ConfEntry) -> bool {
-    matches!(
-        e.value.as_deref().map(|v| v.trim().to_ascii_lowercase()),
-        Some(ref v) if v == "0" || v == "no" || v == "false" || v == "off"
-    )
+/// The required ranges as intervals.
+fn required_intervals() -> Vec<ranges::Interval> {
+    REQUIRED_DENIED_PEER_IPS
+        .iter()
+        .filter_map(|r| ranges::interval(r).ok())
+        .collect()
 }
 
-fn check_range(key: &str, value: &str) -> Result<(), FieldError> {
-    if parse_addr_range(value).is_some() {
-        Ok(())
-    } else {
-        Err(FieldError::new(
+/// Whether a refused option is explicitly switched off: only a flag coturn
+/// reads with its value (`get_bool_value`) can be; any other refused option
+/// takes effect whatever its value.
+fn key_is_off(e: &ConfEntry) -> bool {
+    options::find(&e.key).is_some_and(|o| o.kind == options::Kind::Bool)
+        && options::flag_value(e.value.as_deref().unwrap_or("")) == Some(false)
+}
+
+/// Checks one option against how coturn reads it: an option coturn knows in
+/// every supported version, a value it reads as written (see
+/// [`reader::value_problem`] and [`options::check_value`]) on a line short
+/// enough to be read whole. Errors name the option and never quote more
+/// than a short prefix of the value.
+pub fn check_entry(entry: &ConfEntry) -> Result<(), FieldError> {
+    let key = entry.key.as_str();
+    let Some(opt) = options::find(key) else {
+        return Err(FieldError::new(
+            key,
+            "is not an option coturn knows: coturn would skip the line (\"Bad configuration \
+             format\"); expected an option of coturn's turnserver.conf, spelt as there",
+        ));
+    };
+    if let Some(why) = options::availability_problem(opt) {
+        return Err(FieldError::new(key, why));
+    }
+    let value = entry.value.as_deref().unwrap_or("");
+    if let Some(problem) = reader::value_problem(value) {
+        return Err(FieldError::new(key, format!("the value {problem}")));
+    }
+    let line = key.len() + entry.value.as_ref().map_or(0, |v| v.len() + 1);
+    if line > reader::MAX_LINE_BYTES {
+        return Err(FieldError::new(
             key,
             format!(
-                "{value:?} is not an address range: expected an address (203.0.113.7, 2001:db8::7) \
-                 or FIRST-LAST (10.0.0.0-10.255.255.255)"
+                "would be a line of {line} bytes: coturn reads lines in pieces of {} bytes and \
+                 would read the rest as another option",
+                reader::MAX_LINE_BYTES
             ),
-        ))
+        ));
     }
+    if opt.avail == options::Avail::OnIsLaterDefault && options::flag_value(value) == Some(false) {
+        return Err(FieldError::new(
+            key,
+            "may only be switched on: coturn 4.7 and later do not know it and keep TLS 1.0 and 1.1 \
+             off",
+        ));
+    }
+    options::check_value(opt, value).map_err(|m| FieldError::new(key, m))
 }
 
 /// The full `denied-peer-ip` list this product sets.
@@ -759,7 +798,19 @@ pub fn materialize(template: &str, template_name: &str, secret: &str) -> Result<
         ));
     }
     conf.static_auth_secret = Some(secret.to_owned());
-    Ok(conf.to_conf_string())
+    let text = conf.to_conf_string();
+    // The file coturn will read, read as coturn reads it, must be the
+    // configuration just checked: nothing added, split or cut on the way.
+    match TurnserverConf::parse(&text) {
+        Ok(again) if again == conf && again.privacy_violations().is_empty() => Ok(text),
+        Ok(_) => Err(Error::Other(format!(
+            "{template_name}: the runtime configuration does not read back as the checked template"
+        ))),
+        Err(errs) => Err(prefix(
+            errs,
+            "the runtime configuration would be read differently by coturn: ",
+        )),
+    }
 }
 
 /// The TURN REST API password for `username` (`<expiry>:<user>`): base64 of
@@ -897,22 +948,130 @@ mod tests {
     #[test]
     fn denied_ranges_may_be_written_differently() {
         let mut conf = good();
-        // Replace the /8 with two halves and CIDR: still covered.
+        // Replace the /8 with two halves: still covered.
         conf.denied_peer_ips
             .retain(|r| r != "10.0.0.0-10.255.255.255");
         conf.denied_peer_ips.push("10.0.0.0-10.127.255.255".into());
-        conf.denied_peer_ips.push("10.128.0.0/9".into());
+        conf.denied_peer_ips
+            .push("10.128.0.0-10.255.255.255".into());
         assert!(conf.privacy_violations().is_empty());
-        // A wider range covers the narrower ones.
-        conf.denied_peer_ips = vec![
-            "0.0.0.0-255.255.255.255".into(),
-            "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".into(),
-        ];
+        // CIDR is not read by coturn: the /8 would be missing.
+        conf.denied_peer_ips.retain(|r| !r.starts_with("10."));
+        conf.denied_peer_ips.push("10.0.0.0/8".into());
+        let v = conf.privacy_violations();
+        assert!(v.errors.iter().any(|e| e.message.contains("CIDR")), "{v}");
+        assert!(
+            v.errors
+                .iter()
+                .any(|e| e.message.contains("missing: 10.0.0.0-10.255.255.255")),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn a_list_coturn_reads_as_everything_is_refused() {
+        // `::` (as rendered before) covers every peer as coturn reads it.
+        for everything in [
+            "::",
+            "0.0.0.0",
+            "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "100.128.0.0-0.0.0.0",
+            "0.0.0.0-255.255.255.255",
+            "1.0.0.0-223.255.255.255",
+        ] {
+            let mut conf = good();
+            conf.denied_peer_ips.push(everything.into());
+            let v = conf.privacy_violations();
+            assert!(v.mentions("denied-peer-ip"), "{everything}: {v}");
+        }
+        // Two halves that together deny every public IPv4 peer.
+        let mut conf = good();
+        conf.denied_peer_ips.push("1.0.0.0-127.255.255.255".into());
+        conf.denied_peer_ips
+            .push("128.0.0.0-223.255.255.255".into());
+        let v = conf.privacy_violations();
+        assert!(v.errors[0].message.contains("every public IPv4"), "{v}");
+        // An extra public range of the admin's choice is fine.
+        let mut conf = good();
+        conf.denied_peer_ips
+            .push("203.0.114.0-203.0.114.255".into());
+        conf.denied_peer_ips
+            .push("2a00:1450::-2a00:1450:ffff:ffff:ffff:ffff:ffff:ffff".into());
         assert!(
             conf.privacy_violations().is_empty(),
             "{}",
             conf.privacy_violations()
         );
+        // Ranges that would deny nothing, or not what they say.
+        for odd in [
+            "10.0.0.9-10.0.0.1",
+            "2001:db8::2-2001:db8::1:0",
+            "10.0.0.1-::1",
+        ] {
+            let mut conf = good();
+            conf.denied_peer_ips.push(odd.into());
+            assert!(
+                conf.privacy_violations().mentions("denied-peer-ip"),
+                "{odd}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_required_list_is_read_by_coturn_as_written() {
+        for r in REQUIRED_DENIED_PEER_IPS {
+            let iv = ranges::interval(r).unwrap_or_else(|e| panic!("{r}: {e}"));
+            let read = ranges::read(r).unwrap();
+            // The ends and the addresses just outside are classified alike
+            // by coturn 4.6's byte-wise comparison and by the interval.
+            for n in [
+                iv.first.wrapping_sub(1),
+                iv.first,
+                iv.last,
+                iv.last.wrapping_add(1),
+            ] {
+                if !iv.v6 && n > u128::from(u32::MAX) {
+                    continue;
+                }
+                let a = ranges::addr(iv.v6, n);
+                assert_eq!(read.contains_46(a), iv.contains(a), "{r}: {a}");
+            }
+        }
+        // An ordinary peer is not denied by any entry.
+        for peer in [
+            "192.0.3.1",
+            "100.128.0.2",
+            "198.20.0.1",
+            "2001:200::2",
+            "2a00::1",
+        ] {
+            let a: IpAddr = peer.parse().unwrap();
+            for r in REQUIRED_DENIED_PEER_IPS {
+                assert!(
+                    !ranges::read(r).unwrap().contains_46(a),
+                    "{peer} denied by {r}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn external_ip_private_part_is_an_exemption() {
+        for bad in [
+            "203.0.113.9/::",
+            "203.0.113.9/0.0.0.0",
+            "203.0.113.9/127.0.0.1",
+        ] {
+            let mut conf = good();
+            conf.external_ips = vec![bad.into()];
+            let v = conf.privacy_violations();
+            assert!(v.mentions("external-ip"), "{bad}: {v}");
+        }
+        let mut conf = good();
+        conf.external_ips = vec!["turn.example.org".into()];
+        assert!(conf.privacy_violations().mentions("external-ip"));
+        conf.external_ips = vec!["198.51.100.7/10.0.0.5".into()];
+        assert!(conf.privacy_violations().is_empty());
     }
 
     #[test]
@@ -921,6 +1080,7 @@ mod tests {
             ("allow-loopback-peers", None),
             ("lt-cred-mech", None),
             ("user", Some("alice:secret")),
+            ("user", Some("no")),
             ("no-auth", None),
             ("cli-password", Some("x")),
             ("web-admin", None),
@@ -928,16 +1088,82 @@ mod tests {
             ("psql-userdb", Some("host=localhost")),
             ("redis-userdb", Some("ip=127.0.0.1")),
             ("server-relay", None),
+            ("alternate-server", Some("203.0.113.5:3478")),
+            ("rest-api-separator", Some(";")),
         ] {
             let mut conf = good();
-            conf.set(key, vec![value.map(str::to_owned)]).unwrap();
-            let v = conf.privacy_violations();
-            assert!(v.mentions(key), "{key}: {v}");
+            match conf.set(key, vec![value.map(str::to_owned)]) {
+                Err(e) => assert!(e.mentions(key), "{key}: {e}"),
+                Ok(()) => {
+                    let v = conf.privacy_violations();
+                    assert!(v.mentions(key), "{key}: {v}");
+                }
+            }
         }
         let mut conf = good();
         conf.set("allow-loopback-peers", vec![Some("false".into())])
             .unwrap();
         assert!(conf.privacy_violations().is_empty());
+        // A flag coturn reads by its first letter: "nope" is off to coturn
+        // but not a value this model guesses at.
+        assert!(conf
+            .set("allow-loopback-peers", vec![Some("nope".into())])
+            .is_err());
+    }
+
+    #[test]
+    fn parse_reads_what_coturn_reads() {
+        let template = good().to_conf_string();
+        // A value filling coturn's 1023-byte buffer smuggles an option.
+        let filler = "a".repeat(reader::MAX_LINE_BYTES - "server-name=".len());
+        let smuggled =
+            format!("{template}server-name={filler}allowed-peer-ip=10.0.0.0-10.255.255.255\n");
+        let err = TurnserverConf::parse(&smuggled).unwrap_err();
+        assert!(err.errors[0].message.contains("1023"), "{err}");
+        for (bad, named) in [
+            ("realm=a\rallowed-peer-ip=10.0.0.1\n", "line"),
+            ("server-name=a\0b\n", "line"),
+            ("server-name=\"quoted\"\n", "line"),
+            ("realm = spaced\n", "line"),
+            ("denied-peer-ip=10.0.0.0/8\n", "denied-peer-ip"),
+            ("denid-peer-ip=10.0.0.0-10.255.255.255\n", "denid-peer-ip"),
+            ("tlsv1\n", "tlsv1"),
+            ("prometheus\n", "prometheus"),
+            ("use-auth-secret=false\n", "use-auth-secret"),
+            ("no-tlsv1=false\n", "no-tlsv1"),
+            ("stale-nonce=10m\n", "stale-nonce"),
+            ("listening-ip=turn.example.org\n", "listening-ip"),
+            ("realm=", "realm"),
+        ] {
+            let err = TurnserverConf::parse(&format!("{template}{bad}")).unwrap_err();
+            assert!(
+                err.mentions(named) || err.errors.iter().any(|e| e.path.starts_with(named)),
+                "{bad:?}: {err}"
+            );
+        }
+        // An over-long line of an exactly-1023-byte value is read whole.
+        let fits = format!("server-name={}\n", "b".repeat(reader::MAX_LINE_BYTES - 12));
+        assert!(TurnserverConf::parse(&format!("{template}{fits}")).is_ok());
+    }
+
+    #[test]
+    fn materialize_refuses_what_coturn_would_read_differently() {
+        let template = good().to_conf_string();
+        let filler = "a".repeat(reader::MAX_LINE_BYTES - "server-name=".len());
+        for tampered in [
+            format!("{template}server-name={filler}allowed-peer-ip=10.0.0.0-10.255.255.255\n"),
+            format!("{template}server-name=x\rallowed-peer-ip=10.0.0.1\n"),
+            template.replace("denied-peer-ip=::1\n", "denied-peer-ip=::\n"),
+        ] {
+            assert!(
+                materialize(&tampered, "t.conf", "s3cret").is_err(),
+                "{tampered}"
+            );
+        }
+        // A secret coturn would read differently is refused without being
+        // echoed.
+        let err = materialize(&template, "t.conf", "\"s3cretvalue\"").unwrap_err();
+        assert!(!err.to_string().contains("s3cretvalue"), "{err}");
     }
 
     #[test]

@@ -20,18 +20,33 @@
 //! - Analytics (`posthog`, `sentry`, legacy `piwik`) and bug reports
 //!   (`bug_report_endpoint_url`) are off when absent; they must stay absent
 //!   (or `null`/`false`).
-//! - Element Call (`element_call.url`) and map tiles (`map_style_url`) have
-//!   no third-party default: without them Element uses its embedded call app
-//!   and shows no maps. They are only ever present when the admin set them
-//!   through `element.settings`.
+//! - Map tiles (`map_style_url`) have no default: without them Element
+//!   shows no maps, yet still offers location sharing, which then fails;
+//!   `UIFeature.locationSharing` must be `false` unless a tile server is named.
+//! - `help_url`, `help_encryption_url`, `desktop_builds` and `mobile_builds`
+//!   default to element.io and app-store pages, the sign-in footer to
+//!   element.io, Twitter and GitHub links: a derived configuration names
+//!   this server's own pages or hides them.
+//!
+//! Keys that change which server people log into (`default_server_name`,
+//! the legacy `default_hs_url`/`default_is_url`, ...) are refused, and every
+//! URL anywhere in the file (nested, in lists, in object keys, in any
+//! spelling a browser accepts: see [`urls`]) must stay on this server's own
+//! hosts or those the operator chose through typed fields.
 //!
 //! Element also reads camelCase spellings of its keys (`bugReportEndpointUrl`
-//! for `bug_report_endpoint_url`); those spellings of the checked keys are
-//! refused so the checks cannot be bypassed.
+//! for `bug_report_endpoint_url`, at the top level and inside its objects):
+//! those spellings of known keys are refused so the checks cannot be
+//! bypassed ([`keys`]).
 
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, ValidationErrors};
+
+pub mod keys;
+pub mod urls;
+
+use urls::UrlTarget;
 
 /// A JSON object with its keys in order.
 pub type JsonMap = serde_json::Map<String, serde_json::Value>;
@@ -208,53 +223,197 @@ pub struct RoomDirectory {
 }
 
 /// The `setting_defaults` entries that must hold a given value, and why.
-pub const REQUIRED_SETTING_DEFAULTS: [(&str, bool, &str); 1] = [(
-    "fallbackICEServerAllowed",
-    false,
-    "must be false: otherwise Element offers to relay calls through turn.matrix.org",
-)];
-
-/// Keys whose camelCase spelling Element also reads; the camelCase
-/// spellings are refused so the checks cannot be bypassed.
-const CHECKED_KEYS: [&str; 17] = [
-    "default_server_config",
-    "disable_custom_urls",
-    "disable_guests",
-    "disable_3pid_login",
-    "default_federate",
-    "integrations_ui_url",
-    "integrations_rest_url",
-    "integrations_widgets_urls",
-    "room_directory",
-    "setting_defaults",
-    "bug_report_endpoint_url",
-    "privacy_policy_url",
-    "map_style_url",
-    "element_call",
-    "jitsi",
-    "posthog",
-    "sentry",
+pub const REQUIRED_SETTING_DEFAULTS: [(&str, bool, &str); 6] = [
+    (
+        "fallbackICEServerAllowed",
+        false,
+        "must be false: otherwise Element offers to relay calls through turn.matrix.org",
+    ),
+    (
+        "UIFeature.identityServer",
+        false,
+        "must be false: there is no identity server, and Element would offer to use one elsewhere, \
+         handing it people's e-mail addresses and phone numbers",
+    ),
+    (
+        "UIFeature.thirdPartyId",
+        false,
+        "must be false: there are no e-mail or phone identifiers on this server",
+    ),
+    (
+        "UIFeature.feedback",
+        false,
+        "must be false: feedback goes to Element's rageshake server and analytics, neither of which exists here",
+    ),
+    (
+        "UIFeature.shareSocial",
+        false,
+        "must be false: its buttons hand room links to Facebook, Twitter, LinkedIn and Reddit",
+    ),
+    (
+        "UIFeature.registration",
+        false,
+        "must be false: there is no public registration (the admin creates every account)",
+    ),
 ];
 
-/// `snake_case` to `camelCase`, as Element's `SnakedObject` does.
-fn camel(snake: &str) -> String {
+/// Keys that change which server people log into, or that stop Element from
+/// starting next to `default_server_config` ("Invalid configuration"), in
+/// any spelling.
+pub const LOGIN_SERVER_KEYS: [(&str, &str); 5] = [
+    (
+        "default_server_name",
+        "makes Element look up another server's /.well-known/matrix/client and log people in there \
+         (it wins over default_server_config)",
+    ),
+    (
+        "default_hs_url",
+        "names a homeserver besides default_server_config: Element refuses to start (\"Invalid configuration\")",
+    ),
+    (
+        "default_is_url",
+        "names an identity server, which would learn people's e-mail addresses and phone numbers",
+    ),
+    (
+        "fallback_hs_url",
+        "sends people to another homeserver when this one does not answer",
+    ),
+    (
+        "validated_server_config",
+        "is Element's own result of checking default_server_config, set at start-up, never in config.json",
+    ),
+];
+
+/// Hosts whose URLs need no check: the ones a browser reads as this
+/// server's own, and those the operator chose through typed fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedHosts {
+    /// Host names (lower case, no port).
+    pub hosts: Vec<String>,
+}
+
+impl AllowedHosts {
+    /// Whether `host` is one of them.
+    pub fn contains(&self, host: &str) -> bool {
+        self.hosts.iter().any(|h| h == host)
+    }
+
+    fn describe(&self) -> String {
+        self.hosts.join(", ")
+    }
+}
+
+fn absent_or_null(v: &Option<serde_json::Value>) -> bool {
+    matches!(v, None | Some(serde_json::Value::Null))
+}
+
+/// The host of an `https://` URL (lower case), if `url` is one.
+fn https_host(url: &str) -> Option<String> {
+    match urls::target(url) {
+        UrlTarget::Host(h) if url.trim().to_ascii_lowercase().starts_with("https://") => Some(h),
+        _ => None,
+    }
+}
+
+/// Path pattern of a key path: list indexes as `[]`.
+fn pattern(path: &str) -> String {
     let mut out = String::new();
-    for (i, part) in snake.split('_').enumerate() {
-        if i == 0 {
-            out.push_str(part);
-        } else {
-            let mut chars = part.chars();
-            if let Some(first) = chars.next() {
-                out.extend(first.to_uppercase());
-                out.push_str(chars.as_str());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                out.push_str("[]");
             }
+            ']' => in_index = false,
+            _ if in_index => {}
+            _ => out.push(c),
         }
     }
     out
 }
 
-fn absent_or_null(v: &Option<serde_json::Value>) -> bool {
-    matches!(v, None | Some(serde_json::Value::Null))
+/// Records `target`, found at `at`, unless it stays on `allowed` hosts.
+fn report(errs: &mut ValidationErrors, at: &str, target: UrlTarget, allowed: &AllowedHosts) {
+    match target {
+        UrlTarget::Local | UrlTarget::NoHost => {}
+        UrlTarget::Host(h) if allowed.contains(&h) => {}
+        UrlTarget::Host(h) => errs.push(
+            at,
+            format!(
+                "points Element at {h}, which is not one of this server's hosts ({}): Element would \
+                 contact it or send people there. A map, Jitsi or help page you host is set through \
+                 its typed field (element.map_style_url, element.jitsi_domain, element.branding.*)",
+                allowed.describe()
+            ),
+        ),
+        UrlTarget::Unclear(why) => errs.push(
+            at,
+            format!(
+                "{why}: expected an https:// URL on this server's hosts ({}) or a path relative to Element",
+                allowed.describe()
+            ),
+        ),
+    }
+}
+
+/// Reports every URL in `value` (at `path`) that leads to a host not in
+/// `allowed`: strings, and object keys that are URLs.
+fn check_urls(
+    value: &serde_json::Value,
+    path: &str,
+    allowed: &AllowedHosts,
+    errs: &mut ValidationErrors,
+) {
+    let pat = pattern(path);
+    if keys::TEXT_KEYS.contains(&pat.as_str()) {
+        return;
+    }
+    match value {
+        serde_json::Value::String(s) => {
+            // A bare host name where Element expects one.
+            let key = pat
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let host_key = key.ends_with("domain") || key.ends_with("host");
+            if host_key && !urls::looks_like_url(s) && !s.is_empty() {
+                let host = s.trim().to_ascii_lowercase();
+                let target = if host.contains(['/', '@', '%']) {
+                    UrlTarget::Unclear(format!("{s:?} is not a host name"))
+                } else {
+                    UrlTarget::Host(host.split(':').next().unwrap_or_default().to_owned())
+                };
+                report(errs, path, target, allowed);
+            } else if urls::looks_like_url(s) {
+                for target in urls::targets_in(s) {
+                    report(errs, path, target, allowed);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_urls(item, &format!("{path}[{i}]"), allowed, errs);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (key, item) in map {
+                let sub = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                if key.contains("://") || key.starts_with("//") {
+                    for target in urls::targets_in(key) {
+                        report(errs, &sub, target, allowed);
+                    }
+                }
+                check_urls(item, &sub, allowed, errs);
+            }
+        }
+        _ => {}
+    }
 }
 
 impl ElementConfig {
@@ -332,10 +491,36 @@ impl ElementConfig {
             .is_some_and(|d| !d.trim().is_empty())
     }
 
+    /// The hosts this file itself names as the server's own: the
+    /// homeserver (`m.homeserver.base_url`), the server name, and Element's
+    /// own URL (`permalink_prefix`, unless it is matrix.to).
+    pub fn own_hosts(&self) -> AllowedHosts {
+        let mut hosts = Vec::new();
+        if let Some(dsc) = &self.default_server_config {
+            hosts.extend(https_host(&dsc.homeserver.base_url));
+        }
+        hosts.extend(self.server_name().map(str::to_ascii_lowercase));
+        if let Some(prefix) = self.extra.get("permalink_prefix").and_then(|p| p.as_str()) {
+            hosts.extend(https_host(prefix).filter(|h| h != "matrix.to"));
+        }
+        hosts.dedup();
+        AllowedHosts { hosts }
+    }
+
     /// Lists every way this configuration breaks the privacy invariants,
-    /// each naming the key at fault (dotted for nested keys).
+    /// each naming the key at fault (dotted for nested keys). Every URL in
+    /// the file must stay on the hosts the file names as its own
+    /// ([`own_hosts`](Self::own_hosts)).
     pub fn privacy_violations(&self) -> ValidationErrors {
+        self.privacy_violations_allowing(&self.own_hosts())
+    }
+
+    /// [`privacy_violations`](Self::privacy_violations) with the hosts URLs
+    /// may lead to given by the caller (this server's hosts and the
+    /// services the operator chose through typed fields).
+    pub fn privacy_violations_allowing(&self, allowed: &AllowedHosts) -> ValidationErrors {
         let mut errs = ValidationErrors::new();
+        let value = self.to_value();
         let must = [
             (
                 "disable_custom_urls",
@@ -363,6 +548,11 @@ impl ElementConfig {
                 errs.push(key, message);
             }
         }
+        for (key, why) in LOGIN_SERVER_KEYS {
+            if value.get(key).is_some() {
+                errs.push(key, format!("must be absent: it {why}"));
+            }
+        }
         for (key, value) in [
             ("integrations_ui_url", &self.integrations_ui_url),
             ("integrations_rest_url", &self.integrations_rest_url),
@@ -385,16 +575,24 @@ impl ElementConfig {
                 "must be empty: no widget gets integration-manager tokens",
             );
         }
+        // "local" keeps debug logs on the user's machine: nothing is sent.
+        let local_reports = self
+            .bug_report_endpoint_url
+            .as_ref()
+            .and_then(|v| v.as_str())
+            == Some("local");
         for (key, value) in [
             ("bug_report_endpoint_url", &self.bug_report_endpoint_url),
             ("posthog", &self.posthog),
             ("sentry", &self.sentry),
             ("privacy_policy_url", &self.privacy_policy_url),
         ] {
-            if !absent_or_null(value) {
+            let allowed_local = key == "bug_report_endpoint_url" && local_reports;
+            if !(absent_or_null(value) || allowed_local) {
                 errs.push(
                     key,
-                    "must be absent or null: nothing about this server's users is reported to third parties",
+                    "must be absent or null (or, for bug_report_endpoint_url, \"local\"): nothing about \
+                     this server's users is reported to third parties",
                 );
             }
         }
@@ -445,33 +643,82 @@ impl ElementConfig {
                 ),
             ),
         }
+        match self.extra.get("permalink_prefix").and_then(|p| p.as_str()) {
+            Some(prefix) if https_host(prefix).is_some_and(|h| h != "matrix.to") => {}
+            _ => errs.push(
+                "permalink_prefix",
+                "must be this Element's own https:// URL: otherwise links to rooms and messages point \
+                 at matrix.to, which learns every room id shared",
+            ),
+        }
         let defaults = self.setting_defaults.clone().unwrap_or_default();
+        let is = |key: &str, v: bool| defaults.get(key) == Some(&serde_json::Value::Bool(v));
         for (key, value, message) in REQUIRED_SETTING_DEFAULTS {
-            if defaults.get(key) != Some(&serde_json::Value::Bool(value)) {
+            if !is(key, value) {
                 errs.push(format!("setting_defaults.{key}"), message);
             }
         }
-        if !self.jitsi_configured()
-            && defaults.get("UIFeature.widgets") != Some(&serde_json::Value::Bool(false))
-        {
+        if !self.jitsi_configured() && !is("UIFeature.widgets", false) {
             errs.push(
                 "setting_defaults.UIFeature.widgets",
                 "must be false unless jitsi.preferred_domain names a Jitsi server: otherwise \
                  conference calls go to meet.element.io",
             );
         }
-        for key in CHECKED_KEYS {
-            let alias = camel(key);
-            if alias != key && self.extra.contains_key(&alias) {
-                errs.push(
-                    alias.clone(),
-                    format!(
-                        "is the camelCase spelling of {key}, which Element also reads: use {key}"
-                    ),
-                );
+        if absent_or_null(&self.map_style_url) && !is("UIFeature.locationSharing", false) {
+            errs.push(
+                "setting_defaults.UIFeature.locationSharing",
+                "must be false unless map_style_url names a tile server: Element has none of its own, \
+                 so location sharing is offered and then fails",
+            );
+        }
+        if is("urlPreviewsEnabled_e2ee", true) {
+            errs.push(
+                "setting_defaults.urlPreviewsEnabled_e2ee",
+                "must not be true: it has the server fetch every link posted in encrypted rooms, \
+                 revealing what end-to-end encryption hides",
+            );
+        }
+        if defaults.contains_key("webRtcAllowPeerToPeer") {
+            errs.push(
+                "setting_defaults.webRtcAllowPeerToPeer",
+                "is not read here: Element reads this setting's config default under its inverted \
+                 name webRtcForceTURN (true sends one-to-one calls through the TURN relay)",
+            );
+        }
+        if value.get("mobile_guide_toast") == Some(&serde_json::Value::Bool(true)) {
+            errs.push(
+                "mobile_guide_toast",
+                "must not be true: the mobile guide sends people to app-store pages run by third parties",
+            );
+        }
+        if value.get("mobile_guide_app_variant").is_some() {
+            errs.push(
+                "mobile_guide_app_variant",
+                "must be absent: it picks which third-party app-store pages the mobile guide sends people to",
+            );
+        }
+        errs.extend(keys::camel_case_spellings(&value));
+        if let serde_json::Value::Object(map) = &value {
+            for (key, item) in map {
+                // Checked against this server above.
+                if key == "default_server_config" || key == "room_directory" {
+                    continue;
+                }
+                if key.contains("://") {
+                    for target in urls::targets_in(key) {
+                        report(&mut errs, key, target, allowed);
+                    }
+                }
+                check_urls(item, key, allowed, &mut errs);
             }
         }
         errs
+    }
+
+    /// Values of known keys whose JSON type is not the one Element expects.
+    pub fn type_errors(&self) -> ValidationErrors {
+        keys::type_errors(&self.to_value())
     }
 }
 
@@ -494,7 +741,17 @@ mod tests {
             "integrations_rest_url": null,
             "integrations_widgets_urls": [],
             "room_directory": {"servers": ["example.org"]},
-            "setting_defaults": {"fallbackICEServerAllowed": false, "UIFeature.widgets": false},
+            "permalink_prefix": "https://chat.example.org",
+            "setting_defaults": {
+                "fallbackICEServerAllowed": false,
+                "UIFeature.widgets": false,
+                "UIFeature.locationSharing": false,
+                "UIFeature.identityServer": false,
+                "UIFeature.thirdPartyId": false,
+                "UIFeature.feedback": false,
+                "UIFeature.shareSocial": false,
+                "UIFeature.registration": false,
+            },
         })
     }
 
@@ -516,7 +773,7 @@ mod tests {
         v["sso_redirect_options"] = json!({"immediate": false});
         let conf = ElementConfig::from_value(v.clone()).unwrap();
         assert_eq!(conf.integrations_ui_url, Some(None));
-        assert_eq!(conf.extra.len(), 2);
+        assert_eq!(conf.extra.len(), 3);
         let text = conf.to_json_string();
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back, v);
@@ -667,14 +924,37 @@ mod tests {
     }
 
     #[test]
-    fn explicit_services_are_accepted() {
+    fn explicit_services_are_accepted_when_allowed() {
         let mut v = good();
         v["jitsi"] = json!({"preferred_domain": "meet.example.org"});
         v["setting_defaults"]["UIFeature.widgets"] = json!(true);
         v["element_call"] = json!({"url": "https://call.example.org"});
         v["map_style_url"] = json!("https://tiles.example.org/style.json");
+        v["setting_defaults"]["UIFeature.locationSharing"] = json!(true);
         v["piwik"] = json!(false);
-        assert_eq!(violations(v), ValidationErrors::new());
+        v["bug_report_endpoint_url"] = json!("local");
+        let conf = ElementConfig::from_value(v.clone()).unwrap();
+        let mut allowed = conf.own_hosts();
+        assert_eq!(
+            allowed.hosts,
+            vec!["matrix.example.org", "example.org", "chat.example.org"]
+        );
+        // Alone, the file names these services' hosts as foreign.
+        let errs = conf.privacy_violations_allowing(&allowed);
+        for path in [
+            "jitsi.preferred_domain",
+            "element_call.url",
+            "map_style_url",
+        ] {
+            assert!(errs.mentions(path), "{path}: {errs}");
+        }
+        for h in ["meet.example.org", "call.example.org", "tiles.example.org"] {
+            allowed.hosts.push(h.into());
+        }
+        assert_eq!(
+            conf.privacy_violations_allowing(&allowed),
+            ValidationErrors::new()
+        );
         // An empty Jitsi domain falls back to meet.element.io.
         let mut v = good();
         v["jitsi"] = json!({"preferred_domain": ""});
@@ -683,9 +963,145 @@ mod tests {
     }
 
     #[test]
-    fn camel_case() {
-        assert_eq!(camel("disable_3pid_login"), "disable3pidLogin");
-        assert_eq!(camel("bug_report_endpoint_url"), "bugReportEndpointUrl");
-        assert_eq!(camel("jitsi"), "jitsi");
+    fn login_server_keys_in_any_spelling() {
+        for (key, value) in [
+            ("default_server_name", json!("matrix.org")),
+            ("default_hs_url", json!("https://matrix-client.matrix.org")),
+            ("default_is_url", json!("https://vector.im")),
+            ("fallback_hs_url", json!("https://matrix-client.matrix.org")),
+            ("validated_server_config", json!({})),
+            ("defaultServerName", json!("matrix.org")),
+            ("defaultHsUrl", json!("https://matrix-client.matrix.org")),
+            ("defaultIsUrl", json!("https://vector.im")),
+        ] {
+            let mut v = good();
+            v[key] = value;
+            assert!(violations(v).mentions(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn third_party_urls_anywhere() {
+        type Change = fn(&mut serde_json::Value);
+        let cases: [(&str, Change); 16] = [
+            ("help_url", |v| {
+                v["help_url"] = json!("https://element.io/help")
+            }),
+            ("map_style_url", |v| {
+                v["map_style_url"] = json!("https://api.maptiler.com/maps/streets/style.json")
+            }),
+            (
+                "branding.auth_header_logo_url",
+                |v| v["branding"] = json!({"auth_header_logo_url": "//cdn.example.net/logo.svg"}),
+            ),
+            (
+                "branding.auth_footer_links[0].url",
+                |v| v["branding"] = json!({"auth_footer_links": [{"text": "Blog", "url": "https://element.io/blog"}]}),
+            ),
+            (
+                "embedded_pages.welcome_url",
+                |v| {
+                    v["embedded_pages"] =
+                        json!({"welcome_url": "https:\\\\evil.example/welcome.html"})
+                },
+            ),
+            ("embedded_pages.home_url", |v| {
+                v["embedded_pages"] = json!({"home_url": " ht\ttps://evil.example/home.html"})
+            }),
+            (
+                "desktop_builds.url_linux",
+                |v| {
+                    v["desktop_builds"] =
+                        json!({"available": true, "url_linux": "https://element.io/download#linux"})
+                },
+            ),
+            ("terms_and_conditions_links[0].url", |v| {
+                v["terms_and_conditions_links"] =
+                    json!([{"text": "ToS", "url": "https://element.io/terms"}])
+            }),
+            ("logout_redirect_url", |v| {
+                v["logout_redirect_url"] = json!("https://chat.example.org@evil.example/")
+            }),
+            ("custom_translations_url", |v| {
+                v["custom_translations_url"] = json!("https://evil.example/t.json")
+            }),
+            ("modules[0]", |v| {
+                v["modules"] = json!(["https://evil.example/module.js"])
+            }),
+            ("jitsi.preferred_domain", |v| {
+                v["jitsi"] = json!({"preferred_domain": "meet.jit.si"});
+                v["setting_defaults"]["UIFeature.widgets"] = json!(true);
+            }),
+            (
+                "setting_defaults.custom_themes[0].fonts.faces[0].src[0].url",
+                |v| v["setting_defaults"]["custom_themes"] = json!([{"name": "T", "fonts": {"faces": [{"src": [{"url": "https://fonts.example.net/f.woff2"}]}]}}]),
+            ),
+            (
+                "enable_presence_by_hs_url.https://matrix-client.matrix.org",
+                |v| {
+                    v["enable_presence_by_hs_url"] =
+                        json!({"https://matrix-client.matrix.org": false})
+                },
+            ),
+            ("some_module_setting", |v| {
+                v["some_module_setting"] = json!("javascript:alert(1)")
+            }),
+            (
+                "feedback.new_issue_url",
+                |v| v["feedback"] = json!({"new_issue_url": "https://github.com/element-hq/element-web/issues/new"}),
+            ),
+        ];
+        for (path, change) in cases {
+            let mut v = good();
+            change(&mut v);
+            let errs = violations(v);
+            assert!(errs.errors.iter().any(|e| e.path == path), "{path}: {errs}");
+        }
+        // This server's own hosts and relative paths are fine.
+        let mut v = good();
+        v["help_url"] = json!("https://chat.example.org/help.html");
+        v["branding"] = json!({"auth_header_logo_url": "branding/logo.svg",
+                               "auth_footer_links": [{"text": "Mail", "url": "mailto:admin@example.org"}],
+                               "welcome_background_url": "data:image/png;base64,AAAA"});
+        v["embedded_pages"] = json!({"welcome_url": "welcome.html", "home_url": "/home.html"});
+        v["enable_presence_by_hs_url"] = json!({"https://matrix.example.org": false});
+        v["report_event"] = json!({"admin_message_md": "Read https://example.net/rules first"});
+        v["brand"] = json!("Chat: https://example.net");
+        assert_eq!(violations(v), ValidationErrors::new());
+    }
+
+    #[test]
+    fn setting_defaults_that_reach_third_parties() {
+        for (key, value) in [
+            ("UIFeature.identityServer", json!(true)),
+            ("UIFeature.thirdPartyId", json!(true)),
+            ("UIFeature.feedback", json!(true)),
+            ("UIFeature.shareSocial", json!(true)),
+            ("UIFeature.registration", json!(true)),
+            ("UIFeature.locationSharing", json!(true)),
+            ("urlPreviewsEnabled_e2ee", json!(true)),
+            ("webRtcAllowPeerToPeer", json!(false)),
+        ] {
+            let mut v = good();
+            v["setting_defaults"][key] = value;
+            let path = format!("setting_defaults.{key}");
+            assert!(violations(v).mentions(&path), "{path}");
+        }
+        for (key, value) in [
+            ("mobile_guide_toast", json!(true)),
+            ("mobile_guide_app_variant", json!("element")),
+            ("permalink_prefix", json!("https://matrix.to")),
+            (
+                "bug_report_endpoint_url",
+                json!("https://rageshakes.example.org/submit"),
+            ),
+        ] {
+            let mut v = good();
+            v[key] = value;
+            assert!(violations(v).mentions(key), "{key}");
+        }
+        let mut v = good();
+        v.as_object_mut().unwrap().remove("permalink_prefix");
+        assert!(violations(v).mentions("permalink_prefix"));
     }
 }

@@ -21,7 +21,9 @@
 //! No access log is configured: Caddy logs no requests unless told to, and
 //! who talks to whom stays unrecorded.
 
-use crate::components::caddy::{CaddySites, Caddyfile, Directive, SiteBlock};
+use crate::components::caddy::{
+    has_placeholder, token_problem, CaddySites, Caddyfile, Directive, SiteBlock,
+};
 use crate::error::ValidationErrors;
 use crate::host::{HostDescription, ProxyTls, SynapseListen};
 use crate::render::RenderContext;
@@ -44,11 +46,24 @@ pub fn sites(host: &HostDescription, ctx: &RenderContext) -> Result<CaddySites, 
         return Err(errs);
     }
     let serve_base = host.delegates_from_base_domain() && host.proxy.serve_base_domain;
-    let mut element = element_site(host, &webroot, &element_dir);
+    let logo = host
+        .element
+        .branding
+        .logo_file
+        .as_ref()
+        .map(|f| logo_route(f, &mut errs));
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let mut element = element_site(host, &webroot, &element_dir, logo.flatten());
     if serve_base && host.base_domain == host.element_host {
         // Element on the base domain itself: one site block serves both
         // (two blocks for one address would be ambiguous to Caddy).
-        let at = element.directives.len().saturating_sub(3);
+        let at = element
+            .directives
+            .iter()
+            .position(|d| d.name == "@config")
+            .unwrap_or(element.directives.len());
         element
             .directives
             .insert(at, handle_404("/.well-known/matrix/server"));
@@ -59,6 +74,10 @@ pub fn sites(host: &HostDescription, ctx: &RenderContext) -> Result<CaddySites, 
         sites.push(base_domain_site(host));
     }
     let sites = CaddySites { sites };
+    // Defence in depth: every value was checked where it came in.
+    for e in sites.token_violations().errors {
+        errs.push(format!("proxy (Caddyfile {})", e.path), e.message);
+    }
     for e in sites
         .privacy_violations(&host.matrix_host, &host.element_host)
         .errors
@@ -104,10 +123,15 @@ pub fn caddyfile(
         global.push(Directive::new("local_certs", Vec::<String>::new()));
         global.push(Directive::new("skip_install_trust", Vec::<String>::new()));
     }
-    Ok(Caddyfile {
+    let file = Caddyfile {
         global,
         sites: sites(host, ctx)?,
-    })
+    };
+    let mut errs = ValidationErrors::new();
+    for e in file.token_violations().errors {
+        errs.push(format!("proxy (Caddyfile {})", e.path), e.message);
+    }
+    errs.into_result(file)
 }
 
 /// Synapse's listener as a `reverse_proxy` upstream.
@@ -126,16 +150,39 @@ fn upstream(host: &HostDescription, errs: &mut ValidationErrors) -> String {
     }
 }
 
-/// A path as text for the Caddyfile: UTF-8 without control characters.
+/// A path as text for the Caddyfile, read back by Caddy exactly as it is:
+/// UTF-8, no control characters, no `{`/`}` (Caddy replaces placeholders in
+/// `root`, `rewrite` and upstream addresses at run time, from the request
+/// among others: `{header.X-Root}` would let a client pick the directory
+/// served), nothing Caddy rewrites before reading the file (`{$VAR}`), and
+/// no `|` (Caddy 2.8+ reads `unix/PATH|MODE` as socket permissions).
 fn path_text(path: &std::path::Path, field: &str, errs: &mut ValidationErrors) -> String {
-    match path.to_str() {
-        Some(s) if !s.chars().any(char::is_control) => s.to_owned(),
-        _ => {
+    let shown = path.display().to_string();
+    let Some(s) = path.to_str() else {
+        errs.push(
+            field,
+            format!("{shown:?} cannot be written into the Caddyfile: expected a UTF-8 path"),
+        );
+        return String::new();
+    };
+    let problem = if has_placeholder(s) {
+        Some(
+            "holds { or }, which Caddy reads as a placeholder and replaces at run time (from the \
+             request, the environment, ...)"
+                .to_owned(),
+        )
+    } else if s.contains('|') {
+        Some("holds |, which Caddy reads as socket permissions in unix/ addresses".to_owned())
+    } else {
+        token_problem(s)
+    };
+    match problem {
+        None => s.to_owned(),
+        Some(p) => {
             errs.push(
                 field,
                 format!(
-                    "{:?} cannot be written into the Caddyfile: expected a UTF-8 path without control characters",
-                    path.display().to_string()
+                    "{shown:?} cannot be written into the Caddyfile: it {p}; expected a plain path"
                 ),
             );
             String::new()
@@ -236,7 +283,21 @@ fn matrix_site(host: &HostDescription, upstream: &str) -> SiteBlock {
     }
 }
 
-fn element_site(host: &HostDescription, webroot: &str, element_dir: &str) -> SiteBlock {
+/// The logo file as (directory, file name) for a `handle` that serves
+/// that one file.
+fn logo_route(file: &std::path::Path, errs: &mut ValidationErrors) -> Option<(String, String)> {
+    let dir = file.parent()?;
+    let name = file.file_name()?.to_str()?.to_owned();
+    let dir = path_text(dir, "element.branding.logo_file", errs);
+    Some((dir, name))
+}
+
+fn element_site(
+    host: &HostDescription,
+    webroot: &str,
+    element_dir: &str,
+    logo: Option<(String, String)>,
+) -> SiteBlock {
     let mut d = common(host);
     d.push(Directive::with_block(
         "header",
@@ -274,6 +335,29 @@ fn element_site(host: &HostDescription, webroot: &str, element_dir: &str) -> Sit
             Directive::new("file_server", Vec::<String>::new()),
         ],
     ));
+    // The welcome page, rendered beside config.json (Element's own
+    // welcome.html in the webroot links to element.io and others).
+    d.push(Directive::with_block(
+        "handle",
+        [format!("/{}", super::element::WELCOME_URL)],
+        vec![
+            Directive::new("header", ["Cache-Control", "no-cache"]),
+            Directive::new("root", ["*", element_dir]),
+            Directive::new("file_server", Vec::<String>::new()),
+        ],
+    ));
+    // The logo: this one file, nothing else of its directory.
+    if let (Some((dir, name)), Some(url)) = (logo, super::element::logo_url(host)) {
+        d.push(Directive::with_block(
+            "handle",
+            [format!("/{url}")],
+            vec![
+                Directive::new("root", ["*", dir.as_str()]),
+                Directive::new("rewrite", ["*".to_owned(), format!("/{name}")]),
+                Directive::new("file_server", Vec::<String>::new()),
+            ],
+        ));
+    }
     d.push(Directive::with_block(
         "handle",
         Vec::<String>::new(),
@@ -406,7 +490,8 @@ mod tests {
                         .ends_with(&["Cache-Control".into(), "no-cache".into()])
             })
             .count();
-        assert_eq!(no_cache, 2);
+        // config.json, index.html and the welcome page.
+        assert_eq!(no_cache, 3);
     }
 
     #[test]
@@ -518,9 +603,40 @@ mod tests {
 
     #[test]
     fn bad_paths_name_the_field() {
+        for bad in [
+            "/var/lib/el\nement",
+            "/srv/{header.X-Root}",
+            "/srv/{$HOME}/element",
+            "/srv/{env.ROOT}",
+            "/srv/a}b",
+        ] {
+            let mut h = host();
+            h.element.webroot = bad.into();
+            let err = sites(&h, &ctx()).unwrap_err();
+            assert!(err.mentions("element.webroot"), "{bad}: {err}");
+        }
         let mut h = host();
-        h.element.webroot = "/var/lib/el\nement".into();
-        let err = sites(&h, &ctx()).unwrap_err();
-        assert!(err.mentions("element.webroot"), "{err}");
+        h.synapse.listen = SynapseListen::Unix {
+            path: "/run/synapse/client.sock|0777".into(),
+        };
+        assert!(sites(&h, &ctx())
+            .unwrap_err()
+            .mentions("synapse.listen.unix.path"));
+        let err = sites(
+            &host(),
+            &RenderContext {
+                output_dir: "/srv/out{path}".into(),
+            },
+        )
+        .unwrap_err();
+        assert!(err.mentions("render output directory"), "{err}");
+        // Odd but plain paths are written so that Caddy reads them back.
+        let mut h = host();
+        h.element.webroot = "/srv/it's #1 \"element\" web\\root".into();
+        let text = sites(&h, &ctx()).unwrap().to_caddyfile();
+        assert!(
+            text.contains("root * `/srv/it's #1 \"element\" web\\root`"),
+            "{text}"
+        );
     }
 }

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use crate::components::coturn::{
-    is_exemptable_own_address, required_denied_peer_ips, TurnserverConf,
+    check_entry, is_exemptable_own_address, required_denied_peer_ips, TurnserverConf,
 };
 use crate::error::ValidationErrors;
 use crate::host::HostDescription;
@@ -23,9 +23,20 @@ pub fn turnserver(host: &HostDescription) -> Result<TurnserverConf, ValidationEr
     let Some(mut conf) = conf else {
         return Err(errs);
     };
+    // The typed fields go through the same check as any option: what
+    // coturn reads must be what the field says (one line, no byte coturn
+    // treats specially, within coturn's buffers).
+    for entry in conf.to_entries() {
+        if let Err(e) = check_entry(&entry) {
+            errs.push(typed_field(&entry.key), e.message);
+        }
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
     let derived = conf.clone();
     merge_settings(host, &mut conf, &mut errs);
-    check_derived_ports(&derived, &conf, &mut errs);
+    check_contradictions(host, &derived, &conf, &mut errs);
     if !errs.is_empty() {
         return Err(errs);
     }
@@ -34,13 +45,77 @@ pub fn turnserver(host: &HostDescription) -> Result<TurnserverConf, ValidationEr
         conf.allowed_peer_ips = own_exemptions(&conf);
     }
     for v in conf.privacy_violations().errors {
+        let path = if host.turn.settings.contains_key(&v.path) || derived_field(&v.path).is_none() {
+            format!("turn.settings.{}", v.path)
+        } else {
+            typed_field(&v.path).to_owned()
+        };
         errs.push(
-            format!("turn.settings.{}", v.path),
+            path,
             format!("breaks a privacy invariant: {} {}", v.path, v.message),
         );
     }
-    errs.into_result(conf)
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    // Last, the file itself, read back as coturn will read it.
+    match TurnserverConf::parse(&conf.to_conf_string()) {
+        Ok(again) if again == conf => Ok(conf),
+        Ok(_) => {
+            errs.push(
+                "turn.settings",
+                "the rendered turnserver.conf would not read back as checked: expected plain \
+                 values of coturn options",
+            );
+            Err(errs)
+        }
+        Err(e) => {
+            for err in e.errors {
+                errs.push(
+                    "turn.settings",
+                    format!("coturn would read turnserver.conf differently: {err}"),
+                );
+            }
+            Err(errs)
+        }
+    }
 }
+
+/// The host-description field an option is derived from, when there is one.
+pub fn derived_field(option: &str) -> Option<&'static str> {
+    DERIVED
+        .iter()
+        .find(|(o, _)| *o == option)
+        .map(|(_, field)| *field)
+}
+
+fn typed_field(option: &str) -> &'static str {
+    derived_field(option).unwrap_or("turn")
+}
+
+/// Every option derived from a typed field, with that field. `turn.settings`
+/// may restate these but not change them: Synapse hands the ports to
+/// clients, the firewall opens them, validation checks them for collisions,
+/// and a second spelling of one value would leave the typed field silently
+/// overridden.
+pub const DERIVED: [(&str, &str); 16] = [
+    ("listening-port", "turn.port"),
+    ("tls-listening-port", "turn.tls.port"),
+    ("min-port", "turn.relay_ports"),
+    ("max-port", "turn.relay_ports"),
+    ("listening-ip", "turn.listening_ips"),
+    ("relay-ip", "turn.relay_ip"),
+    ("external-ip", "turn.external_ip"),
+    ("realm", "turn.realm"),
+    ("user-quota", "turn.user_quota"),
+    ("total-quota", "turn.total_quota"),
+    ("cert", "turn.tls.cert_file"),
+    ("pkey", "turn.tls.key_file"),
+    ("no-tls", "turn.tls"),
+    ("no-dtls", "turn.tls"),
+    ("no-tlsv1", "turn.tls"),
+    ("no-tlsv1_1", "turn.tls"),
+];
 
 /// The configuration derived from the typed host-description fields.
 fn derive(host: &HostDescription, errs: &mut ValidationErrors) -> Option<TurnserverConf> {
@@ -98,44 +173,59 @@ fn derive(host: &HostDescription, errs: &mut ValidationErrors) -> Option<Turnser
     Some(conf)
 }
 
-/// coturn's ports, each with the host-description field that sets it:
-/// Synapse hands the listening ports to clients, the firewall opens them and
-/// validation checks them for collisions, so `turn.settings` may restate
-/// them but not change them.
-pub const DERIVED_PORTS: [(&str, &str); 4] = [
-    ("listening-port", "turn.port"),
-    ("tls-listening-port", "turn.tls.port"),
-    ("min-port", "turn.relay_ports"),
-    ("max-port", "turn.relay_ports"),
-];
-
-/// Reports each [`DERIVED_PORTS`] option that `turn.settings` changed.
-fn check_derived_ports(
+/// Reports each [`DERIVED`] option that `turn.settings` changes, naming the
+/// setting and the typed field. The addresses (`listening-ip`, `relay-ip`,
+/// `external-ip`) may be set through `settings` while the typed field is
+/// empty.
+fn check_contradictions(
+    host: &HostDescription,
     derived: &TurnserverConf,
     merged: &TurnserverConf,
     errs: &mut ValidationErrors,
 ) {
-    let ports = |c: &TurnserverConf| {
-        [
-            c.listening_port,
-            c.tls_listening_port,
-            c.min_port,
-            c.max_port,
-        ]
+    let values = |c: &TurnserverConf, key: &str| -> Vec<Option<String>> {
+        c.to_entries()
+            .into_iter()
+            .filter(|e| e.key == key)
+            .map(|e| e.value)
+            .collect()
     };
-    for ((key, field), (before, after)) in DERIVED_PORTS
-        .iter()
-        .zip(ports(derived).into_iter().zip(ports(merged)))
-    {
-        if before != after {
-            errs.push(
-                format!("turn.settings.{key}"),
-                format!(
-                    "changes a port derived from {field}: set {field} instead, so Synapse, the \
-                     firewall and the collision checks agree with coturn"
-                ),
-            );
+    for (key, field) in DERIVED {
+        if !host.turn.settings.contains_key(key) {
+            continue;
         }
+        let before = values(derived, key);
+        let after = values(merged, key);
+        let address = matches!(key, "listening-ip" | "relay-ip" | "external-ip");
+        if before == after || (address && before.is_empty()) {
+            continue;
+        }
+        let shown = |v: &[Option<String>]| -> String {
+            match v {
+                [] => "unset".to_owned(),
+                [None] => "on".to_owned(),
+                v => v
+                    .iter()
+                    .map(|x| x.as_deref().unwrap_or("on"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        };
+        let zero = key.ends_with("-quota") && after == [Some("0".to_owned())];
+        let note = if zero {
+            " (0 means no limit to coturn)"
+        } else {
+            ""
+        };
+        errs.push(
+            format!("turn.settings.{key}"),
+            format!(
+                "contradicts {field}: the setting says {}{note}, {field} gives {}; set {field} \
+                 instead, so Synapse, the firewall and the checks agree with coturn",
+                shown(&after),
+                shown(&before)
+            ),
+        );
     }
 }
 
@@ -210,9 +300,6 @@ fn setting_values(value: &serde_json::Value) -> Result<Vec<Option<String>>, Stri
             })
             .collect(),
         other => match scalar(other) {
-            Some(s) if s.contains('\n') || s.contains('\r') => {
-                Err(format!("{s:?} holds a line break: {expected}"))
-            }
             Some(s) => Ok(vec![Some(s)]),
             None => Err(format!("{other} is not a value coturn reads: {expected}")),
         },
@@ -299,13 +386,9 @@ mod tests {
         s.insert("fingerprint".into(), serde_json::json!(false));
         // Restating a derived port is fine.
         s.insert("listening-port".into(), serde_json::json!(3478));
-        s.insert(
-            "denied-peer-ip".into(),
-            serde_json::json!([
-                "0.0.0.0-255.255.255.255",
-                "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
-            ]),
-        );
+        let mut denied = crate::components::coturn::required_denied_peer_ips();
+        denied.push("203.0.114.0-203.0.114.255".into());
+        s.insert("denied-peer-ip".into(), serde_json::json!(denied));
         let conf = turnserver(&h).unwrap();
         let text = conf.to_conf_string();
         for line in [
@@ -317,7 +400,7 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} in {text}");
         }
         assert!(!conf.fingerprint);
-        assert_eq!(conf.denied_peer_ips.len(), 2);
+        assert_eq!(conf.denied_peer_ips.len(), 28);
 
         // Addresses set through settings are exempted as the typed ones are.
         let mut h = host();
@@ -378,6 +461,114 @@ mod tests {
             assert!(
                 err.mentions(&format!("turn.settings.{key}")),
                 "{key}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_contradicting_a_typed_field_name_both() {
+        for (key, value, field) in [
+            (
+                "realm",
+                serde_json::json!("other.example.org"),
+                "turn.realm",
+            ),
+            ("user-quota", serde_json::json!(0), "turn.user_quota"),
+            ("total-quota", serde_json::json!("5000"), "turn.total_quota"),
+            ("no-tls", serde_json::json!(false), "turn.tls"),
+            ("min-port", serde_json::json!(40000), "turn.relay_ports"),
+        ] {
+            let mut h = host();
+            h.turn.settings.insert(key.into(), value);
+            let err = turnserver(&h).unwrap_err();
+            let e = &err.errors[0];
+            assert_eq!(e.path, format!("turn.settings.{key}"), "{err}");
+            assert!(e.message.contains(field), "{key}: {err}");
+        }
+        let mut h = host();
+        h.turn
+            .settings
+            .insert("user-quota".into(), serde_json::json!(0));
+        let err = turnserver(&h).unwrap_err();
+        assert!(err.errors[0].message.contains("no limit"), "{err}");
+        // Restating the typed value is fine.
+        let mut h = host();
+        h.turn
+            .settings
+            .insert("user-quota".into(), serde_json::json!(12));
+        h.turn
+            .settings
+            .insert("realm".into(), serde_json::json!("turn.example.org"));
+        assert!(turnserver(&h).is_ok());
+        // A typed address list set: settings may not replace it.
+        let mut h = host();
+        h.turn.listening_ips = vec!["10.0.0.5".into()];
+        h.turn
+            .settings
+            .insert("listening-ip".into(), serde_json::json!("10.0.0.6"));
+        let err = turnserver(&h).unwrap_err();
+        assert!(
+            err.errors[0].message.contains("turn.listening_ips"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn typed_fields_coturn_would_read_differently() {
+        for (cert, why) in [
+            ("/etc/turn/cert.pem\nallowed-peer-ip=10.0.0.1", "line break"),
+            ("/etc/turn/cert.pem\rx", "line break"),
+            ("/etc/turn/\0cert.pem", "NUL"),
+            ("/etc/turn/cert.pem ", "space"),
+        ] {
+            let mut h = host();
+            h.turn.tls = Some(TurnTls {
+                port: 5349,
+                cert_file: cert.into(),
+                key_file: "/etc/turn/key.pem".into(),
+            });
+            let err = turnserver(&h).unwrap_err();
+            assert!(err.mentions("turn.tls.cert_file"), "{cert:?}: {err}");
+            assert!(err.errors[0].message.contains(why), "{cert:?}: {err}");
+        }
+        let mut h = host();
+        h.turn.realm = Some(format!("{}.example.org", "r".repeat(120)));
+        let err = turnserver(&h).unwrap_err();
+        assert!(err.mentions("turn.realm"), "{err}");
+    }
+
+    #[test]
+    fn injection_through_settings_is_refused() {
+        let filler = "a".repeat(1011);
+        for (key, value) in [
+            (
+                "server-name",
+                serde_json::json!(format!("{filler}allowed-peer-ip=10.0.0.0-10.255.255.255")),
+            ),
+            (
+                "server-name",
+                serde_json::json!("x\nallowed-peer-ip=10.0.0.1"),
+            ),
+            ("server-name", serde_json::json!(["ok", "x\nno-auth"])),
+            ("cipher-list", serde_json::json!("x\u{0}y")),
+            ("server-name", serde_json::json!("-x")),
+            ("server-name", serde_json::json!("\"quoted\"")),
+            ("stale-nonce", serde_json::json!("10m")),
+            ("denied-peer-ip", serde_json::json!(["10.0.0.0/8"])),
+            ("no-tcp-relay", serde_json::json!("nope")),
+            (
+                "denid-peer-ip",
+                serde_json::json!("10.0.0.0-10.255.255.255"),
+            ),
+            ("tlsv1", serde_json::json!(true)),
+            ("prometheus", serde_json::json!(true)),
+        ] {
+            let mut h = host();
+            h.turn.settings.insert(key.into(), value.clone());
+            let err = turnserver(&h).unwrap_err();
+            assert!(
+                err.mentions(&format!("turn.settings.{key}")),
+                "{key} {value}: {err}"
             );
         }
     }

@@ -64,6 +64,8 @@ pub mod paths {
     pub const TURNSERVER_TEMPLATE: &str = "coturn/turnserver.conf";
     /// Element Web's configuration.
     pub const ELEMENT_CONFIG: &str = "element/config.json";
+    /// Element's welcome page (self-contained, served in place of Element's own).
+    pub const ELEMENT_WELCOME: &str = "element/welcome.html";
     /// Caddy's site blocks, to import into a Caddyfile that has its own
     /// global options (as NixOS's `services.caddy` does).
     pub const CADDY_SITES: &str = "caddy/sites.caddy";
@@ -129,6 +131,7 @@ pub fn render(host: &HostDescription, ctx: &RenderContext) -> Result<Rendered, V
             file(paths::SYNAPSE_LOG_CONFIG, synapse::log_config(host)),
             file(paths::TURNSERVER_TEMPLATE, turnserver.to_conf_string()),
             file(paths::ELEMENT_CONFIG, element.to_json_string()),
+            file(paths::ELEMENT_WELCOME, element::welcome_page(host)),
             file(paths::CADDY_SITES, sites.to_caddyfile()),
             file(paths::CADDYFILE, caddy::standalone_caddyfile(host, ctx)),
             file(paths::WELL_KNOWN_CLIENT, well_known::client(host)),
