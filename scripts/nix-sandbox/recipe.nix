@@ -73,10 +73,20 @@ let
         fileset = if realFileset then real.fileset // { inherit toSource; } else standIn.fileset;
       };
 
-  called = import ../../nix/package.nix {
-    inherit lib;
-    rustPlatform.buildRustPackage = attrs: if builtins.isFunction attrs then attrs called else attrs;
-  };
+  # Called as callPackage would: lib, a rustPlatform whose buildRustPackage
+  # returns its arguments, and for any other argument (a package such as
+  # util-linux in nativeCheckInputs) a stand-in that carries its name.
+  recipe = import ../../nix/package.nix;
+  called = recipe (
+    builtins.mapAttrs (name: _: {
+      pname = name;
+      inherit name;
+    }) (builtins.functionArgs recipe)
+    // {
+      inherit lib;
+      rustPlatform.buildRustPackage = attrs: if builtins.isFunction attrs then attrs called else attrs;
+    }
+  );
   attrs = called;
 
   source = attrs.src.__ospwSource or (throw "nix/package.nix: src is not lib.fileset.toSource { ... }");
