@@ -252,8 +252,8 @@ EOF
   printf '127.0.0.1 localhost\n::1 localhost\n' >"$dir/etc/hosts"
 }
 
-# sandbox_run DIR CWD ENV_FILE SCRIPT: runs SCRIPT with bash -eu -o pipefail
-# as the build user in the sandbox of DIR (see sandbox_prepare), in CWD,
+# sandbox_run DIR CWD ENV_FILE SCRIPT: runs SCRIPT with stdenv's bash, under
+# set -eu -o pipefail as stdenv's setup does, as the build user in the sandbox of DIR (see sandbox_prepare), in CWD,
 # with exactly the environment of ENV_FILE (NAME=VALUE lines) and a PATH of
 # the PATH directory (plus PATH_PREFIX from ENV_FILE, if any).
 sandbox_run() {
@@ -302,7 +302,7 @@ sandbox_run() {
   nice -n 10 bwrap "${args[@]}" \
     "/nix/store/$SETPRIV_DIR_NAME/bin/setpriv" --reuid="$build_uid" --regid="$build_gid" \
     --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- \
-    /bin/sh -c 'set -eu -o pipefail; eval "$1"' nix-build-script "$script"
+    "/nix/store/$PATH_DIR_NAME/bin/bash" -c 'set -eu -o pipefail; eval "$1"' nix-build-script "$script"
 }
 extra_dirs=() sandbox_extra=()
 
