@@ -31,6 +31,16 @@ let
     builtins.toJSON (cfg.hostDescription // { secrets.dir = ospwLib.secretsDir cfg; })
   );
 
+  # Exported for every command below; `doctor` also gets the rest of its
+  # environment (doctor.nix): its units, the generated secrets, backups.
+  common = [
+    "OSPW_MATRIX_CONFIG"
+    "OSPW_MATRIX_REGISTRATION_SECRET_FILE"
+    "OSPW_MATRIX_STATE_DIR"
+    "OSPW_MATRIX_DB_OS_USER"
+    "OSPW_MATRIX_PG_BIN_DIR"
+  ];
+
   wrapper = pkgs.writeShellScriptBin "ospw-matrix" ''
     if [ "''${1:-}" = restore ]; then
       export OSPW_MATRIX_CONFIG="''${OSPW_MATRIX_CONFIG:-${restoreHostFile}}"
@@ -41,6 +51,12 @@ let
     export OSPW_MATRIX_STATE_DIR="''${OSPW_MATRIX_STATE_DIR:-${ospwLib.secretsDir cfg}}"
     export OSPW_MATRIX_DB_OS_USER="''${OSPW_MATRIX_DB_OS_USER:-${cfg.synapse.database.user}}"
     export OSPW_MATRIX_PG_BIN_DIR="''${OSPW_MATRIX_PG_BIN_DIR:-${cfg.synapse.database.package}/bin}"
+    if [ "''${1:-}" = doctor ]; then
+    ${lib.concatStrings (
+      lib.mapAttrsToList (name: value: ''
+        export ${name}="''${${name}:-${value}}"
+      '') (removeAttrs cfg.doctor.environment common)
+    )}fi
     if [ "''${1:-}" = user ] && [ ! -r "$OSPW_MATRIX_REGISTRATION_SECRET_FILE" ]; then
       echo "ospw-matrix: cannot read $OSPW_MATRIX_REGISTRATION_SECRET_FILE: run this as root (sudo ospw-matrix ...) while ospw-matrix-synapse.service is running" >&2
       exit 1

@@ -19,5 +19,7 @@
     ./firewall.nix
     ./admin-cli.nix
     ./backup.nix
+    ./metrics.nix
+    ./doctor.nix
   ];
 }

@@ -109,6 +109,13 @@ let
     };
 
     secrets.dir = synapseCredentials;
+
+    metrics = {
+      inherit (cfg.metrics) enable;
+      synapse_port = cfg.metrics.synapsePort;
+      coturn_port = cfg.metrics.coturnPort;
+      caddy_port = cfg.metrics.caddyPort;
+    };
   };
 
   hostDescriptionFile = pkgs.writeText "ospw-matrix-host.json" (builtins.toJSON description);
@@ -156,6 +163,9 @@ let
     "proxy.http_port" = "proxy.httpPort";
     "proxy.https_port" = "proxy.httpsPort";
     "proxy.bind" = "proxy.bind";
+    "metrics.synapse_port" = "metrics.synapsePort";
+    "metrics.coturn_port" = "metrics.coturnPort";
+    "metrics.caddy_port" = "metrics.caddyPort";
   };
 
   renderedConfig =

@@ -15,7 +15,8 @@
 #   --release    build the CLI in release mode (default: debug, faster to build)
 #   --test NAME  run only this test target of tests/acceptance (repeatable):
 #                `acceptance` is the user-level suite, `operations` the
-#                admin/backup/migration test; default: every target
+#                admin/backup/migration test, `doctor` the doctor's
+#                scenarios; default: every target
 #   --no-lint    skip the fmt and clippy check of the suite
 # Environment: OSPW_MATRIX_BIN (use this CLI binary, skip building it),
 #   OSPW_SYNAPSE_PYTHON, OSPW_PG_BIN, OSPW_TEST_USER, OSPW_KEEP_TMP (see
@@ -32,7 +33,7 @@ while (($#)); do
     --release) profile=release; cargo_profile=(--release) ;;
     --test) shift; targets+=(--test "${1:?--test needs a name}") ;;
     --no-lint) lint=0 ;;
-    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "acceptance.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift

@@ -16,20 +16,22 @@ OSPW_VENV=${OSPW_VENV:-/opt/ospw-venv}
 # A minimal Debian 12 (e.g. the debian:12 image) has none of python3, venv,
 # gcc, curl or procps (`kill`); util-linux (`setpriv`), passwd (`useradd`),
 # libc-bin (`getent`) and iproute2 (`ip`, for the network namespaces of the
-# TURN relay test) are listed for completeness.
+# TURN relay test) are listed for completeness; systemd for `systemd-analyze`
+# and (with coreutils' `df`) `systemctl` for `ospw-matrix doctor`; prometheus
+# (`promtool`) for the alert rules of docs/monitoring.md.
 # bubblewrap and the rest of the third line: scripts/nix-sandbox.sh (the Nix
 # build sandbox: bwrap, and the Debian packages of stdenv's tools, nixpkgs'
 # pkgs/stdenv/generic/common-path.nix, with gcc and binutils).
 APT_PACKAGES=(postgresql-15 postgresql-client-15 libpq-dev coturn caddy nix-bin jq
   python3 python3-venv python3-dev gcc libc6-dev curl ca-certificates procps
-  util-linux passwd libc-bin iproute2 systemd git
-  bubblewrap coreutils findutils diffutils sed grep gawk tar gzip bzip2 make
+  util-linux passwd libc-bin iproute2 coreutils systemd prometheus git
+  bubblewrap findutils diffutils sed grep gawk tar gzip bzip2 make
   bash patch xz-utils file cpp binutils)
 # Every program a test spawns by name (PostgreSQL's own programs are run from
 # /usr/lib/postgresql/15/bin and checked there).
 PROGRAMS=(turnserver turnutils_uclient turnutils_peer caddy curl python3 setpriv
   getent useradd id kill sh sleep nix-instantiate jq cargo rustc systemd-analyze ip
-  bwrap git)
+  df systemctl promtool bwrap git)
 PG_PROGRAMS=(initdb postgres pg_ctl pg_isready psql createdb dropdb pg_dump pg_restore)
 
 missing=()

@@ -74,6 +74,7 @@ let
     postgresql = package "postgresql";
     coreutils = package "coreutils";
     getent = package "getent";
+    systemd = package "systemd";
     caddy = package "caddy";
     python3 = package "python3";
     openssl = package "openssl";

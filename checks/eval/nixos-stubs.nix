@@ -2,8 +2,9 @@
 # typed as NixOS types them (nixos/lib/systemd-unit-options.nix,
 # nixos/modules/config/users-groups.nix, services/databases/postgresql.nix,
 # services/web-servers/caddy, services/networking/firewall.nix,
-# misc/assertions.nix, security/acme/default.nix), so that `lib.evalModules`
-# can evaluate modules/ without nixpkgs' NixOS modules.
+# services/monitoring/prometheus, misc/assertions.nix,
+# security/acme/default.nix), so that `lib.evalModules` can evaluate modules/
+# without nixpkgs' NixOS modules.
 {
   config,
   lib,
@@ -180,6 +181,7 @@ in
         };
         default = { };
       };
+      dataDir = opt types.path "/var/lib/postgresql/15";
     };
 
     services.caddy = enableOnly // {
@@ -188,6 +190,10 @@ in
       email = opt (types.nullOr types.str) null;
       globalConfig = opt types.lines "";
       extraConfig = opt types.lines "";
+    };
+
+    services.prometheus = enableOnly // {
+      scrapeConfigs = opt (types.listOf (types.attrsOf types.unspecified)) [ ];
     };
 
     services.matrix-synapse = enableOnly;

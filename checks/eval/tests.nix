@@ -2443,4 +2443,317 @@ in
         true
       ]
     ];
+
+  # ------------------------------------------------------------ doctor
+  doctor-off-by-default = expect [
+    [
+      "no doctor unit or timer"
+      (
+        config.systemd.services ? ospw-matrix-doctor || config.systemd.timers ? ospw-matrix-doctor
+      )
+      false
+    ]
+    [
+      "sudo ospw-matrix doctor is preconfigured all the same"
+      (
+        let
+          text = (lib.head (lib.filter (p: p.name == "ospw-matrix") config.environment.systemPackages)).text;
+        in
+        map (v: contains v text) [
+          ''if [ "''${1:-}" = doctor ]; then''
+          ''OSPW_MATRIX_DOCTOR_UNITS="''${OSPW_MATRIX_DOCTOR_UNITS:-ospw-matrix-synapse.service,ospw-matrix-coturn.service,caddy.service,postgresql.service}"''
+          ''OSPW_MATRIX_DOCTOR_SECRETS_DIR="''${OSPW_MATRIX_DOCTOR_SECRETS_DIR:-${secretsDir}}"''
+          ''OSPW_MATRIX_DB_DATA_DIR="''${OSPW_MATRIX_DB_DATA_DIR:-/var/lib/postgresql/15}"''
+        ]
+      )
+      [
+        true
+        true
+        true
+        true
+      ]
+    ]
+  ];
+
+  doctor-units =
+    let
+      cfg = configWith { services.ospw-matrix.doctor.enable = true; };
+      s = cfg.systemd.services.ospw-matrix-doctor;
+      t = cfg.systemd.timers.ospw-matrix-doctor;
+    in
+    expect [
+      [
+        "timer: weekly, made up after downtime"
+        t.timerConfig
+        {
+          OnCalendar = "weekly";
+          Persistent = true;
+          RandomizedDelaySec = "1h";
+        }
+      ]
+      [
+        "timer enabled with timers.target"
+        t.wantedBy
+        [ "timers.target" ]
+      ]
+      [
+        "the service is started by the timer (or by hand) only"
+        s.wantedBy
+        [ ]
+      ]
+      [
+        "a oneshot whose failure fails the unit (shown by systemctl --failed)"
+        {
+          inherit (s.serviceConfig) Type ExecStart;
+          ignoresFailure = s.serviceConfig ? SuccessExitStatus || lib.hasPrefix "-" s.serviceConfig.ExecStart;
+          restarts = s.serviceConfig ? Restart;
+        }
+        {
+          Type = "oneshot";
+          ExecStart = "${pkgs.ospw-matrix}/bin/ospw-matrix doctor";
+          ignoresFailure = false;
+          restarts = false;
+        }
+      ]
+      [
+        "runs as root, writes only the admin account's state"
+        {
+          inherit (s.serviceConfig) User ReadWritePaths ProtectSystem;
+        }
+        {
+          User = "root";
+          ReadWritePaths = [ secretsDir ];
+          ProtectSystem = "strict";
+        }
+      ]
+      [
+        "environment"
+        s.environment
+        {
+          OSPW_MATRIX_CONFIG = "${render cfg}/host.json";
+          OSPW_MATRIX_REGISTRATION_SECRET_FILE = "/run/credentials/ospw-matrix-synapse.service/registration_shared_secret";
+          OSPW_MATRIX_STATE_DIR = secretsDir;
+          OSPW_MATRIX_DB_OS_USER = "synapse";
+          OSPW_MATRIX_PG_BIN_DIR = "${pkgs.postgresql}/bin";
+          OSPW_MATRIX_DOCTOR_SECRETS_DIR = secretsDir;
+          OSPW_MATRIX_DOCTOR_UNITS = "ospw-matrix-synapse.service,ospw-matrix-coturn.service,caddy.service,postgresql.service";
+          OSPW_MATRIX_DB_DATA_DIR = "/var/lib/postgresql/15";
+        }
+      ]
+      [
+        "df, getent and systemctl on its PATH"
+        s.path
+        [
+          pkgs.coreutils
+          pkgs.getent
+          pkgs.systemd
+        ]
+      ]
+      [
+        "after the services it checks"
+        (hasAll [
+          "ospw-matrix-synapse.service"
+          "ospw-matrix-coturn.service"
+          "caddy.service"
+          "postgresql.service"
+        ] s.after)
+        true
+      ]
+      [
+        "assertions"
+        (failedAssertions cfg)
+        [ ]
+      ]
+    ];
+
+  doctor-with-backups-and-a-remote-database =
+    let
+      cfg = configWith [
+        withBackup
+        {
+          services.ospw-matrix.doctor = {
+            enable = true;
+            schedule = "daily";
+            backupMaxAge = "8d";
+          };
+          services.ospw-matrix.synapse.database.createLocally = false;
+        }
+      ];
+      s = cfg.systemd.services.ospw-matrix-doctor;
+    in
+    expect [
+      [
+        "the schedule"
+        cfg.systemd.timers.ospw-matrix-doctor.timerConfig.OnCalendar
+        "daily"
+      ]
+      [
+        "the backups checked, with their maximum age"
+        {
+          inherit (s.environment) OSPW_MATRIX_BACKUP_DIR OSPW_MATRIX_BACKUP_MAX_AGE;
+        }
+        {
+          OSPW_MATRIX_BACKUP_DIR = "/var/backup/ospw-matrix";
+          OSPW_MATRIX_BACKUP_MAX_AGE = "8d";
+        }
+      ]
+      [
+        "no local PostgreSQL unit or data directory"
+        {
+          units = s.environment.OSPW_MATRIX_DOCTOR_UNITS;
+          dataDir = s.environment ? OSPW_MATRIX_DB_DATA_DIR;
+        }
+        {
+          units = "ospw-matrix-synapse.service,ospw-matrix-coturn.service,caddy.service";
+          dataDir = false;
+        }
+      ]
+    ];
+
+  assertion-doctor = expect [
+    [
+      "backupMaxAge must be a duration"
+      (failedAssertions (configWith {
+        services.ospw-matrix.doctor = {
+          enable = true;
+          backupMaxAge = "two days";
+        };
+      }))
+      [
+        "services.ospw-matrix.doctor.backupMaxAge = \"two days\" is not a duration: expected a number with a unit, such as 2d or 36h."
+      ]
+    ]
+    [
+      "the doctor needs the server"
+      (failedAssertions (
+        eval {
+          services.ospw-matrix.doctor.enable = true;
+        }
+      ).config)
+      [
+        "services.ospw-matrix.doctor.enable is set but services.ospw-matrix.enable is not: the doctor checks that server; enable it or remove services.ospw-matrix.doctor.enable."
+      ]
+    ]
+  ];
+
+  # ------------------------------------------------------------ metrics
+  metrics-off-by-default = expect [
+    [
+      "the host description says off"
+      config.services.ospw-matrix.hostDescription.metrics
+      {
+        enable = false;
+        synapse_port = 9000;
+        coturn_port = 9641;
+        caddy_port = 9180;
+      }
+    ]
+    [
+      "no scrape configs"
+      config.services.prometheus.scrapeConfigs
+      [ ]
+    ]
+  ];
+
+  metrics-enabled =
+    let
+      cfg = configWith {
+        services.ospw-matrix.metrics = {
+          enable = true;
+          synapsePort = 9100;
+          coturnPort = 9101;
+          caddyPort = 9102;
+        };
+      };
+      desc = cfg.services.ospw-matrix.hostDescription;
+    in
+    expect [
+      [
+        "the host description turns them on, with the ports"
+        desc.metrics
+        {
+          enable = true;
+          synapse_port = 9100;
+          coturn_port = 9101;
+          caddy_port = 9102;
+        }
+      ]
+      [
+        "it matches the schema"
+        (checkSchema desc)
+        [ ]
+      ]
+      [
+        "the firewall opens no metrics port"
+        (lib.filter (p: lib.elem p [
+          9100
+          9101
+          9102
+        ]) ((ports cfg).tcp ++ (ports cfg).udp))
+        [ ]
+      ]
+      [
+        "no scrape configs unless asked"
+        cfg.services.prometheus.scrapeConfigs
+        [ ]
+      ]
+      [
+        "assertions"
+        (failedAssertions cfg)
+        [ ]
+      ]
+    ];
+
+  metrics-scrape-configs =
+    let
+      cfg = configWith {
+        services.ospw-matrix.metrics = {
+          enable = true;
+          caddyPort = 9102;
+          addScrapeConfigs = true;
+        };
+        services.prometheus.enable = true;
+      };
+    in
+    expect [
+      [
+        "three loopback jobs"
+        cfg.services.prometheus.scrapeConfigs
+        [
+          {
+            job_name = "ospw-matrix-synapse";
+            metrics_path = "/_synapse/metrics";
+            static_configs = [ { targets = [ "127.0.0.1:9000" ]; } ];
+          }
+          {
+            job_name = "ospw-matrix-coturn";
+            metrics_path = "/metrics";
+            static_configs = [ { targets = [ "127.0.0.1:9641" ]; } ];
+          }
+          {
+            job_name = "ospw-matrix-caddy";
+            metrics_path = "/metrics";
+            static_configs = [ { targets = [ "127.0.0.1:9102" ]; } ];
+          }
+        ]
+      ]
+      [
+        "assertions"
+        (failedAssertions cfg)
+        [ ]
+      ]
+    ];
+
+  assertion-metrics-scrape = expect [
+    [
+      "scrape configs need the metrics and a Prometheus on this host"
+      (failedAssertions (configWith {
+        services.ospw-matrix.metrics.addScrapeConfigs = true;
+      }))
+      [
+        "services.ospw-matrix.metrics.addScrapeConfigs is set but services.ospw-matrix.metrics.enable is not: there is nothing to scrape; enable the metrics or remove addScrapeConfigs."
+        "services.ospw-matrix.metrics.addScrapeConfigs adds scrape targets for a Prometheus on this host, but services.prometheus.enable is not set: enable it, or scrape 127.0.0.1 through your own tooling and remove addScrapeConfigs."
+      ]
+    ]
+  ];
 }

@@ -16,6 +16,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ospw_matrix::components::synapse::ListenerType;
 use ospw_matrix::host::SecretKind;
 use ospw_matrix::registration::{
     interpret_register_response, parse_nonce, registration_body, RegisterFailure, REGISTER_PATH,
@@ -47,6 +48,7 @@ pub fn endpoint_of(host: &HostDescription) -> Result<Endpoint, Error> {
         .listeners
         .iter()
         .flatten()
+        .filter(|l| l.kind == ListenerType::Http)
         .find_map(|l| {
             if let Some(path) = &l.path {
                 return Some(Endpoint::Unix(PathBuf::from(path)));

@@ -242,9 +242,36 @@ pub fn request(
             reason,
         }
     };
+    write_request(
+        &mut stream,
+        &endpoint.host_header(),
+        method,
+        path,
+        headers,
+        body,
+    )
+    .map_err(io)?;
+    read_response(BufReader::new(stream), method == "HEAD").map_err(|e| match e {
+        ReadError::Io(e) => io(e),
+        ReadError::Protocol(reason) => HttpError::Protocol {
+            endpoint: endpoint.to_string(),
+            reason,
+        },
+    })
+}
+
+/// Writes one request (`Connection: close`) with the extra `headers`;
+/// `body`, when given, is sent as `application/json`.
+fn write_request(
+    stream: &mut impl Write,
+    host_header: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<()> {
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ospw-matrix\r\nAccept: application/json\r\nConnection: close\r\n",
-        endpoint.host_header()
+        "{method} {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: ospw-matrix\r\nAccept: application/json\r\nConnection: close\r\n"
     );
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -258,14 +285,35 @@ pub fn request(
     head.push_str("\r\n");
     let mut message = head.into_bytes();
     message.extend_from_slice(body.unwrap_or_default());
-    stream.write_all(&message).map_err(io)?;
-    stream.flush().map_err(io)?;
+    stream.write_all(&message)?;
+    stream.flush()
+}
+
+/// Sends one request over an established `stream` (such as a TLS
+/// connection) and reads the whole response; errors are described in
+/// words.
+pub fn exchange<S: Read + Write>(
+    stream: &mut S,
+    host_header: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<Response, String> {
+    let describe = |e: std::io::Error| {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ) {
+            "no answer in time".to_owned()
+        } else {
+            e.to_string()
+        }
+    };
+    write_request(stream, host_header, method, path, headers, body).map_err(describe)?;
     read_response(BufReader::new(stream), method == "HEAD").map_err(|e| match e {
-        ReadError::Io(e) => io(e),
-        ReadError::Protocol(reason) => HttpError::Protocol {
-            endpoint: endpoint.to_string(),
-            reason,
-        },
+        ReadError::Io(e) => describe(e),
+        ReadError::Protocol(reason) => format!("not an HTTP/1.1 answer: {reason}"),
     })
 }
 

@@ -6,6 +6,8 @@
 mod admin_api;
 mod commands;
 mod http;
+mod tls;
+mod turn_client;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,7 +42,11 @@ enum Command {
         config: PathBuf,
     },
     /// Print the JSON Schema of the host description.
-    Schema,
+    Schema {
+        /// Print the schema of `doctor --json`'s report instead.
+        #[arg(long)]
+        doctor_report: bool,
+    },
     /// Print the embedded example host description.
     Example,
     /// Print one new Synapse signing key (`ed25519 a_XXXX <seed>`).
@@ -70,6 +76,11 @@ enum Command {
     /// Migrate from the old Docker Compose setup: write a host description
     /// and secrets that keep the server name and signing key.
     ImportCompose(commands::import_compose::ImportComposeArgs),
+    /// Check that the server works as promised and is still private, from
+    /// the outside (DNS, TLS, discovery, privacy, TURN) and the inside
+    /// (services, database, secrets, disk, backups); exit 1 when a check
+    /// fails.
+    Doctor(Box<commands::doctor::DoctorArgs>),
 }
 
 #[derive(Subcommand)]
@@ -118,7 +129,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Render { config, out } => commands::render::render(config.as_deref(), &out),
         Command::Check { config } => commands::render::check(&config),
-        Command::Schema => commands::render::schema(),
+        Command::Schema {
+            doctor_report: false,
+        } => commands::render::schema(),
+        Command::Schema {
+            doctor_report: true,
+        } => commands::doctor::schema(),
         Command::Example => {
             print!("{}", ospw_matrix::EXAMPLE_HOST_YAML);
             Ok(())
@@ -153,11 +169,17 @@ fn main() -> ExitCode {
         Command::Backup(args) => commands::backup::backup(args),
         Command::Restore(args) => commands::restore::restore(args),
         Command::ImportCompose(args) => commands::import_compose::import_compose(args),
+        Command::Doctor(args) => commands::doctor::doctor(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("ospw-matrix: {err}");
+            // Quoted values are shortened once more here (a last line of
+            // defence: no secret or whole file is printed back).
+            eprintln!(
+                "ospw-matrix: {}",
+                ospw_matrix::redact::message(&err.to_string())
+            );
             ExitCode::FAILURE
         }
     }

@@ -216,6 +216,212 @@ const CASES: &[(&str, &str)] = &[
     // Ports other programs hold: Caddy's HTTP/3 (UDP) and admin endpoint.
     ("turn: {relay_ports: 400-500}", "turn.relay_ports"),
     ("synapse: {listen: {tcp: {address: 127.0.0.1, port: 2019}}}", "synapse.listen.tcp.port"),
+    // Values YAML 1.1 (Synapse's reader) takes for something else (more
+    // of this class, which needs the raw text, in RAW_CASES).
+    ("synapse: {settings: {enable_media_repo: 'off'}}", "synapse.settings.enable_media_repo"),
+    ("synapse: {settings: {some_module: {mode: '0660'}}}", "synapse.settings.some_module.mode"),
+    ("synapse: {settings: {some_module: {delay: '1:30'}}}", "synapse.settings.some_module.delay"),
+    // Outbound requests into private networks.
+    ("synapse: {settings: {ip_range_whitelist: ['127.0.0.1']}}", "synapse.settings.ip_range_whitelist[0]"),
+    ("synapse: {settings: {ip_range_whitelist: ['93.184.216.0/24', '0.0.0.0/0']}}", "synapse.settings.ip_range_whitelist[1]"),
+    ("synapse: {settings: {ip_range_whitelist: ['::/0']}}", "synapse.settings.ip_range_whitelist[0]"),
+    ("synapse: {settings: {ip_range_whitelist: ['::ffff:0:0/96']}}", "synapse.settings.ip_range_whitelist[0]"),
+    ("synapse: {settings: {ip_range_whitelist: ['169.254.169.254']}}", "synapse.settings.ip_range_whitelist[0]"),
+    ("synapse: {settings: {ip_range_whitelist: ['100.64.0.0/10']}}", "synapse.settings.ip_range_whitelist[0]"),
+    ("synapse: {settings: {ip_range_whitelist: ['fd00::/8']}}", "synapse.settings.ip_range_whitelist[0]"),
+    ("synapse: {settings: {ip_range_whitelist: ['127.1']}}", "synapse.settings.ip_range_whitelist[0]"),
+    ("synapse: {url_previews: true, settings: {url_preview_ip_range_whitelist: ['192.168.0.0/16']}}", "synapse.settings.url_preview_ip_range_whitelist[0]"),
+    ("synapse: {settings: {url_preview_ip_range_whitelist: ['10.0.0.0/8']}}", "synapse.settings.url_preview_ip_range_whitelist[0]"),
+    ("synapse: {settings: {ip_range_blacklist: []}}", "synapse.settings.ip_range_blacklist"),
+    ("synapse: {settings: {ip_range_blacklist: ['10.0.0.0/8']}}", "synapse.settings.ip_range_blacklist"),
+    ("synapse: {settings: {federation_ip_range_blacklist: []}}", "synapse.settings.federation_ip_range_blacklist"),
+    ("synapse: {url_previews: true, settings: {url_preview_ip_range_blacklist: ['127.0.0.0/8']}}", "synapse.settings.url_preview_ip_range_blacklist"),
+    ("synapse: {settings: {url_preview_enabled: true}}", "synapse.url_previews"),
+    // Secrets, by the key's name or the value's shape, in every component.
+    (
+        "synapse: {settings: {media_storage_providers: [{module: s3_storage_provider.S3StorageProviderBackend, config: {bucket: media, secret_access_key: x}}]}}",
+        "synapse.settings.media_storage_providers[0].config.secret_access_key",
+    ),
+    ("synapse: {settings: {oidc_providers: [{idp_id: sso, client_secret: s3cr3t}]}}", "synapse.settings.oidc_providers[0].client_secret"),
+    ("synapse: {settings: {modules: [{module: bot.Module, config: {api_token: 123456}}]}}", "synapse.settings.modules[0].config.api_token"),
+    ("synapse: {settings: {redis: {enabled: true, password: hunter2}}}", "synapse.settings.redis.password"),
+    (
+        "synapse: {settings: {admin_notes: 'ed25519 a_AbCd nJ3aZkS0kD2fFq9Y0rC1mV6oQ8yXhT4uWbE7pLs5gIw'}}",
+        "synapse.settings.admin_notes",
+    ),
+    ("synapse: {settings: {modules: [{module: m.M, config: {hook: 'https://bot:hunter2@example.com/x'}}]}}", "synapse.settings.modules[0].config.hook"),
+    ("turn: {settings: {pkey-pwd: hunter2}}", "turn.settings.pkey-pwd"),
+    ("turn: {settings: {redis-statsdb: 'ip=127.0.0.1 dbname=0 password=hunter2'}}", "turn.settings.redis-statsdb"),
+    ("element: {settings: {my_service: {api_key: abc}}}", "element.settings.my_service.api_key"),
+    ("element: {setting_defaults: {some_token: abc}}", "element.setting_defaults.some_token"),
+    ("secrets: {signing_key_file: 'ed25519 a_AbCd nJ3aZkS0kD2fFq9Y0rC1mV6oQ8yXhT4uWbE7pLs5gIw'}", "secrets.signing_key_file"),
+    // Paths that would damage the host.
+    ("synapse: {data_dir: /var/lib}", "synapse.data_dir"),
+    ("synapse: {data_dir: /var/lib/}", "synapse.data_dir"),
+    ("synapse: {media_store_path: '/var//lib/.'}", "synapse.media_store_path"),
+    ("element: {webroot: /}", "element.webroot"),
+    ("secrets: {dir: /etc}", "secrets.dir"),
+    ("secrets: {dir: /home}", "secrets.dir"),
+    ("secrets: {signing_key_file: /nix/store/0abc-signing.key}", "secrets.signing_key_file"),
+    ("turn: {tls: {cert_file: /etc/ssl/turn.pem, key_file: /nix/store/0abc-turn.key}}", "turn.tls.key_file"),
+    ("synapse: {data_dir: /var/lib/ospw-matrix}", "synapse.data_dir"),
+    ("element: {webroot: /var/lib/ospw-matrix/secrets}", "element.webroot"),
+    ("synapse: {data_dir: /srv/matrix/../synapse}", "synapse.data_dir"),
+    // Units and ranges of Synapse values.
+    ("synapse: {max_upload_size: 101G}", "synapse.max_upload_size"),
+    ("synapse: {max_upload_size: 2T}", "synapse.max_upload_size"),
+    ("synapse: {settings: {session_lifetime: 86400}}", "synapse.settings.session_lifetime"),
+    ("synapse: {settings: {user_ips_max_age: '2592000'}}", "synapse.settings.user_ips_max_age"),
+    ("synapse: {settings: {redaction_retention_period: 500ms}}", "synapse.settings.redaction_retention_period"),
+    ("synapse: {settings: {retention: {enabled: true, purge_jobs: [{interval: 3600000}]}}}", "synapse.settings.retention.purge_jobs[0].interval"),
+    ("synapse: {settings: {delete_stale_devices_after: 200y}}", "synapse.settings.delete_stale_devices_after"),
+    ("synapse: {settings: {presence: {enabled: true, idle_timeout: 300000}}}", "synapse.settings.presence.idle_timeout"),
+    // Settings that contradict a typed field (each naming both).
+    ("synapse: {settings: {encryption_enabled_by_default_for_room_type: invite}}", "synapse.encryption_by_default"),
+    ("synapse: {settings: {max_upload_size: 1G}}", "synapse.max_upload_size"),
+    ("synapse: {settings: {presence: {enabled: false}}}", "synapse.presence"),
+    ("synapse: {settings: {use_presence: false, presence: {}}}", "synapse.presence"),
+    ("synapse: {settings: {log_config: /etc/synapse/log.yaml}}", "synapse.log_level"),
+    ("synapse: {settings: {web_client_location: 'https://app.element.io'}}", "element_host"),
+    ("synapse: {settings: {turn_user_lifetime: 1d}}", "turn.credential_lifetime"),
+    // Metrics: loopback only, on ports of their own.
+    ("metrics: {enable: yes-please}", "metrics.enable"),
+    ("metrics: {address: 0.0.0.0}", "metrics"),
+    ("metrics: {enable: true, synapse_port: 0}", "metrics.synapse_port"),
+    ("metrics: {enable: true, coturn_port: 8008}", "metrics.coturn_port"),
+    ("metrics: {enable: true, caddy_port: 443}", "metrics.caddy_port"),
+    ("metrics: {enable: true, synapse_port: 3478}", "metrics.synapse_port"),
+    ("turn: {settings: {prometheus: true}}", "turn.settings.prometheus"),
+    ("turn: {settings: {prometheus: 'off', prometheus-address: 127.0.0.1.nip.io}}", "turn.settings.prometheus-address"),
+    ("{metrics: {enable: true}, turn: {settings: {prometheus-address: 0.0.0.0}}}", "turn.settings.prometheus-address"),
+    ("turn: {settings: {prometheus-tls: true, prometheus-address: '::'}}", "turn.settings.prometheus-address"),
+    ("{metrics: {enable: true}, turn: {settings: {prometheus-port: 9999}}}", "turn.settings.prometheus-port"),
+];
+
+/// Whole documents (the table above re-serialises its patches, which
+/// would lose merge keys, tags and duplicates): (file name, text, field).
+/// The file name decides JSON or YAML.
+const RAW_CASES: &[(&str, &str, &str)] = &[
+    // A merge key Synapse's PyYAML would apply.
+    (
+        "merge.yaml",
+        "synapse:\n  settings:\n    <<: {ip_range_whitelist: ['127.0.0.1/32']}\n",
+        "synapse.settings.<<",
+    ),
+    (
+        "merge-alias.yaml",
+        "synapse:\n  settings: &s {report_stats: false}\nelement:\n  settings:\n    <<: *s\n",
+        "element.settings.<<",
+    ),
+    (
+        "merge-quoted.yaml",
+        "synapse:\n  settings:\n    '<<': {enable_registration: true}\n",
+        "synapse.settings.<<",
+    ),
+    // Duplicate keys.
+    (
+        "duplicate.yaml",
+        "synapse:\n  settings:\n    enable_registration: true\n    enable_registration: false\n",
+        "synapse.settings.enable_registration",
+    ),
+    (
+        "duplicate-nested.yaml",
+        "turn:\n  settings:\n    stale-nonce: 600\n    stale-nonce: 0\n",
+        "turn.settings.stale-nonce",
+    ),
+    (
+        "duplicate.json",
+        r#"{"synapse": {"settings": {"report_stats": true, "report_stats": false}}}"#,
+        "synapse.settings.report_stats",
+    ),
+    // Tags.
+    (
+        "python-tag.yaml",
+        "synapse:\n  settings:\n    x: !!python/object/apply:os.system [id]\n",
+        "synapse.settings.x",
+    ),
+    (
+        "custom-tag.yaml",
+        "element:\n  settings:\n    brand_secret: !secret x\n",
+        "element.settings.brand_secret",
+    ),
+    (
+        "str-tag.yaml",
+        "synapse:\n  settings:\n    enable_metrics: !!str true\n",
+        "synapse.settings.enable_metrics",
+    ),
+    // Keys that are not strings, numbers that are not finite.
+    (
+        "int-key.yaml",
+        "synapse:\n  settings:\n    1: x\n",
+        "synapse.settings",
+    ),
+    (
+        "inf.yaml",
+        "synapse:\n  settings:\n    rc_message: {per_second: .inf}\n",
+        "synapse.settings.rc_message.per_second",
+    ),
+    // JSON is read as JSON: its errors have JSON's paths and lines.
+    ("type.json", r#"{"turn": {"port": "3478x"}}"#, "turn.port"),
+    (
+        "unknown.json",
+        r#"{"synapse": {"federation": true}}"#,
+        "synapse",
+    ),
+    ("float.json", r#"{"turn": {"port": 3.478e3}}"#, "turn.port"),
+    (
+        "merge.json",
+        r#"{"synapse": {"settings": {"<<": {"ip_range_whitelist": ["127.0.0.1"]}}}}"#,
+        "synapse.settings.<<",
+    ),
+    (
+        "no-extension",
+        "{\"element\": {\"brand\": 7}}",
+        "element.brand",
+    ),
+];
+
+/// Valid whole documents that the rules above must not refuse (besides
+/// GOOD_CASES): (file name, text appended to BASE, or a whole JSON document).
+const GOOD_DOCUMENTS: &[(&str, &str)] = &[
+    // Python's json.dump escapes an emoji as a surrogate pair.
+    (
+        "python.json",
+        r#"{"base_domain": "example.org", "server_name": "example.org", "matrix_host": "matrix.example.org", "element_host": "chat.example.org", "element": {"brand": "Chat \ud83d\ude00"}}"#,
+    ),
+    // Anchors and aliases mean the same to every reader.
+    (
+        "anchors.yaml",
+        "synapse:\n  settings:\n    auto_join_rooms: &rooms ['#general:example.org']\n    room_directory_extra: *rooms\n",
+    ),
+    ("emoji.yaml", "element:\n  brand: Chat 😀\n"),
+    ("bang.yaml", "element:\n  brand: Hello!\n  settings:\n    motd: 'Welcome! #1'\n"),
+    (
+        "restated.yaml",
+        "synapse:\n  settings:\n    encryption_enabled_by_default_for_room_type: all\n    max_upload_size: 50M\n    presence: {enabled: true, include_offline_users_on_sync: false}\n    url_preview_enabled: false\n    turn_user_lifetime: 1h\n",
+    ),
+    (
+        "durations.yaml",
+        "synapse:\n  settings:\n    session_lifetime: 24h\n    key_refresh_interval: 1d\n    redaction_retention_period: null\n    retention: {enabled: true, purge_jobs: [{interval: 12h}]}\n",
+    ),
+    (
+        "ranges.yaml",
+        "synapse:\n  url_previews: true\n  settings:\n    ip_range_whitelist: ['93.184.216.0/24', '2606:2800:220:1::/64']\n    url_preview_ip_range_whitelist: ['8.8.8.8']\n",
+    ),
+    (
+        "file-forms.yaml",
+        "synapse:\n  settings:\n    registration_requires_token: false\n    refresh_token_lifetime: 1h\n    recaptcha_public_key: 6LdAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n    default_room_version: '10'\n",
+    ),
+    (
+        "paths.yaml",
+        "synapse:\n  data_dir: /var/lib/synapse/\n  media_store_path: /var/lib/synapse/media\nelement:\n  webroot: /nix/store/0abcd-element-web-1.12.7\nsecrets:\n  signing_key_file: /run/agenix/signing-key\n  form_secret_file: /var/lib/ospw-matrix/secrets/form\n",
+    ),
+    ("sizes.yaml", "synapse:\n  max_upload_size: 100G\n"),
+    // `off` is a documented value of this option (Synapse reads it both ways).
+    (
+        "encryption-off.yaml",
+        "synapse:\n  encryption_by_default: 'off'\n  settings:\n    encryption_enabled_by_default_for_room_type: 'off'\n",
+    ),
 ];
 
 /// Cases too long to write out: (patch in YAML, the field the error must name).
@@ -462,4 +668,219 @@ fn every_unknown_key_and_type_error_is_reported_in_one_run() {
         assert!(stderr.contains(field), "{field} not named: {stderr}");
     }
     assert!(!out.exists(), "nothing is written");
+}
+
+/// The text of a raw case: the names are spliced into a JSON document
+/// as text (a duplicate key must survive), YAML is appended to BASE.
+fn raw_text(name: &str, text: &str) -> String {
+    if !name.ends_with(".json") && !text.starts_with('{') {
+        return format!("{BASE}{text}");
+    }
+    if text.contains("\"base_domain\"") {
+        return text.to_owned();
+    }
+    let names = r#""base_domain": "example.org", "server_name": "example.org", "matrix_host": "matrix.example.org", "element_host": "chat.example.org", "#;
+    text.replacen('{', &format!("{{{names}"), 1)
+}
+
+#[test]
+fn at_least_five_raw_and_good_cases() {
+    assert!(RAW_CASES.len() >= 10 && GOOD_DOCUMENTS.len() >= 5);
+}
+
+#[test]
+fn raw_cases_are_rejected_naming_their_field_and_nothing_is_written() {
+    let tmp = support::TempDir::new("bad-inputs-raw");
+    let ctx = RenderContext {
+        output_dir: "/etc/ospw-matrix".into(),
+    };
+    let mut failures = Vec::new();
+    for (i, (name, text, field)) in RAW_CASES.iter().enumerate() {
+        let text = raw_text(name, text);
+        match parse_host(&text, name).map(|host| render(&host, &ctx)) {
+            Ok(Ok(_)) => failures.push(format!("library accepted {name}")),
+            Ok(Err(errs)) if !errs.mentions(field) => {
+                failures.push(format!("{name}: library names no {field}: {errs}"))
+            }
+            Err(e) if !e.to_string().contains(field) => {
+                failures.push(format!("{name}: library names no {field}: {e}"))
+            }
+            _ => {}
+        }
+        let dir = tmp.path().join(format!("case-{i}"));
+        std::fs::create_dir_all(&dir).expect("case dir");
+        let config = dir.join(name);
+        std::fs::write(&config, &text).expect("write case");
+        let out = dir.join("out");
+        let output = support::render_to(Some(&config), &out);
+        let stderr = support::stderr_of(&output);
+        if output.status.code() != Some(1) {
+            failures.push(format!("{name}: exit {:?}: {stderr}", output.status.code()));
+        }
+        if !stderr.contains(field) {
+            failures.push(format!("{name}: stderr does not name {field}: {stderr}"));
+        }
+        if out.exists() {
+            failures.push(format!("{name}: output written"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn good_documents_render() {
+    let tmp = support::TempDir::new("good-inputs");
+    for (i, (name, text)) in GOOD_DOCUMENTS.iter().enumerate() {
+        let text = raw_text(name, text);
+        let dir = tmp.path().join(format!("case-{i}"));
+        std::fs::create_dir_all(&dir).expect("case dir");
+        let config = dir.join(name);
+        std::fs::write(&config, &text).expect("write case");
+        let output = support::render_to(Some(&config), &dir.join("out"));
+        assert!(
+            output.status.success(),
+            "{name} refused: {}",
+            support::stderr_of(&output)
+        );
+    }
+    // The emoji written as a surrogate pair arrives whole.
+    let host = parse_host(
+        &raw_text(GOOD_DOCUMENTS[0].0, GOOD_DOCUMENTS[0].1),
+        "python.json",
+    )
+    .expect("parses");
+    assert_eq!(host.element.brand, "Chat \u{1F600}");
+}
+
+#[test]
+fn deep_nesting_is_refused_quickly_in_every_format() {
+    let tmp = support::TempDir::new("bad-inputs-deep");
+    let n = 100_000;
+    let cases = [
+        ("deep-flow.yaml", format!("{BASE}synapse:\n  settings:\n    x: {}{}\n", "[".repeat(n), "]".repeat(n))),
+        (
+            "deep-block.yaml",
+            format!(
+                "{BASE}synapse:\n  settings:\n{}",
+                (0..80).map(|i| format!("{}k{i}:\n", " ".repeat(4 + 2 * i))).collect::<String>()
+                    + &format!("{}x\n", " ".repeat(4 + 2 * 80))
+            ),
+        ),
+        (
+            "deep.json",
+            format!(
+                "{{\"base_domain\": \"example.org\", \"synapse\": {{\"settings\": {{\"x\": {}{}}}}}}}",
+                "[".repeat(n),
+                "]".repeat(n)
+            ),
+        ),
+    ];
+    for (name, text) in cases {
+        let config = tmp.path().join(name);
+        std::fs::write(&config, &text).expect("write case");
+        let started = std::time::Instant::now();
+        let output = support::run(&["check", "--config", config.to_str().expect("utf8")]);
+        let took = started.elapsed();
+        let stderr = support::stderr_of(&output);
+        assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains("nested more than 64") || stderr.contains("at most 1024"),
+            "{name}: {stderr}"
+        );
+        assert!(
+            stderr.len() < 2000,
+            "{name}: {} bytes of error",
+            stderr.len()
+        );
+        // A generous bound (a correctness check, not a benchmark): before
+        // the fix 100,000 levels took about a minute.
+        assert!(
+            took < std::time::Duration::from_secs(20),
+            "{name} took {took:?}"
+        );
+    }
+}
+
+#[test]
+fn no_error_prints_a_secret_or_a_whole_file_back() {
+    let tmp = support::TempDir::new("bad-inputs-echo");
+    let seed = "nJ3aZkS0kD2fFq9Y0rC1mV6oQ8yXhT4uWbE7pLs5gIw";
+    // A signing key passed as the host description.
+    let key = tmp.path().join("signing.key");
+    std::fs::write(&key, format!("ed25519 a_AbCd {seed}\n")).expect("write key");
+    // A secret pasted into a *_file field, and into a secret-named setting.
+    let pasted = tmp.path().join("pasted.yaml");
+    std::fs::write(
+        &pasted,
+        format!("{BASE}secrets:\n  macaroon_secret_key_file: '{seed}'\n  signing_key_file: 'hunter2secret'\nsynapse:\n  settings:\n    form_secret: '{seed}'\n"),
+    )
+    .expect("write case");
+    // A large file that parses as one string.
+    let big = tmp.path().join("big.yaml");
+    std::fs::write(&big, "y".repeat(1 << 20)).expect("write big");
+    for config in [&key, &pasted, &big] {
+        for args in [
+            vec!["check", "--config"],
+            vec!["render", "--out", "/nonexistent/out", "--config"],
+        ] {
+            let mut args: Vec<&str> = args;
+            args.push(config.to_str().expect("utf8"));
+            let output = support::run(&args);
+            let stderr = support::stderr_of(&output);
+            assert_eq!(output.status.code(), Some(1), "{stderr}");
+            for secret in [
+                seed,
+                &seed[..12],
+                "hunter2s",
+                "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy",
+            ] {
+                assert!(
+                    !stderr.contains(secret),
+                    "{args:?}: {secret} echoed: {stderr}"
+                );
+            }
+            assert!(stderr.len() < 2000, "{args:?}: {} bytes", stderr.len());
+        }
+    }
+}
+
+#[test]
+fn render_refuses_an_output_directory_holding_data_or_secrets() {
+    let tmp = support::TempDir::new("bad-inputs-out");
+    let out = tmp.path().join("out");
+    for (patch, field) in [
+        (
+            format!("synapse:\n  data_dir: {}/data\n", out.display()),
+            "synapse.data_dir",
+        ),
+        (
+            format!("synapse:\n  media_store_path: {}\n", out.display()),
+            "synapse.media_store_path",
+        ),
+        (
+            format!("secrets:\n  dir: {}/secrets\n", out.display()),
+            "secrets.dir",
+        ),
+        (
+            format!("secrets:\n  form_secret_file: {}/form\n", out.display()),
+            "secrets.form_secret_file",
+        ),
+        (
+            format!("element:\n  webroot: {}/element/\n", out.display()),
+            "element.webroot",
+        ),
+    ] {
+        let config = tmp.path().join("host.yaml");
+        std::fs::write(&config, format!("{BASE}{patch}")).expect("write case");
+        let output = support::render_to(Some(&config), &out);
+        let stderr = support::assert_fails_naming(&output, &[field, "render output directory"]);
+        assert!(!out.exists(), "{field}: written: {stderr}");
+        // `check` has no output directory: the same host passes there.
+        let check = support::run(&["check", "--config", config.to_str().expect("utf8")]);
+        assert!(
+            check.status.success(),
+            "{field}: {}",
+            support::stderr_of(&check)
+        );
+    }
 }

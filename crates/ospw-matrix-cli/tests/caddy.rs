@@ -122,6 +122,13 @@ fn standalone_caddyfiles_validate() {
              proxy:\n  serve_base_domain: false\n"
                 .to_owned(),
         ),
+        (
+            "metrics",
+            format!(
+                "{NAMES}metrics:\n  enable: true\n  caddy_port: {}\n",
+                free_port()
+            ),
+        ),
     ];
     for (name, yaml) in variants {
         let dir = TempDir::new(&format!("caddy-{name}"));
@@ -155,6 +162,10 @@ fn standalone_caddyfiles_validate() {
             "element-on-base-domain" => {
                 assert_eq!(text.matches("\nexample.org {").count(), 1, "{text}");
                 assert!(text.contains("handle /.well-known/matrix/client"), "{text}");
+            }
+            "metrics" => {
+                assert!(text.contains("\nhttp://127.0.0.1:"), "{text}");
+                assert!(text.contains("\tbind 127.0.0.1\n\tmetrics\n"), "{text}");
             }
             "server-name-is-matrix-host" | "server-name-is-matrix-host-with-base" => {
                 assert!(!text.contains("\nexample.org {"), "{text}")

@@ -30,8 +30,9 @@ for l in c.server.listeners:
     for a in ("port", "bind_addresses", "path", "mode"):
         if hasattr(l, a):
             d[a] = getattr(l, a)
-    d["resources"] = [n for r in l.http_options.resources for n in r.names]
-    d["x_forwarded"] = l.http_options.x_forwarded
+    if l.http_options is not None:
+        d["resources"] = [n for r in l.http_options.resources for n in r.names]
+        d["x_forwarded"] = l.http_options.x_forwarded
     listeners.append(d)
 print(json.dumps({
     "server_name": c.server.server_name,
@@ -230,7 +231,7 @@ synapse:
     auto_join_rooms: ['#lobby:matrix.example.org']
     user_directory: {{search_all_users: true}}
     max_image_pixels: 64M
-    presence: {{enabled: untracked}}
+    presence: {{enabled: false, include_offline_users_on_sync: false}}
 turn:
   port: 3479
   tls: {{port: 5350, cert_file: /etc/ssl/turn.pem, key_file: /etc/ssl/turn.key}}
@@ -383,6 +384,29 @@ fn example_is_accepted_by_synapse_and_its_schema() {
 }
 
 #[test]
+fn metrics_listener_is_accepted_by_synapse_and_its_schema() {
+    let (Some(python), Some(schema)) = (python(), schema_file()) else {
+        return;
+    };
+    let r = Rendered::new("synapse-metrics", |dir| {
+        format!(
+            "{}metrics:\n  enable: true\n  synapse_port: 9100\n",
+            example_host(dir)
+        )
+    });
+    let got = accepted_by_synapse(&python, &schema, &r);
+    assert_eq!(got["enable_metrics"], true);
+    assert_eq!(
+        got["listeners"],
+        json!([
+            {"type": "http", "port": 8008, "bind_addresses": ["127.0.0.1"],
+             "resources": ["client"], "x_forwarded": true},
+            {"type": "metrics", "port": 9100, "bind_addresses": ["127.0.0.1"]}
+        ])
+    );
+}
+
+#[test]
 fn variant_is_accepted_by_synapse_and_its_schema() {
     let (Some(python), Some(schema)) = (python(), schema_file()) else {
         return;
@@ -427,8 +451,9 @@ fn variant_is_accepted_by_synapse_and_its_schema() {
     assert_eq!(got["max_upload_size"], 2u64 << 30);
     assert_eq!(got["media_store_path"], format!("{dir}/media"));
     assert_eq!(got["url_preview_enabled"], true);
-    // The settings' presence (merged last) wins over the host's `presence: false`.
-    assert_eq!(got["presence"], true);
+    // The settings' presence section restates the host's `presence: false`
+    // (one that contradicts it is refused: render's tests).
+    assert_eq!(got["presence"], false);
     assert_eq!(got["track_presence"], false);
     assert_eq!(
         got["encryption"],

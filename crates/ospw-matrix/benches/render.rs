@@ -42,4 +42,19 @@ fn main() {
         let host = parse_host(black_box(EXAMPLE_HOST_YAML), "example").expect("parses");
         black_box(render(&host, &ctx).ok());
     });
+    // Deep nesting is refused, in time that does not grow with the depth.
+    for (name, depth) in [
+        ("refuse 100,000 flow levels", 100_000),
+        ("refuse 1,000 flow levels", 1_000),
+        ("refuse 65 flow levels", 65),
+    ] {
+        let text = format!(
+            "{EXAMPLE_HOST_YAML}\nextra:\n  x: {}{}\n",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        measure(name, 200, || {
+            black_box(parse_host(black_box(&text), "deep").err());
+        });
+    }
 }

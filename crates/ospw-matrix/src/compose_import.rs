@@ -180,10 +180,18 @@ pub fn read_layout(root: &Path, dump: Option<&Path>) -> Result<ComposeLayout> {
         path: ".".into(),
         message,
     };
-    let config: serde_yaml::Mapping = match serde_yaml::from_str::<Value>(&text) {
+    // Read strictly (merge keys, duplicate keys and tags refused), so the
+    // settings looked at are the ones Synapse read.
+    let tree =
+        crate::input::read_tree(&text, crate::input::Format::Yaml).map_err(|e| Error::Parse {
+            source_name: homeserver_yaml.display().to_string(),
+            path: e.path,
+            message: e.message,
+        })?;
+    let config: serde_yaml::Mapping = match serde_yaml::to_value(tree) {
         Ok(Value::Mapping(m)) => m,
         Ok(_) => return Err(parse_err("expected a mapping of settings".into())),
-        Err(e) => return Err(parse_err(e.to_string())),
+        Err(e) => return Err(parse_err(crate::redact::message(&e.to_string()))),
     };
     let env_path = root.join(".env");
     let env = match std::fs::read_to_string(&env_path) {
@@ -389,17 +397,18 @@ fn privacy_issue(key: &str, value: &Value) -> Option<String> {
     }
 }
 
-/// `value` with every value under a secret-looking key
-/// ([`crate::components::synapse::is_secret_key`]) replaced, so that notes
-/// never repeat a secret.
+/// `value` with every value under a secret-looking key and every value
+/// that looks like a secret ([`crate::inline_secrets`]) replaced, so that
+/// notes never repeat a secret.
 fn redacted(value: &Value) -> Value {
     match value {
+        Value::String(s) if crate::inline_secrets::looks_like_secret(s) => {
+            Value::String("(secret, not shown)".into())
+        }
         Value::Mapping(map) => Value::Mapping(
             map.iter()
                 .map(|(k, v)| {
-                    let secret = k
-                        .as_str()
-                        .is_some_and(crate::components::synapse::is_secret_key)
+                    let secret = k.as_str().is_some_and(crate::inline_secrets::is_secret_key)
                         && matches!(v, Value::String(_) | Value::Number(_));
                     let v = if secret {
                         Value::String("(secret, not shown)".into())
@@ -561,6 +570,7 @@ pub fn plan_import(
             element: Default::default(),
             proxy: Default::default(),
             secrets: Default::default(),
+            metrics: Default::default(),
         },
     };
     host.secrets = crate::host::SecretsSettings {
@@ -687,9 +697,15 @@ pub fn plan_import(
         {
             continue; // noted with the secrets
         }
-        if crate::components::synapse::is_secret_key(key)
-            && matches!(value, Value::String(_) | Value::Number(_))
-        {
+        let holds_secret = match value {
+            Value::String(s) => {
+                crate::inline_secrets::is_secret_key(key)
+                    || crate::inline_secrets::looks_like_secret(s)
+            }
+            Value::Number(_) => crate::inline_secrets::is_secret_key(key),
+            _ => false,
+        };
+        if holds_secret {
             note(
                 NoteKind::NotCarried,
                 setting,

@@ -48,6 +48,9 @@ pub struct HostDescription {
     /// Where the secrets live. Secret values are never written here.
     #[serde(default)]
     pub secrets: SecretsSettings,
+    /// Prometheus metrics (off unless enabled), on loopback only.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
 }
 
 /// Synapse settings.
@@ -418,6 +421,35 @@ pub enum ProxyTls {
     /// Caddy's own local CA, for tests and closed networks.
     Internal,
 }
+
+/// Prometheus metrics of Synapse, coturn and Caddy. Each endpoint listens
+/// on 127.0.0.1 only and is never routed through the proxy's public sites.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Whether the three endpoints are turned on.
+    pub enable: bool,
+    /// Synapse's metrics listener (`/_synapse/metrics`) on 127.0.0.1.
+    pub synapse_port: u16,
+    /// coturn's Prometheus exporter (`/metrics`) on 127.0.0.1.
+    pub coturn_port: u16,
+    /// Caddy's metrics (`/metrics`) on 127.0.0.1.
+    pub caddy_port: u16,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            enable: false,
+            synapse_port: 9000,
+            coturn_port: 9641,
+            caddy_port: 9180,
+        }
+    }
+}
+
+/// The only address a metrics endpoint listens on.
+pub const METRICS_ADDRESS: &str = "127.0.0.1";
 
 /// Where secrets are kept. Each secret is read from its explicit `*_file`
 /// when given (sops-nix, agenix), otherwise from a file of a fixed name in

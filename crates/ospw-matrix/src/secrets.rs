@@ -102,7 +102,8 @@ impl SigningKey {
     pub fn from_parts(version: &str, seed: [u8; 32]) -> std::result::Result<SigningKey, String> {
         if !valid_version(version) {
             return Err(format!(
-                "{version:?} is not a key version: expected letters, digits and _, such as a_Ab3x"
+                "{} is not a key version: expected letters, digits and _, such as a_Ab3x",
+                crate::redact::quote_secret_field(version)
             ));
         }
         Ok(SigningKey {
@@ -130,7 +131,8 @@ impl SigningKey {
         };
         if *algorithm != "ed25519" {
             return Err(format!(
-                "has algorithm {algorithm:?}: expected {SIGNING_KEY_FORM}"
+                "has algorithm {}: expected {SIGNING_KEY_FORM}",
+                crate::redact::quote_secret_field(algorithm)
             ));
         }
         let bytes = if seed.ends_with('=') {

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use crate::error::ValidationErrors;
 use crate::host::{HostDescription, SecretKind, SynapseListen};
+use crate::redact::quote;
 use crate::values::{
     parse_admin_listen, parse_https_url, parse_lifetime_ms, parse_port_range, parse_size_bytes,
     AdminListen, PortRange,
@@ -39,6 +40,8 @@ pub fn validate(host: &HostDescription) -> Result<(), ValidationErrors> {
     check_element(host, &mut errs);
     check_proxy(host, &mut errs);
     check_secrets(host, &mut errs);
+    check_paths(host, &mut errs);
+    check_metrics(host, &mut errs);
     check_ports(host, &mut errs);
     check_placeholders(host, &mut errs);
     errs.into_result(())
@@ -70,8 +73,9 @@ fn dns_name(errs: &mut ValidationErrors, path: &str, value: &str) {
         errs.push(
             path,
             format!(
-                "{value:?} is not a valid DNS name: expected labels of letters, digits and \
-                 hyphens separated by dots, such as matrix.example.org"
+                "{} is not a valid DNS name: expected labels of letters, digits and \
+                 hyphens separated by dots, such as matrix.example.org",
+                quote(value)
             ),
         );
     } else if value.chars().any(|c| c.is_ascii_uppercase()) {
@@ -81,8 +85,9 @@ fn dns_name(errs: &mut ValidationErrors, path: &str, value: &str) {
         errs.push(
             path,
             format!(
-                "{value:?} has upper-case letters: expected the name in lower case, {:?}",
-                value.to_ascii_lowercase()
+                "{} has upper-case letters: expected the name in lower case, {}",
+                quote(value),
+                quote(&value.to_ascii_lowercase())
             ),
         );
     }
@@ -94,7 +99,7 @@ fn ip(errs: &mut ValidationErrors, path: &str, value: &str) -> Option<IpAddr> {
         Err(_) => {
             errs.push(
                 path,
-                format!("{value:?} is not an IP address: expected IPv4 such as 203.0.113.7 or IPv6 such as 2001:db8::7"),
+                format!("{} is not an IP address: expected IPv4 such as 203.0.113.7 or IPv6 such as 2001:db8::7", quote(value)),
             );
             None
         }
@@ -106,10 +111,321 @@ fn absolute(errs: &mut ValidationErrors, path: &str, value: &Path) {
         errs.push(
             path,
             format!(
-                "{:?} is not an absolute path: expected a path starting with /",
-                value.display().to_string()
+                "{} is not an absolute path: expected a path starting with /",
+                quote(&value.display().to_string())
             ),
         );
+    }
+}
+
+/// [`absolute`] for a field naming a secret's file, which may hold the
+/// secret itself pasted by mistake: only a short prefix is quoted.
+fn absolute_secret_file(errs: &mut ValidationErrors, path: &str, value: &Path) {
+    if !value.is_absolute() {
+        errs.push(
+            path,
+            format!(
+                "{} is not an absolute path: expected the path of the file that holds the secret, \
+                 starting with /",
+                crate::redact::quote_secret_field(&value.display().to_string())
+            ),
+        );
+    }
+}
+
+/// Directories that a data directory, media store, web root or secrets
+/// directory may never be: the host's own system directories. On NixOS a
+/// tmpfiles rule would hand such a directory to the service's user.
+pub const SYSTEM_DIRS: [&str; 45] = [
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/etc/nixos",
+    "/etc/ssl",
+    "/home",
+    "/lib",
+    "/lib64",
+    "/media",
+    "/mnt",
+    "/nix",
+    "/nix/store",
+    "/nix/var",
+    "/nix/var/nix",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/run/credentials",
+    "/run/current-system",
+    "/run/user",
+    "/run/wrappers",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/usr/bin",
+    "/usr/lib",
+    "/usr/local",
+    "/usr/sbin",
+    "/usr/share",
+    "/var",
+    "/var/backup",
+    "/var/cache",
+    "/var/empty",
+    "/var/lib",
+    "/var/lib/private",
+    "/var/log",
+    "/var/run",
+    "/var/spool",
+    "/var/tmp",
+    "/var/www",
+];
+
+/// Trees no data or secret may live in: the world-readable, read-only Nix
+/// store and the kernel's file systems.
+const FORBIDDEN_TREES: [&str; 4] = ["/nix/store", "/proc", "/sys", "/dev"];
+
+/// `path` with `.`, repeated and trailing slashes removed, as `/a/b`;
+/// `None` for a relative path or one with `..` (which cannot be resolved
+/// without the file system: symbolic links).
+pub fn normal_path(path: &Path) -> Option<String> {
+    use std::path::Component;
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut out = String::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(part) => {
+                out.push('/');
+                out.push_str(&part.to_string_lossy());
+            }
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Some(out)
+}
+
+/// Whether `inner` is `outer` or lies inside it (both normal paths).
+pub fn path_within(inner: &str, outer: &str) -> bool {
+    inner == outer || outer == "/" || inner.starts_with(&format!("{outer}/"))
+}
+
+/// What a path holds, for the overlap rules: two areas of different kinds
+/// may not contain one another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Area {
+    /// Synapse's data (data directory, media store).
+    SynapseData,
+    /// Element Web's files, served to anyone.
+    WebRoot,
+    /// Secrets (the secrets directory, secret and key files).
+    Secrets,
+}
+
+/// One configured path, for [`check_paths`].
+pub(crate) struct ConfiguredPath {
+    /// The host-description field.
+    pub field: String,
+    /// The path, normalised.
+    pub normal: String,
+    area: Area,
+    /// Whether the path is a directory the services own.
+    is_dir: bool,
+    /// Whether the field names a secret's file (quoted shortened).
+    secret_file: bool,
+}
+
+/// Every data, web-root and secret path of `host`, normalised; a path
+/// that cannot be normalised is reported (and left out).
+pub(crate) fn configured_paths(
+    host: &HostDescription,
+    errs: &mut ValidationErrors,
+) -> Vec<ConfiguredPath> {
+    let mut list: Vec<(String, &Path, Area, bool, bool)> = vec![
+        (
+            "synapse.data_dir".into(),
+            host.synapse.data_dir.as_path(),
+            Area::SynapseData,
+            true,
+            false,
+        ),
+        (
+            "element.webroot".into(),
+            host.element.webroot.as_path(),
+            Area::WebRoot,
+            true,
+            false,
+        ),
+        (
+            "secrets.dir".into(),
+            host.secrets.dir.as_path(),
+            Area::Secrets,
+            true,
+            false,
+        ),
+    ];
+    if let Some(media) = &host.synapse.media_store_path {
+        list.push((
+            "synapse.media_store_path".into(),
+            media.as_path(),
+            Area::SynapseData,
+            true,
+            false,
+        ));
+    }
+    for kind in SecretKind::ALL {
+        if let Some(file) = host.secrets.explicit_file(kind) {
+            list.push((
+                kind.field().into(),
+                file.as_path(),
+                Area::Secrets,
+                false,
+                true,
+            ));
+        }
+    }
+    if let Some(tls) = &host.turn.tls {
+        list.push((
+            "turn.tls.key_file".into(),
+            tls.key_file.as_path(),
+            Area::Secrets,
+            false,
+            false,
+        ));
+    }
+    let mut out = Vec::new();
+    for (field, path, area, is_dir, secret_file) in list {
+        if !path.is_absolute() {
+            continue; // reported by `absolute`
+        }
+        match normal_path(path) {
+            Some(normal) => out.push(ConfiguredPath {
+                field,
+                normal,
+                area,
+                is_dir,
+                secret_file,
+            }),
+            None => errs.push(
+                field,
+                format!(
+                    "{} holds `..`: expected the path written without it (it cannot be checked \
+                     without resolving links)",
+                    if secret_file {
+                        crate::redact::quote_secret_field(&path.display().to_string())
+                    } else {
+                        quote(&path.display().to_string())
+                    }
+                ),
+            ),
+        }
+    }
+    out
+}
+
+impl ConfiguredPath {
+    /// A path derived from others (a default), for the output-directory check.
+    pub(crate) fn derived(field: &str, normal: String) -> Self {
+        ConfiguredPath {
+            field: field.to_owned(),
+            normal,
+            area: Area::SynapseData,
+            is_dir: true,
+            secret_file: false,
+        }
+    }
+
+    fn quoted(&self) -> String {
+        if self.secret_file {
+            crate::redact::quote_secret_field(&self.normal)
+        } else {
+            quote(&self.normal)
+        }
+    }
+}
+
+/// Paths that would damage the host: a system directory used as a data,
+/// web or secrets directory; data or secrets in the Nix store or a kernel
+/// file system; one area (Synapse's data, Element's web root, the
+/// secrets) containing another.
+fn check_paths(host: &HostDescription, errs: &mut ValidationErrors) {
+    let mut paths = configured_paths(host, errs);
+    let mut refused = Vec::new();
+    for p in &paths {
+        if p.is_dir && SYSTEM_DIRS.contains(&p.normal.as_str()) {
+            errs.push(
+                p.field.clone(),
+                format!(
+                    "{} is a system directory: the service would own it (on NixOS a tmpfiles rule \
+                     hands it to the service's user): expected a directory of its own, such as /var/lib/ospw-matrix/…",
+                    p.quoted()
+                ),
+            );
+            refused.push(p.field.clone());
+            continue;
+        }
+        let forbidden = FORBIDDEN_TREES.iter().find(|t| {
+            path_within(&p.normal, t) && !(p.area == Area::WebRoot && **t == "/nix/store")
+        });
+        if let Some(tree) = forbidden {
+            let why = if *tree == "/nix/store" {
+                "the Nix store is readable by every user and cannot be written"
+            } else {
+                "it is a kernel file system"
+            };
+            errs.push(
+                p.field.clone(),
+                format!(
+                    "{} is inside {tree}: {why}; expected a path outside it",
+                    p.quoted()
+                ),
+            );
+        }
+    }
+    // A system directory contains everything: reported once, above.
+    paths.retain(|p| !refused.contains(&p.field));
+    for (i, a) in paths.iter().enumerate() {
+        for b in &paths[i + 1..] {
+            if a.area == b.area {
+                continue;
+            }
+            let (outer, inner) = if path_within(&b.normal, &a.normal) {
+                (a, b)
+            } else if path_within(&a.normal, &b.normal) {
+                (b, a)
+            } else {
+                continue;
+            };
+            let danger = match (outer.area, inner.area) {
+                (Area::WebRoot, _) => "the web root is served to anyone",
+                (_, Area::Secrets) => {
+                    "the secrets would be readable or replaceable by the service owning it"
+                }
+                _ => "each service owns its directory alone",
+            };
+            errs.push(
+                outer.field.clone(),
+                format!(
+                    "{} {} {} ({}): {danger}; expected separate directories",
+                    outer.quoted(),
+                    if outer.normal == inner.normal {
+                        "is the same as"
+                    } else {
+                        "contains"
+                    },
+                    inner.field,
+                    inner.quoted()
+                ),
+            );
+        }
     }
 }
 
@@ -128,8 +444,8 @@ fn check_names(host: &HostDescription, errs: &mut ValidationErrors) {
         errs.push(
             "server_name",
             format!(
-                "{:?} must be either base_domain ({:?}, delegating with .well-known) or matrix_host ({:?})",
-                host.server_name, host.base_domain, host.matrix_host
+                "{} must be either base_domain ({}, delegating with .well-known) or matrix_host ({})",
+                quote(&host.server_name), quote(&host.base_domain), quote(&host.matrix_host)
             ),
         );
     }
@@ -139,7 +455,7 @@ fn check_names(host: &HostDescription, errs: &mut ValidationErrors) {
             format!(
                 "{:?} must differ from matrix_host: Element Web must be served from its own host name so that \
                  content served by the homeserver cannot run script in the client's origin",
-                host.element_host
+                quote(&host.element_host)
             ),
         );
     }
@@ -153,7 +469,7 @@ fn check_synapse(host: &HostDescription, errs: &mut ValidationErrors) {
                 if !addr.is_loopback() {
                     errs.push(
                         "synapse.listen.tcp.address",
-                        format!("{address:?} is not a loopback address: Synapse is only reached through the proxy, expected 127.0.0.1 or ::1"),
+                        format!("{} is not a loopback address: Synapse is only reached through the proxy, expected 127.0.0.1 or ::1", quote(address)),
                     );
                 }
             }
@@ -176,7 +492,7 @@ fn check_synapse(host: &HostDescription, errs: &mut ValidationErrors) {
         if !ok {
             errs.push(
                 path,
-                format!("{value:?} is not a plain PostgreSQL identifier: expected lower-case letters, digits and _ (such as synapse)"),
+                format!("{} is not a plain PostgreSQL identifier: expected lower-case letters, digits and _ (such as synapse)", quote(value)),
             );
         }
     }
@@ -186,10 +502,22 @@ fn check_synapse(host: &HostDescription, errs: &mut ValidationErrors) {
     if let Some(media) = &s.media_store_path {
         absolute(errs, "synapse.media_store_path", media);
     }
-    if let Err(message) = parse_size_bytes(&s.max_upload_size) {
-        errs.push("synapse.max_upload_size", message);
+    match parse_size_bytes(&s.max_upload_size) {
+        Err(message) => errs.push("synapse.max_upload_size", message),
+        Ok(bytes) if bytes > MAX_UPLOAD_SIZE => errs.push(
+            "synapse.max_upload_size",
+            format!(
+                "{} is above 100G: expected at most 100G (every upload is held whole in a \
+                 temporary file and the media store before it is shared)",
+                crate::redact::quote(&s.max_upload_size)
+            ),
+        ),
+        Ok(_) => {}
     }
 }
+
+/// The largest `synapse.max_upload_size` accepted: 100 GiB.
+pub const MAX_UPLOAD_SIZE: u64 = 100 << 30;
 
 fn check_turn(host: &HostDescription, errs: &mut ValidationErrors) {
     let t = &host.turn;
@@ -425,8 +753,9 @@ fn check_proxy(host: &HostDescription, errs: &mut ValidationErrors) {
             errs.push(
                 "proxy.acme_email",
                 format!(
-                    "{email:?} is not an e-mail address Caddy can be given: expected name@example.org \
-                     (the name of letters, digits and . ! $ % & ' * + / = ? ^ _ | ~ -)"
+                    "{} is not an e-mail address Caddy can be given: expected name@example.org \
+                     (the name of letters, digits and . ! $ % & ' * + / = ? ^ _ | ~ -)",
+                    quote(email)
                 ),
             );
         }
@@ -445,9 +774,16 @@ fn check_secrets(host: &HostDescription, errs: &mut ValidationErrors) {
     absolute(errs, "secrets.dir", &host.secrets.dir);
     for kind in SecretKind::ALL {
         if let Some(file) = host.secrets.explicit_file(kind) {
-            absolute(errs, kind.field(), file);
+            absolute_secret_file(errs, kind.field(), file);
         }
     }
+}
+
+fn check_metrics(host: &HostDescription, errs: &mut ValidationErrors) {
+    let m = &host.metrics;
+    nonzero_port(errs, "metrics.synapse_port", m.synapse_port);
+    nonzero_port(errs, "metrics.coturn_port", m.coturn_port);
+    nonzero_port(errs, "metrics.caddy_port", m.caddy_port);
 }
 
 /// A port claimed by one service, for collision checks.
@@ -483,6 +819,15 @@ fn check_ports(host: &HostDescription, errs: &mut ValidationErrors) {
     if let Some(tls) = &host.turn.tls {
         tcp.push(single("turn.tls.port", tls.port));
         udp.push(single("turn.tls.port", tls.port));
+    }
+    if host.metrics.enable {
+        for (field, port) in [
+            ("metrics.synapse_port", host.metrics.synapse_port),
+            ("metrics.coturn_port", host.metrics.coturn_port),
+            ("metrics.caddy_port", host.metrics.caddy_port),
+        ] {
+            tcp.push(single(field, port));
+        }
     }
     if let Ok(range) = parse_port_range(&host.turn.relay_ports) {
         udp.push(Claim {
@@ -531,7 +876,8 @@ fn check_placeholders(host: &HostDescription, errs: &mut ValidationErrors) {
             errs.push(
                 path,
                 format!(
-                    "{s:?} still holds the placeholder {}: replace it with the real value",
+                    "{} still holds the placeholder {}: replace it with the real value",
+                    quote(s),
                     word.to_ascii_uppercase()
                 ),
             );
@@ -565,6 +911,168 @@ pub(crate) fn walk_strings(value: &serde_json::Value, path: &str, f: &mut dyn Fn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn path_errors(change: impl Fn(&mut HostDescription)) -> Vec<String> {
+        let mut host = crate::load::example_host().expect("example");
+        change(&mut host);
+        validate(&host).err().map_or_else(Vec::new, |e| {
+            e.errors
+                .iter()
+                .map(|e| format!("{}: {}", e.path, e.message))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn system_directories_and_their_spellings_are_refused() {
+        for dir in [
+            "/",
+            "/var",
+            "/var/lib",
+            "/var/lib/",
+            "/var//lib",
+            "/var/./lib",
+            "//",
+            "/etc",
+            "/usr",
+            "/home",
+            "/nix/store",
+            "/run",
+            "/tmp",
+            "/boot",
+            "/root",
+            "/srv",
+            "/var/lib/private",
+        ] {
+            for field in [
+                "synapse.data_dir",
+                "synapse.media_store_path",
+                "element.webroot",
+                "secrets.dir",
+            ] {
+                let errs = path_errors(|h| match field {
+                    "synapse.data_dir" => h.synapse.data_dir = dir.into(),
+                    "synapse.media_store_path" => h.synapse.media_store_path = Some(dir.into()),
+                    "element.webroot" => h.element.webroot = dir.into(),
+                    _ => h.secrets.dir = dir.into(),
+                });
+                assert!(
+                    errs.iter()
+                        .any(|e| e.starts_with(&format!("{field}: "))
+                            && e.contains("system directory")),
+                    "{field} = {dir}: {errs:?}"
+                );
+            }
+        }
+        let errs = path_errors(|h| h.synapse.data_dir = "/var/lib/x/../y".into());
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("synapse.data_dir: ") && e.contains("`..`")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn secrets_and_data_in_the_store_and_overlaps_are_refused() {
+        for (change, field, needle) in [
+            (
+                (|h: &mut HostDescription| {
+                    h.secrets.signing_key_file = Some("/nix/store/abc-key".into())
+                }) as fn(&mut HostDescription),
+                "secrets.signing_key_file",
+                "/nix/store",
+            ),
+            (
+                |h| h.synapse.data_dir = "/nix/store/abc-data".into(),
+                "synapse.data_dir",
+                "/nix/store",
+            ),
+            (
+                |h| h.secrets.dir = "/proc/self".into(),
+                "secrets.dir",
+                "/proc",
+            ),
+            (
+                |h| {
+                    h.turn.tls = Some(crate::host::TurnTls {
+                        port: 5349,
+                        cert_file: "/nix/store/x-cert.pem".into(),
+                        key_file: "/nix/store/x-key.pem".into(),
+                    })
+                },
+                "turn.tls.key_file",
+                "/nix/store",
+            ),
+            (
+                |h| h.secrets.dir = "/var/lib/ospw-matrix/synapse/secrets".into(),
+                "synapse.data_dir",
+                "contains secrets.dir",
+            ),
+            (
+                |h| h.synapse.data_dir = "/var/lib/ospw-matrix".into(),
+                "synapse.data_dir",
+                "contains element.webroot",
+            ),
+            (
+                |h| h.element.webroot = "/var/lib/ospw-matrix".into(),
+                "element.webroot",
+                "served to anyone",
+            ),
+            (
+                |h| h.element.webroot = "/var/lib/ospw-matrix/secrets".into(),
+                "element.webroot",
+                "is the same as secrets.dir",
+            ),
+            (
+                |h| {
+                    h.secrets.form_secret_file =
+                        Some("/var/lib/ospw-matrix/element-web/form".into())
+                },
+                "element.webroot",
+                "contains secrets.form_secret_file",
+            ),
+            (
+                |h| {
+                    h.synapse.media_store_path =
+                        Some("/var/lib/ospw-matrix/element-web/media".into())
+                },
+                "element.webroot",
+                "contains synapse.media_store_path",
+            ),
+        ] {
+            let errs = path_errors(change);
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with(&format!("{field}: ")) && e.contains(needle)),
+                "{field}: {errs:?}"
+            );
+        }
+        // Element Web from the Nix store, media beside or inside the data
+        // directory, a secret file in the secrets directory: fine.
+        assert_eq!(
+            path_errors(|h| {
+                h.element.webroot = "/nix/store/abc-element-web-1.12.7".into();
+                h.synapse.media_store_path = Some("/var/lib/ospw-matrix/synapse/media".into());
+                h.secrets.form_secret_file = Some("/var/lib/ospw-matrix/secrets/form".into());
+                h.secrets.signing_key_file = Some("/run/agenix/signing-key".into());
+                h.synapse.data_dir = "/var/lib/ospw-matrix/synapse/".into();
+            }),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_secret_pasted_into_a_file_field_is_not_echoed() {
+        let errs = path_errors(|h| {
+            h.secrets.macaroon_secret_key_file = Some("hunter2-s3cret-value".into())
+        });
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("secrets.macaroon_secret_key_file")),
+            "{errs:?}"
+        );
+        assert!(errs.iter().all(|e| !e.contains("hunter2-s3")), "{errs:?}");
+    }
 
     #[test]
     fn dns_names() {

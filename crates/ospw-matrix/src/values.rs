@@ -33,12 +33,16 @@ impl fmt::Display for PortRange {
 pub fn parse_port_range(text: &str) -> Result<PortRange, String> {
     let expected = "expected FIRST-LAST such as 49152-65535";
     let Some((a, b)) = text.split_once('-') else {
-        return Err(format!("{text:?} is not a port range: {expected}"));
+        return Err(format!(
+            "{} is not a port range: {expected}",
+            crate::redact::quote(text)
+        ));
     };
     let parse = |s: &str| s.trim().parse::<u16>().ok().filter(|p| *p != 0);
     let (Some(first), Some(last)) = (parse(a), parse(b)) else {
         return Err(format!(
-            "{text:?} is not a port range of ports 1 to 65535: {expected}"
+            "{} is not a port range of ports 1 to 65535: {expected}",
+            crate::redact::quote(text)
         ));
     };
     if first > last {
@@ -67,16 +71,22 @@ pub fn parse_size_bytes(text: &str) -> Result<u64, String> {
         _ => (text, 1),
     };
     if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
-        return Err(format!("{text:?} is not a size: {expected}"));
+        return Err(format!(
+            "{} is not a size: {expected}",
+            crate::redact::quote(text)
+        ));
     }
     let n: u64 = digits
         .parse()
-        .map_err(|_| format!("{text:?} is too large: {expected}"))?;
+        .map_err(|_| format!("{} is too large: {expected}", crate::redact::quote(text)))?;
     let bytes = n
         .checked_mul(factor)
-        .ok_or_else(|| format!("{text:?} is too large: {expected}"))?;
+        .ok_or_else(|| format!("{} is too large: {expected}", crate::redact::quote(text)))?;
     if bytes == 0 {
-        return Err(format!("{text:?} is zero: {expected}"));
+        return Err(format!(
+            "{} is zero: {expected}",
+            crate::redact::quote(text)
+        ));
     }
     Ok(bytes)
 }
@@ -97,19 +107,30 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
         "d" => 86_400_000,
         "w" => 7 * 86_400_000,
         "y" => 365 * 86_400_000,
-        _ => return Err(format!("{text:?} is not a duration: {expected}")),
+        _ => {
+            return Err(format!(
+                "{} is not a duration: {expected}",
+                crate::redact::quote(text)
+            ))
+        }
     };
     if digits.is_empty() {
-        return Err(format!("{text:?} is not a duration: {expected}"));
+        return Err(format!(
+            "{} is not a duration: {expected}",
+            crate::redact::quote(text)
+        ));
     }
     let n: u64 = digits
         .parse()
-        .map_err(|_| format!("{text:?} is too long: {expected}"))?;
+        .map_err(|_| format!("{} is too long: {expected}", crate::redact::quote(text)))?;
     let ms = n
         .checked_mul(factor)
-        .ok_or_else(|| format!("{text:?} is too long: {expected}"))?;
+        .ok_or_else(|| format!("{} is too long: {expected}", crate::redact::quote(text)))?;
     if ms == 0 {
-        return Err(format!("{text:?} is zero: {expected}"));
+        return Err(format!(
+            "{} is zero: {expected}",
+            crate::redact::quote(text)
+        ));
     }
     Ok(ms)
 }

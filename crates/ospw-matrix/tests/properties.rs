@@ -34,7 +34,7 @@ prop_compose! {
         unix in any::<bool>(),
         v6 in any::<bool>(),
         // Not 2019, the standalone Caddyfile's admin endpoint.
-        ports in proptest::collection::hash_set((1u16..20000).prop_filter("admin port", |p| *p != 2019), 5),
+        ports in proptest::collection::hash_set((1u16..20000).prop_filter("admin port", |p| *p != 2019), 8),
         relay_first in 20000u16..60000,
         relay_len in 1u16..5000,
         tls in any::<bool>(),
@@ -42,9 +42,13 @@ prop_compose! {
         external in proptest::option::of(ipv4()),
         relay_ip in proptest::option::of(ipv4()),
         presence in any::<bool>(),
+        metrics in any::<bool>(),
         previews in any::<bool>(),
         enc in prop_oneof![Just(EncryptionDefault::All), Just(EncryptionDefault::Invite), Just(EncryptionDefault::Off)],
-        upload in (1u64..2048, prop_oneof![Just("K"), Just("M"), Just("G"), Just("")]).prop_map(|(n, s)| format!("{n}{s}")),
+        upload in (1u64..2048, prop_oneof![Just("K"), Just("M"), Just("G"), Just("")]).prop_map(|(n, s)| {
+            // At most 100G (validate::MAX_UPLOAD_SIZE).
+            if s == "G" { format!("{}G", n % 100 + 1) } else { format!("{n}{s}") }
+        }),
         lifetime in prop_oneof![
             (60u64..=604_800).prop_map(|n| format!("{n}s")),
             (1u64..=10_080).prop_map(|n| format!("{n}m")),
@@ -91,6 +95,10 @@ prop_compose! {
         host.synapse.encryption_by_default = enc;
         host.synapse.max_upload_size = upload;
         host.element.brand = brand;
+        host.metrics.enable = metrics;
+        host.metrics.synapse_port = ports[5];
+        host.metrics.coturn_port = ports[6];
+        host.metrics.caddy_port = ports[7];
         if explicit_turn_secret {
             host.secrets.turn_shared_secret_file = Some("/run/agenix/turn".into());
         }
@@ -125,8 +133,17 @@ proptest! {
             prop_assert_eq!(yaml_get(&hs, key).as_bool(), Some(false), "{}", key);
         }
         let listeners = yaml_get(&hs, "listeners").as_sequence().expect("listeners is a list");
-        prop_assert_eq!(listeners.len(), 1);
+        prop_assert_eq!(listeners.len(), if host.metrics.enable { 2 } else { 1 });
+        prop_assert_eq!(yaml_get(&hs, "enable_metrics").as_bool(), Some(host.metrics.enable));
         for l in listeners {
+            if l.get("type").and_then(Yaml::as_str) == Some("metrics") {
+                // Metrics on loopback only.
+                let binds: Vec<&str> = l.get("bind_addresses").and_then(Yaml::as_sequence).expect("bind_addresses")
+                    .iter().filter_map(Yaml::as_str).collect();
+                prop_assert_eq!(binds, vec!["127.0.0.1"]);
+                prop_assert_eq!(l.get("port").and_then(Yaml::as_u64), Some(u64::from(host.metrics.synapse_port)));
+                continue;
+            }
             for r in l.get("resources").and_then(Yaml::as_sequence).expect("resources") {
                 let names: Vec<&str> = r.get("names").and_then(Yaml::as_sequence).expect("names")
                     .iter().filter_map(Yaml::as_str).collect();
@@ -160,6 +177,9 @@ proptest! {
         let max_port = format!("max-port={last}");
         prop_assert!(lines.contains(&min_port.as_str()));
         prop_assert!(lines.contains(&max_port.as_str()));
+        let exporter = format!("prometheus-port={}", host.metrics.coturn_port);
+        prop_assert_eq!(lines.contains(&exporter.as_str()), host.metrics.enable);
+        prop_assert_eq!(lines.contains(&"prometheus-address=127.0.0.1"), host.metrics.enable);
         prop_assert!(TurnserverConf::parse(&conf).expect("model parses").privacy_violations().is_empty());
 
         // Element and .well-known, read as plain JSON.
@@ -191,6 +211,11 @@ proptest! {
                 prop_assert_eq!(lines.get(i + 1).copied(), Some("respond 404"), "server discovery served:\n{}", sites);
             }
         }
+
+        // Caddy's metrics only in their own loopback site.
+        let metrics_site = format!("http://127.0.0.1:{} {{\n\tbind 127.0.0.1\n\tmetrics\n}}\n", host.metrics.caddy_port);
+        prop_assert_eq!(sites.contains(&metrics_site), host.metrics.enable);
+        prop_assert_eq!(lines.iter().filter(|l| **l == "metrics").count(), usize::from(host.metrics.enable));
 
         // host.json round-trips to the same description.
         let back = parse_host(&file("host.json"), "host.json").expect("host.json parses");

@@ -272,6 +272,8 @@ pub struct Host {
     pub proxy_ports: Option<(u16, u16)>,
     /// Login rate limits high enough for many logins in a row.
     pub relaxed_login_limits: bool,
+    /// `metrics.enable` with these Synapse, coturn and Caddy ports.
+    pub metrics: Option<(u16, u16, u16)>,
 }
 
 impl Host {
@@ -294,6 +296,7 @@ impl Host {
             element_webroot: None,
             proxy_ports: None,
             relaxed_login_limits: false,
+            metrics: None,
         }
     }
 }
@@ -548,6 +551,15 @@ impl Stack {
                  \x20 admin: \"off\"\n"
             ));
         }
+        if let Some((synapse, coturn, caddy)) = host.metrics {
+            y.push_str(&format!(
+                "metrics:\n\
+                 \x20 enable: true\n\
+                 \x20 synapse_port: {synapse}\n\
+                 \x20 coturn_port: {coturn}\n\
+                 \x20 caddy_port: {caddy}\n"
+            ));
+        }
         y.push_str(&format!("secrets:\n  dir: {}\n", q(&host.secrets_dir)));
         if let Some(f) = &host.registration_secret_file {
             y.push_str(&format!("  registration_shared_secret_file: {}\n", q(f)));
@@ -772,6 +784,36 @@ impl Stack {
         // coturn opens its UDP listener in the same start-up step; give it a moment.
         tokio::time::sleep(Duration::from_millis(500)).await;
         self.service_mut(name)?.check_running()
+    }
+
+    /// `ospw-matrix materialize coturn` (as the service user): the rendered
+    /// template plus the TURN secret, into `state/turnserver.conf`.
+    pub async fn materialize_coturn(&self) -> Result<()> {
+        let mut c = self.cli_as_user();
+        c.args(["materialize", "coturn", "--template"])
+            .arg(self.p.out.join("coturn/turnserver.conf"))
+            .arg("--secret-file")
+            .arg(self.p.secrets.join("turn_shared_secret"))
+            .arg("--out")
+            .arg(&self.p.turn_conf);
+        proc::run_ok(c, self.opts.cmd_timeout).await?;
+        Ok(())
+    }
+
+    /// The whole stack for the main host description (`p.host_yaml`,
+    /// already written): secrets, render, coturn's runtime file, a new
+    /// PostgreSQL cluster with database `synapse`, then Synapse, coturn
+    /// (service `coturn`) and Caddy.
+    pub async fn start_full(&mut self) -> Result<()> {
+        self.secrets_init(&self.p.secrets).await?;
+        self.render(&self.p.host_yaml, &self.p.out).await?;
+        self.materialize_coturn().await?;
+        self.init_postgres().await?;
+        self.start_postgres().await?;
+        self.createdb("synapse").await?;
+        self.start_main_synapse().await?;
+        self.start_coturn("coturn", &[]).await?;
+        self.start_caddy().await
     }
 
     /// Caddy's local root CA (`tls internal`), once Caddy has made it.

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod backup;
+pub mod doctor;
 pub mod import_compose;
 pub mod materialize;
 pub mod render;

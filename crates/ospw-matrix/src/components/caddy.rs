@@ -252,6 +252,9 @@ impl CaddySites {
     ///   neither federation nor `/_synapse/admin` is reachable from outside;
     /// - no site serves `/.well-known/matrix/server` (a `handle` for it
     ///   may only answer 404);
+    /// - metrics (Caddy's `metrics` handler) are served only by a site
+    ///   whose every address is plain HTTP on loopback and that binds
+    ///   loopback addresses only, never by a public site;
     /// - on `element_host`, Element is served with `X-Frame-Options`,
     ///   `X-Content-Type-Options: nosniff` and a `frame-ancestors` CSP, and
     ///   `config.json` with `Cache-Control: no-cache` (or `no-store`).
@@ -266,6 +269,7 @@ impl CaddySites {
         }
         for site in &self.sites {
             check_server_well_known(site, &mut errs);
+            check_metrics(site, &mut errs);
         }
         match self.site(element_host) {
             None => errs.push(
@@ -275,6 +279,54 @@ impl CaddySites {
             Some(site) => check_element_site(element_host, site, &mut errs),
         }
         errs
+    }
+}
+
+/// Whether `addr` (a site address) is plain HTTP on a loopback address:
+/// `http://127.0.0.1:PORT`, `http://[::1]:PORT`, `http://localhost:PORT`.
+fn is_loopback_http_address(addr: &str) -> bool {
+    let Some(rest) = addr.strip_prefix("http://") else {
+        return false;
+    };
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or("", |(h, _)| h),
+        None => rest.split([':', '/']).next().unwrap_or_default(),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Metrics only in a site on loopback (its addresses and its `bind`).
+fn check_metrics(site: &SiteBlock, errs: &mut ValidationErrors) {
+    if !site.walk().iter().any(|d| d.name == "metrics") {
+        return;
+    }
+    let name = site.addresses.join(", ");
+    let addresses_ok =
+        !site.addresses.is_empty() && site.addresses.iter().all(|a| is_loopback_http_address(a));
+    let binds: Vec<&Directive> = site
+        .directives
+        .iter()
+        .filter(|d| d.name == "bind")
+        .collect();
+    let bind_ok = !binds.is_empty()
+        && binds.iter().all(|b| {
+            !b.args.is_empty()
+                && b.args.iter().all(|a| {
+                    a.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+                })
+        });
+    if !(addresses_ok && bind_ok) {
+        errs.push(
+            format!("{name}: metrics"),
+            "serves metrics outside loopback: expected the metrics handler only in a site addressed \
+             http://127.0.0.1:PORT with `bind 127.0.0.1` (metrics are never routed through a public site)",
+        );
     }
 }
 
@@ -561,6 +613,66 @@ mod tests {
     fn remove_handle(site: &mut SiteBlock, path: &str) {
         site.directives
             .retain(|d| !(d.name == "handle" && d.args.first().map(String::as_str) == Some(path)));
+    }
+
+    #[test]
+    fn metrics_only_in_a_loopback_bound_plain_http_site() {
+        let metrics_site = |addr: &str, bind: Option<Vec<&str>>| {
+            let mut directives = Vec::new();
+            if let Some(b) = bind {
+                directives.push(Directive::new("bind", b));
+            }
+            directives.push(Directive::new("metrics", Vec::<String>::new()));
+            SiteBlock {
+                addresses: vec![addr.to_owned()],
+                directives,
+            }
+        };
+        let check = |site: SiteBlock| {
+            let mut sites = example_sites();
+            sites.sites.push(site);
+            violations(&sites)
+        };
+        for (addr, bind) in [
+            ("http://127.0.0.1:9180", vec!["127.0.0.1"]),
+            ("http://[::1]:9180", vec!["[::1]"]),
+            ("http://localhost:9180", vec!["127.0.0.1", "::1"]),
+        ] {
+            assert_eq!(
+                check(metrics_site(addr, Some(bind))),
+                Vec::<String>::new(),
+                "{addr}"
+            );
+        }
+        for (addr, bind) in [
+            ("http://127.0.0.1:9180", None),
+            ("http://127.0.0.1:9180", Some(vec!["0.0.0.0"])),
+            (
+                "http://127.0.0.1:9180",
+                Some(vec!["127.0.0.1", "192.0.2.7"]),
+            ),
+            ("http://:9180", Some(vec!["127.0.0.1"])),
+            ("127.0.0.1:9180", Some(vec!["127.0.0.1"])),
+            ("https://127.0.0.1:9180", Some(vec!["127.0.0.1"])),
+            ("http://metrics.example.org:9180", Some(vec!["127.0.0.1"])),
+        ] {
+            let got = check(metrics_site(addr, bind.clone()));
+            assert_eq!(got, vec![format!("{addr}: metrics")], "{addr} {bind:?}");
+        }
+        // In a public site, even nested in a handle.
+        let mut sites = example_sites();
+        sites.sites[0].directives.insert(
+            0,
+            Directive::with_block(
+                "handle",
+                ["/metrics"],
+                vec![Directive::new("metrics", Vec::<String>::new())],
+            ),
+        );
+        assert_eq!(
+            violations(&sites),
+            vec![format!("{}: metrics", sites.sites[0].addresses[0])]
+        );
     }
 
     #[test]

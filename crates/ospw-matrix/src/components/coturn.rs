@@ -685,6 +685,9 @@ impl TurnserverConf {
                 );
             }
         }
+        if let Some(message) = self.exporter_violation() {
+            errs.push("prometheus-address", message);
+        }
         for e in &self.extra {
             if let Some((key, why)) = REFUSED.iter().find(|(k, _)| *k == e.key) {
                 if !key_is_off(e) {
@@ -693,6 +696,43 @@ impl TurnserverConf {
             }
         }
         errs
+    }
+}
+
+impl TurnserverConf {
+    /// Whether coturn's Prometheus exporter is on: any `prometheus` entry
+    /// turns it on (coturn ignores its value), so does a true
+    /// `prometheus-tls`.
+    pub fn exporter_enabled(&self) -> bool {
+        self.extra.iter().any(|e| {
+            e.key == "prometheus"
+                || (e.key == "prometheus-tls"
+                    && options::flag_value(e.value.as_deref().unwrap_or("")) != Some(false))
+        })
+    }
+
+    /// The exporter must listen on loopback only: without
+    /// `prometheus-address` coturn listens on every interface; the last
+    /// one given counts.
+    fn exporter_violation(&self) -> Option<String> {
+        if !self.exporter_enabled() {
+            return None;
+        }
+        let address = self
+            .extra
+            .iter()
+            .rev()
+            .find(|e| e.key == "prometheus-address")
+            .and_then(|e| e.value.as_deref());
+        match address.map(|a| (a, a.trim().parse::<IpAddr>())) {
+            Some((_, Ok(ip))) if ip.is_loopback() => None,
+            Some((a, _)) => Some(format!(
+                "{a:?} is not a loopback address: the Prometheus exporter would be reachable from other hosts; expected 127.0.0.1 or ::1"
+            )),
+            None => Some(
+                "is missing while the Prometheus exporter is on: coturn would serve metrics on every interface; expected 127.0.0.1 or ::1".into(),
+            ),
+        }
     }
 }
 
@@ -712,8 +752,16 @@ fn key_is_off(e: &ConfEntry) -> bool {
         && options::flag_value(e.value.as_deref().unwrap_or("")) == Some(false)
 }
 
+/// coturn's Prometheus exporter, which `metrics.enable` writes: the one
+/// exception to "known to every supported build". A coturn built without
+/// Prometheus (Debian 12's) ignores all three lines together, so there is
+/// no exporter at all rather than one on the wrong address; `ospw-matrix
+/// doctor` (`metrics.endpoint`) names the missing exporter. The address
+/// must be loopback ([`TurnserverConf::privacy_violations`]).
+pub const EXPORTER_OPTIONS: [&str; 3] = ["prometheus", "prometheus-port", "prometheus-address"];
+
 /// Checks one option against how coturn reads it: an option coturn knows in
-/// every supported version, a value it reads as written (see
+/// every supported version (or one of [`EXPORTER_OPTIONS`]), a value it reads as written (see
 /// [`reader::value_problem`] and [`options::check_value`]) on a line short
 /// enough to be read whole. Errors name the option and never quote more
 /// than a short prefix of the value.
@@ -727,7 +775,9 @@ pub fn check_entry(entry: &ConfEntry) -> Result<(), FieldError> {
         ));
     };
     if let Some(why) = options::availability_problem(opt) {
-        return Err(FieldError::new(key, why));
+        if !EXPORTER_OPTIONS.contains(&key) {
+            return Err(FieldError::new(key, why));
+        }
     }
     let value = entry.value.as_deref().unwrap_or("");
     if let Some(problem) = reader::value_problem(value) {
@@ -850,6 +900,81 @@ mod tests {
     #[test]
     fn good_has_no_violations() {
         assert_eq!(good().privacy_violations(), ValidationErrors::new());
+    }
+
+    #[test]
+    fn the_exporter_options_parse_in_every_build() {
+        let template = good().to_conf_string();
+        let text =
+            format!("{template}prometheus\nprometheus-port=9641\nprometheus-address=127.0.0.1\n");
+        let conf = TurnserverConf::parse(&text).expect("the exporter's options are read");
+        assert!(conf.exporter_enabled());
+        assert!(conf.privacy_violations().is_empty());
+        let open = TurnserverConf::parse(&format!("{template}prometheus\n")).expect("parses");
+        assert!(open.privacy_violations().mentions("prometheus-address"));
+    }
+
+    #[test]
+    fn the_prometheus_exporter_must_listen_on_loopback() {
+        let with = |entries: &[(&str, Option<&str>)]| {
+            let mut c = good();
+            c.extra = entries
+                .iter()
+                .map(|(k, v)| ConfEntry {
+                    key: (*k).to_owned(),
+                    value: v.map(str::to_owned),
+                })
+                .collect();
+            c.privacy_violations()
+                .errors
+                .iter()
+                .map(|e| e.path.clone())
+                .collect::<Vec<_>>()
+        };
+        let none: Vec<String> = Vec::new();
+        let address = vec!["prometheus-address".to_owned()];
+        // Off: an address alone changes nothing.
+        assert_eq!(with(&[("prometheus-address", Some("0.0.0.0"))]), none);
+        assert_eq!(with(&[("prometheus-tls", Some("false"))]), none);
+        // On, on loopback.
+        for ok in ["127.0.0.1", "::1", " 127.0.0.1 "] {
+            assert_eq!(
+                with(&[("prometheus", None), ("prometheus-address", Some(ok))]),
+                none,
+                "{ok}"
+            );
+        }
+        // On without an address (coturn then listens everywhere), or with
+        // any other address; any value of `prometheus` turns it on, as
+        // does a true prometheus-tls; the last address counts.
+        for entries in [
+            vec![("prometheus", None)],
+            vec![("prometheus", Some("false"))],
+            vec![
+                ("prometheus", None),
+                ("prometheus-address", Some("0.0.0.0")),
+            ],
+            vec![("prometheus", None), ("prometheus-address", Some("::"))],
+            vec![
+                ("prometheus", None),
+                ("prometheus-address", Some("localhost")),
+            ],
+            vec![
+                ("prometheus", None),
+                ("prometheus-address", Some("203.0.113.7")),
+            ],
+            vec![
+                ("prometheus-tls", Some("1")),
+                ("prometheus-address", Some("10.0.0.5")),
+            ],
+            vec![
+                ("prometheus", None),
+                ("prometheus-address", Some("127.0.0.1")),
+                ("prometheus-address", Some("0.0.0.0")),
+            ],
+        ] {
+            assert_eq!(with(&entries), address, "{entries:?}");
+        }
     }
 
     #[test]
@@ -1128,7 +1253,10 @@ mod tests {
             ("denied-peer-ip=10.0.0.0/8\n", "denied-peer-ip"),
             ("denid-peer-ip=10.0.0.0-10.255.255.255\n", "denid-peer-ip"),
             ("tlsv1\n", "tlsv1"),
-            ("prometheus\n", "prometheus"),
+            // Only the exporter's own options are written for every build
+            // (EXPORTER_OPTIONS); the others of some builds are refused.
+            ("prometheus-path=/m\n", "prometheus-path"),
+            ("prometheus-username-labels\n", "prometheus-username-labels"),
             ("use-auth-secret=false\n", "use-auth-secret"),
             ("no-tlsv1=false\n", "no-tlsv1"),
             ("stale-nonce=10m\n", "stale-nonce"),

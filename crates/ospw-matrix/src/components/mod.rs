@@ -7,4 +7,5 @@
 pub mod caddy;
 pub mod coturn;
 pub mod element;
+pub mod pyyaml;
 pub mod synapse;

@@ -640,58 +640,56 @@ pub const INLINE_SECRET_KEYS: [(&str, &str); 8] = [
     ),
 ];
 
-/// Whether `key` (at any depth of `homeserver.yaml`) names a secret value
-/// rather than a file holding one: `password`, `secret`, `client_secret`,
-/// `smtp_pass`, `pepper`, `access_token` and keys ending in `_secret`,
-/// `_password`, `_secret_key`, `_private_key` or `_token` (`*_path` keys
-/// name files and are fine). Such keys appear in nested sections such as
-/// `email.smtp_pass`, `redis.password`, `matrix_authentication_service.secret`,
-/// `password_config.pepper` and `oidc_providers[].client_secret`.
-pub fn is_secret_key(key: &str) -> bool {
-    const EXACT: [&str; 8] = [
-        "password",
-        "secret",
-        "client_secret",
-        "smtp_pass",
-        "pepper",
-        "access_token",
-        "token",
-        "private_key",
-    ];
-    const SUFFIXES: [&str; 5] = [
-        "_secret",
-        "_password",
-        "_secret_key",
-        "_private_key",
-        "_token",
-    ];
-    let key = key.to_ascii_lowercase();
-    EXACT.contains(&key.as_str()) || SUFFIXES.iter().any(|s| key.ends_with(s))
-}
+/// Synapse's file forms of options that hold secrets, beyond
+/// [`INLINE_SECRET_KEYS`]: (the option's path, with `[]` for any list item;
+/// the option to use instead).
+const FILE_FORMS: [(&str, &str); 4] = [
+    ("redis.password", "redis.password_path"),
+    (
+        "matrix_authentication_service.secret",
+        "matrix_authentication_service.secret_path",
+    ),
+    (
+        "oidc_providers[].client_secret",
+        "oidc_providers[].client_secret_path",
+    ),
+    (
+        "oidc_providers[].client_secret_jwt_key.key",
+        "oidc_providers[].client_secret_jwt_key.key_file",
+    ),
+];
 
-/// Calls `f(path, key)` for every mapping key below `value` that
-/// [`is_secret_key`] and holds a value that is set (not null or empty).
-fn walk_secret_keys(value: &serde_yaml::Value, path: &str, f: &mut dyn FnMut(String)) {
-    match value {
-        serde_yaml::Value::Mapping(map) => {
-            for (k, v) in map {
-                let Some(k) = k.as_str() else { continue };
-                let sub = format!("{path}.{k}");
-                if is_secret_key(k) && holds_secret_value(v) {
-                    f(sub);
-                } else {
-                    walk_secret_keys(v, &sub, f);
+/// The file-based alternative to the secret at `path` (a path such as
+/// `oidc_providers[0].client_secret`).
+pub fn file_form(path: &str) -> String {
+    let generic: String = {
+        let mut out = String::new();
+        let mut in_index = false;
+        for c in path.chars() {
+            match c {
+                '[' => {
+                    in_index = true;
+                    out.push('[');
                 }
+                ']' => {
+                    in_index = false;
+                    out.push(']');
+                }
+                _ if in_index => {}
+                c => out.push(c),
             }
         }
-        serde_yaml::Value::Sequence(items) => {
-            for (i, v) in items.iter().enumerate() {
-                walk_secret_keys(v, &format!("{path}[{i}]"), f);
-            }
-        }
-        serde_yaml::Value::Tagged(t) => walk_secret_keys(&t.value, path, f),
-        _ => {}
+        out
+    };
+    if let Some((_, instead)) = INLINE_SECRET_KEYS.iter().find(|(k, _)| *k == generic) {
+        return format!("{instead} (a file)");
     }
+    if let Some((_, instead)) = FILE_FORMS.iter().find(|(k, _)| *k == generic) {
+        return format!("{instead} (a file)");
+    }
+    "the option's *_path or *_file form (a file only Synapse can read) if it has one; without \
+     one, the option cannot be set without putting the secret in a world-readable file: leave it out"
+        .to_owned()
 }
 
 /// Address ranges Synapse must never fetch from on a user's behalf
@@ -732,19 +730,54 @@ pub const BLOCKED_IP_RANGES: [&str; 28] = [
     "64:ff9b::/96",
 ];
 
-/// The ranges a blocklist must cover for the privacy check to pass: the
-/// loopback, private, CGNAT, link-local and unique-local ranges (an existing
-/// configuration with Synapse's documented list passes).
-pub const REQUIRED_BLOCKED_RANGES: [&str; 9] = [
+/// The ranges a blocklist (`ip_range_blacklist`,
+/// `url_preview_ip_range_blacklist`, `federation_ip_range_blacklist`) must
+/// cover for the privacy check to pass: Synapse's own default list
+/// (`DEFAULT_IP_RANGE_BLOCKLIST`), so an existing configuration with
+/// Synapse's documented list passes and one that empties or shrinks it does
+/// not. Synapse adds the IPv4-mapped, IPv4-compatible and 6to4 forms of
+/// every IPv4 entry itself.
+pub const REQUIRED_BLOCKED_RANGES: [&str; 21] = [
     "127.0.0.0/8",
     "10.0.0.0/8",
     "172.16.0.0/12",
     "192.168.0.0/16",
     "100.64.0.0/10",
+    "192.0.0.0/24",
     "169.254.0.0/16",
+    "192.88.99.0/24",
+    "198.18.0.0/15",
+    "192.0.2.0/24",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
     "::1/128",
     "fe80::/10",
     "fc00::/7",
+    "2001:db8::/32",
+    "ff00::/8",
+    "fec0::/10",
+    // Not in Synapse's list, which blocks 0.0.0.0 and :: alone:
+    // connecting to 0.0.0.0/8 reaches the host itself on Linux.
+    "0.0.0.0/8",
+    "::/128",
+];
+
+/// Synapse's options that list address ranges to *allow*, each overriding
+/// a blocklist: `ip_range_whitelist` (every outbound request: federation,
+/// identity servers, push gateways, …) and `url_preview_ip_range_whitelist`.
+/// No entry may share an address with [`BLOCKED_IP_RANGES`] or with the
+/// IPv4-compatible range `::/96`.
+pub const ALLOWLIST_KEYS: [&str; 2] = ["ip_range_whitelist", "url_preview_ip_range_whitelist"];
+
+/// Synapse's options that list address ranges to block, with Synapse's
+/// default when absent: the `url_preview_*` list is only read when previews
+/// are on, and `federation_ip_range_blacklist` replaces `ip_range_blacklist`
+/// for federation and identity-server requests when present.
+pub const BLOCKLIST_KEYS: [&str; 3] = [
+    "ip_range_blacklist",
+    "url_preview_ip_range_blacklist",
+    "federation_ip_range_blacklist",
 ];
 
 /// An address range in CIDR form.
@@ -804,18 +837,48 @@ pub fn uncovered_required_ranges(list: &[String]) -> Vec<&'static str> {
         .collect()
 }
 
-/// The entries of [`REQUIRED_BLOCKED_RANGES`] that share an address with
-/// a range of `list`.
-pub fn overlapping_required_ranges(list: &[String]) -> Vec<&'static str> {
-    let listed: Vec<Cidr> = list.iter().filter_map(|s| Cidr::parse(s)).collect();
-    REQUIRED_BLOCKED_RANGES
+/// What an address allowlist (`ip_range_whitelist`,
+/// `url_preview_ip_range_whitelist`) holding `value` would re-open: one
+/// message per entry that is not a range this check reads exactly as
+/// Synapse's netaddr does (then it is refused) or that shares an address
+/// with a blocked range (loopback, private, link-local, CGNAT, reserved,
+/// multicast, documentation, unique-local, IPv4-mapped or -compatible,
+/// 6to4, NAT64), supersets such as `0.0.0.0/0` and `::/0` included.
+pub fn allowlist_problems(value: &serde_yaml::Value) -> Vec<String> {
+    let items = match value {
+        serde_yaml::Value::Null => return Vec::new(),
+        serde_yaml::Value::Sequence(items) => items,
+        _ => return vec!["is not a list: expected a list of public address ranges such as ['93.184.216.0/24'], or leave it out".to_owned()],
+    };
+    let forbidden: Vec<(&str, Cidr)> = BLOCKED_IP_RANGES
         .iter()
-        .copied()
-        .filter(|required| {
-            Cidr::parse(required)
-                .is_some_and(|r| listed.iter().any(|l| l.covers(&r) || r.covers(l)))
-        })
-        .collect()
+        .chain(std::iter::once(&"::/96"))
+        .filter_map(|r| Cidr::parse(r).map(|c| (*r, c)))
+        .collect();
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let text = item.as_str().unwrap_or_default();
+        let Some(range) = Cidr::parse(text) else {
+            out.push(format!(
+                "[{i}] {} is not an address range: expected ADDRESS/LENGTH such as 93.184.216.0/24",
+                crate::redact::quote(text)
+            ));
+            continue;
+        };
+        let opened: Vec<&str> = forbidden
+            .iter()
+            .filter(|(_, f)| f.covers(&range) || range.covers(f))
+            .map(|(text, _)| *text)
+            .collect();
+        if !opened.is_empty() {
+            out.push(format!(
+                "[{i}] {text} re-opens {}: Synapse could then be made to connect into the host's own or \
+                 private network; expected only public address ranges",
+                opened.join(", ")
+            ));
+        }
+    }
+    out
 }
 
 impl HomeserverConfig {
@@ -826,7 +889,17 @@ impl HomeserverConfig {
     }
 
     /// Like [`HomeserverConfig::from_yaml_str`], naming the input `source_name` in errors.
+    ///
+    /// The text is read strictly first ([`crate::input::read_tree`]): a
+    /// merge key (`<<`, which Synapse's PyYAML applies), a duplicate key, a
+    /// YAML tag or deep nesting is an error naming its path, so the model
+    /// checked is the configuration Synapse reads.
     pub fn from_yaml_str_named(text: &str, source_name: &str) -> Result<HomeserverConfig> {
+        crate::input::read_tree(text, crate::input::Format::Yaml).map_err(|e| Error::Parse {
+            source_name: source_name.to_owned(),
+            path: e.path,
+            message: e.message,
+        })?;
         let deserializer = serde_yaml::Deserializer::from_str(text);
         let mut config: HomeserverConfig = serde_path_to_error::deserialize(deserializer)
             .map_err(|err| path_error(err, source_name))?;
@@ -882,11 +955,33 @@ impl HomeserverConfig {
         Ok(value)
     }
 
-    /// Emits YAML. Fails only when an `extra` key duplicates a typed key that
-    /// is also set (which would write the key twice).
+    /// The whole configuration as a JSON value, for the shape-based checks
+    /// ([`crate::inline_secrets`]); keys that cannot be written as JSON
+    /// are left out.
+    fn json_tree(&self) -> serde_json::Value {
+        if let Ok(tree) = serde_json::to_value(self) {
+            return tree;
+        }
+        let mut typed = self.clone();
+        typed.extra.clear();
+        let mut tree = serde_json::to_value(&typed).unwrap_or_default();
+        if let serde_json::Value::Object(map) = &mut tree {
+            for (k, v) in &self.extra {
+                if let Ok(v) = serde_json::to_value(v) {
+                    map.insert(k.clone(), v);
+                }
+            }
+        }
+        tree
+    }
+
+    /// Emits YAML that Synapse's PyYAML reads back as exactly this model
+    /// ([`crate::components::pyyaml`]). Fails when an `extra` key
+    /// duplicates a typed key that is also set (which would write the key
+    /// twice), or for a key that is not a string or a tagged value.
     pub fn to_yaml_string(&self) -> Result<String> {
-        serde_yaml::to_string(&self.to_yaml_value()?)
-            .map_err(|e| Error::Other(format!("cannot serialise homeserver.yaml: {e}")))
+        crate::components::pyyaml::to_string(&self.to_yaml_value()?)
+            .map_err(|e| Error::Other(format!("cannot write homeserver.yaml: {e}")))
     }
 
     fn check_extra_keys(&self) -> Result<()> {
@@ -949,38 +1044,27 @@ impl HomeserverConfig {
         ] {
             must_be_false(&mut errs, key, value, default, why);
         }
-        for (key, instead) in INLINE_SECRET_KEYS {
-            if self.extra.get(key).is_some_and(is_set) {
-                errs.push(
-                    key,
-                    format!("holds a secret inline, readable by anyone who can read this file: expected {instead} (a file)"),
-                );
-            }
-        }
-        for (key, value) in &self.extra {
-            if INLINE_SECRET_KEYS.iter().any(|(k, _)| k == key) {
-                continue;
-            }
-            let mut report = |path: String| {
-                errs.push(
-                    path,
-                    "holds a secret inline, readable by anyone who can read this file: expected \
-                     the option's *_path form (a file), or leave it out",
-                )
-            };
-            if is_secret_key(key) && holds_secret_value(value) {
-                report(key.clone());
-            } else {
-                walk_secret_keys(value, key, &mut report);
-            }
-        }
-        if let Some(args) = self.database.as_ref().and_then(|d| d.args.as_ref()) {
-            if args.extra.get("password").is_some_and(is_set) {
+        for finding in crate::inline_secrets::find(&self.json_tree(), "", "") {
+            if finding.path == "database.args.password" {
                 errs.push(
                     "database.args.password",
                     "holds the database password inline: expected PostgreSQL peer authentication over its Unix socket (no password)",
                 );
+                continue;
             }
+            let what = match finding.reason {
+                crate::inline_secrets::Reason::Key => "holds a secret inline",
+                crate::inline_secrets::Reason::Value => {
+                    "holds a value that looks like a secret (a key, token or password)"
+                }
+            };
+            errs.push(
+                finding.path.clone(),
+                format!(
+                    "{what}, readable by anyone who can read this file: expected {}",
+                    file_form(&finding.path)
+                ),
+            );
         }
         if self.url_preview_enabled == Some(true) {
             match &self.url_preview_ip_range_blacklist {
@@ -988,50 +1072,34 @@ impl HomeserverConfig {
                     "url_preview_ip_range_blacklist",
                     "is absent while url_preview_enabled is true: previews could fetch from the host's private network; expected a list covering the private, loopback and link-local ranges",
                 ),
-                Some(list) => {
-                    let missing = uncovered_required_ranges(list);
-                    if !missing.is_empty() {
-                        errs.push(
-                            "url_preview_ip_range_blacklist",
-                            format!("does not cover {}: previews could fetch from the host's private network", missing.join(", ")),
-                        );
-                    }
-                }
+                Some(list) => blocklist_covers(&mut errs, "url_preview_ip_range_blacklist", list),
             }
         }
-        if self.url_preview_enabled == Some(true) {
-            // A whitelist entry takes precedence over the blocklist.
-            let allowed: Vec<String> = self
-                .extra
-                .get("url_preview_ip_range_whitelist")
-                .and_then(|v| v.as_sequence())
+        if let Some(list) = &self.ip_range_blacklist {
+            blocklist_covers(&mut errs, "ip_range_blacklist", list);
+        }
+        if let Some(value) = self.extra.get("federation_ip_range_blacklist") {
+            let list: Vec<String> = value
+                .as_sequence()
                 .map(|seq| {
                     seq.iter()
                         .filter_map(|v| v.as_str().map(str::to_owned))
                         .collect()
                 })
                 .unwrap_or_default();
-            let opened = overlapping_required_ranges(&allowed);
-            if !opened.is_empty() {
-                errs.push(
-                    "url_preview_ip_range_whitelist",
-                    format!(
-                        "re-opens {} to URL previews: expected no private, loopback or link-local range",
-                        opened.join(", ")
-                    ),
-                );
-            }
+            blocklist_covers(&mut errs, "federation_ip_range_blacklist", &list);
         }
-        if let Some(list) = &self.ip_range_blacklist {
-            let missing = uncovered_required_ranges(list);
-            if !missing.is_empty() {
-                errs.push(
-                    "ip_range_blacklist",
-                    format!(
-                        "does not cover {}: Synapse could be made to connect into the host's private network",
-                        missing.join(", ")
-                    ),
-                );
+        for key in ALLOWLIST_KEYS {
+            if let Some(value) = self.extra.get(key) {
+                for problem in allowlist_problems(value) {
+                    match problem.strip_prefix('[') {
+                        Some(rest) => {
+                            let (index, message) = rest.split_once("] ").unwrap_or(("0", rest));
+                            errs.push(format!("{key}[{index}]"), message);
+                        }
+                        None => errs.push(key, problem),
+                    }
+                }
             }
         }
         errs
@@ -1097,17 +1165,19 @@ impl HomeserverConfig {
     fn check_listeners(&self, errs: &mut ValidationErrors) {
         for (i, l) in self.listeners.iter().flatten().enumerate() {
             let at = format!("listeners[{i}]");
-            if l.kind != ListenerType::Http {
-                errs.push(
+            match l.kind {
+                ListenerType::Http => {}
+                // Metrics only on loopback TCP (checked below like every
+                // TCP listener); Synapse's metrics listener has no socket form.
+                ListenerType::Metrics if l.path.is_none() => {}
+                ListenerType::Metrics => errs.push(
+                    format!("{at}.path"),
+                    "is set on a metrics listener: expected a TCP port on loopback (127.0.0.1 or ::1)",
+                ),
+                ListenerType::Manhole => errs.push(
                     format!("{at}.type"),
-                    format!(
-                        "is {}: expected http (no manhole or metrics listener)",
-                        match l.kind {
-                            ListenerType::Manhole => "manhole",
-                            _ => "metrics",
-                        }
-                    ),
-                );
+                    "is manhole: expected http, or metrics on loopback (no Python shell into the server)",
+                ),
             }
             for (j, res) in l.resources.iter().flatten().enumerate() {
                 for (k, name) in res.names.iter().enumerate() {
@@ -1175,20 +1245,19 @@ fn typed_null_keys(value: &serde_yaml::Value, extra: &Extra) -> Vec<String> {
         .collect()
 }
 
-/// Whether `value` could be a secret: a non-empty string or a number.
-fn holds_secret_value(value: &serde_yaml::Value) -> bool {
-    match value {
-        serde_yaml::Value::String(s) => !s.is_empty(),
-        serde_yaml::Value::Number(_) => true,
-        _ => false,
-    }
-}
-
-fn is_set(value: &serde_yaml::Value) -> bool {
-    match value {
-        serde_yaml::Value::Null => false,
-        serde_yaml::Value::String(s) => !s.is_empty(),
-        _ => true,
+/// Reports `key` when the blocklist `list` does not cover every range of
+/// [`REQUIRED_BLOCKED_RANGES`].
+fn blocklist_covers(errs: &mut ValidationErrors, key: &str, list: &[String]) {
+    let missing = uncovered_required_ranges(list);
+    if !missing.is_empty() {
+        errs.push(
+            key,
+            format!(
+                "does not cover {}: Synapse could be made to connect into the host's own or private network; \
+                 expected a list covering at least Synapse's default blocklist",
+                missing.join(", ")
+            ),
+        );
     }
 }
 
@@ -1215,6 +1284,7 @@ fn path_error<E: fmt::Display>(err: serde_path_to_error::Error<E>, source_name: 
     if let Some(rest) = message.strip_prefix(&format!("{path}: ")) {
         message = rest.to_owned();
     }
+    let message = crate::redact::message(&message);
     Error::Parse {
         source_name: source_name.to_owned(),
         path,
@@ -1559,10 +1629,21 @@ turn_user_lifetime: 86400000
                 "{port: 9000, bind_addresses: ['127.0.0.1'], type: manhole}",
                 vec!["listeners[0].type"],
             ),
+            // Metrics: on loopback TCP only.
             (
                 "{port: 9000, bind_addresses: ['127.0.0.1'], type: metrics}",
-                vec!["listeners[0].type"],
+                vec![],
             ),
+            (
+                "{port: 9000, bind_addresses: ['0.0.0.0'], type: metrics}",
+                vec!["listeners[0].bind_addresses[0]"],
+            ),
+            ("{port: 9000, type: metrics}", vec!["listeners[0].bind_addresses"]),
+            (
+                "{port: 9000, bind_address: '::', type: metrics}",
+                vec!["listeners[0].bind_address"],
+            ),
+            ("{path: /run/metrics.sock, type: metrics}", vec!["listeners[0].path"]),
             ("{type: http}", vec!["listeners[0]"]),
             (
                 "{port: 8008, path: /run/s, bind_addresses: ['127.0.0.1'], type: http}",
@@ -1601,7 +1682,7 @@ turn_user_lifetime: 86400000
             violations_after(&format!(
                 "{full}\nurl_preview_ip_range_whitelist: ['192.168.1.10', '93.184.216.34']"
             )),
-            vec!["url_preview_ip_range_whitelist"]
+            vec!["url_preview_ip_range_whitelist[0]"]
         );
         assert!(violations_after(&format!(
             "{full}\nurl_preview_ip_range_whitelist: ['93.184.216.0/24']"
@@ -1611,6 +1692,87 @@ turn_user_lifetime: 86400000
             violations_after("ip_range_blacklist: ['127.0.0.0/8']"),
             vec!["ip_range_blacklist"]
         );
+    }
+
+    #[test]
+    fn allowlists_may_not_reopen_blocked_ranges() {
+        for key in ALLOWLIST_KEYS {
+            for (entry, opened) in [
+                ("127.0.0.1", "127.0.0.0/8"),
+                ("10.1.2.0/24", "10.0.0.0/8"),
+                ("100.64.0.1", "100.64.0.0/10"),
+                ("169.254.169.254", "169.254.0.0/16"),
+                ("0.0.0.0/0", "10.0.0.0/8"),
+                ("::/0", "::1/128"),
+                ("::ffff:0:0/96", "::ffff:0:0/96"),
+                ("::ffff:127.0.0.1", "::ffff:0:0/96"),
+                ("::127.0.0.1", "::/96"),
+                ("2002:7f00:1::/48", "2002::/16"),
+                ("fd00::1", "fc00::/7"),
+                ("fe80::1/64", "fe80::/10"),
+                ("224.0.0.251", "224.0.0.0/4"),
+                ("240.0.0.1", "240.0.0.0/4"),
+                ("64:ff9b::a00:1", "64:ff9b::/96"),
+                ("8.0.0.0/4", "10.0.0.0/8"),
+            ] {
+                let config = HomeserverConfig::from_yaml_str(&format!(
+                    "{PRIVATE}{key}: ['93.184.216.0/24', '{entry}']\n"
+                ))
+                .expect("parses");
+                let errs = config.privacy_violations();
+                assert_eq!(errs.errors.len(), 1, "{key}: {entry}: {errs}");
+                assert_eq!(errs.errors[0].path, format!("{key}[1]"), "{errs}");
+                assert!(errs.errors[0].message.contains(opened), "{entry}: {errs}");
+            }
+            for bad in [
+                "'127.1'",
+                "'10/8'",
+                "'10.0.0.0/255.0.0.0'",
+                "' 8.8.8.8'",
+                "'fe80::1%eth0'",
+                "7",
+            ] {
+                let config = HomeserverConfig::from_yaml_str(&format!("{PRIVATE}{key}: [{bad}]\n"))
+                    .expect("parses");
+                assert!(config.privacy_violations().mentions(key), "{bad}");
+            }
+            let config = HomeserverConfig::from_yaml_str(&format!("{PRIVATE}{key}: '127.0.0.1'\n"))
+                .expect("parses");
+            assert!(config.privacy_violations().mentions(key));
+            let fine = HomeserverConfig::from_yaml_str(&format!(
+                "{PRIVATE}{key}: ['93.184.216.0/24', '2606:2800:220:1::/64', '8.8.8.8']\n"
+            ))
+            .expect("parses");
+            assert!(
+                fine.privacy_violations().is_empty(),
+                "{}",
+                fine.privacy_violations()
+            );
+        }
+    }
+
+    #[test]
+    fn blocklists_may_not_be_emptied_or_shrunk() {
+        let synapse_default = format!(
+            "[{}]",
+            REQUIRED_BLOCKED_RANGES.map(|r| format!("'{r}'")).join(", ")
+        );
+        for key in ["ip_range_blacklist", "federation_ip_range_blacklist"] {
+            for list in ["[]", "['127.0.0.0/8']", "['10.0.0.0/8', '::1/128']"] {
+                assert_eq!(
+                    violations_after(&format!("{key}: {list}")),
+                    vec![key.to_owned()],
+                    "{list}"
+                );
+            }
+            assert!(violations_after(&format!("{key}: {synapse_default}")).is_empty());
+        }
+        let previews = "url_preview_enabled: true\nurl_preview_ip_range_blacklist";
+        assert_eq!(
+            violations_after(&format!("{previews}: []")),
+            vec!["url_preview_ip_range_blacklist"]
+        );
+        assert!(violations_after(&format!("{previews}: {synapse_default}")).is_empty());
     }
 
     #[test]

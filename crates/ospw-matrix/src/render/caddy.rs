@@ -25,7 +25,7 @@ use crate::components::caddy::{
     has_placeholder, token_problem, CaddySites, Caddyfile, Directive, SiteBlock,
 };
 use crate::error::ValidationErrors;
-use crate::host::{HostDescription, ProxyTls, SynapseListen};
+use crate::host::{HostDescription, ProxyTls, SynapseListen, METRICS_ADDRESS};
 use crate::render::RenderContext;
 
 /// HSTS: one year. No `includeSubDomains`: the hosts' sub-domains are not
@@ -72,6 +72,9 @@ pub fn sites(host: &HostDescription, ctx: &RenderContext) -> Result<CaddySites, 
     let mut sites = vec![matrix_site(host, &upstream), element];
     if serve_base && host.base_domain != host.element_host {
         sites.push(base_domain_site(host));
+    }
+    if host.metrics.enable {
+        sites.push(metrics_site(host.metrics.caddy_port));
     }
     let sites = CaddySites { sites };
     // Defence in depth: every value was checked where it came in.
@@ -132,6 +135,18 @@ pub fn caddyfile(
         errs.push(format!("proxy (Caddyfile {})", e.path), e.message);
     }
     errs.into_result(file)
+}
+
+/// Caddy's own Prometheus metrics, in a plain-HTTP site bound to loopback
+/// only (a listener of its own: no public site routes there).
+fn metrics_site(port: u16) -> SiteBlock {
+    SiteBlock {
+        addresses: vec![format!("http://{METRICS_ADDRESS}:{port}")],
+        directives: vec![
+            Directive::new("bind", [METRICS_ADDRESS]),
+            Directive::new("metrics", Vec::<String>::new()),
+        ],
+    }
 }
 
 /// Synapse's listener as a `reverse_proxy` upstream.
@@ -421,6 +436,27 @@ mod tests {
         d.block
             .iter()
             .any(|b| b.name == "respond" && b.args == ["404"])
+    }
+
+    #[test]
+    fn metrics_get_a_loopback_site_of_their_own() {
+        let s = sites(&host(), &ctx()).unwrap();
+        assert!(!s.to_caddyfile().contains("metrics"), "off by default");
+        let mut h = host();
+        h.metrics.enable = true;
+        h.metrics.caddy_port = 9190;
+        let s = sites(&h, &ctx()).unwrap();
+        let m = s.site("http://127.0.0.1").expect("metrics site");
+        assert_eq!(m.addresses, vec!["http://127.0.0.1:9190"]);
+        assert_eq!(m.directives[0], Directive::new("bind", ["127.0.0.1"]));
+        assert!(m.directives.iter().any(|d| d.name == "metrics"));
+        // No public site serves metrics.
+        for site in s.sites.iter().filter(|x| x.addresses != m.addresses) {
+            assert!(site.walk().iter().all(|d| d.name != "metrics"));
+        }
+        assert!(s
+            .to_caddyfile()
+            .contains("http://127.0.0.1:9190 {\n\tbind 127.0.0.1\n\tmetrics\n}\n"));
     }
 
     #[test]

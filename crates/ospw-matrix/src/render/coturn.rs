@@ -7,10 +7,11 @@
 use std::net::IpAddr;
 
 use crate::components::coturn::{
-    check_entry, is_exemptable_own_address, required_denied_peer_ips, TurnserverConf,
+    check_entry, is_exemptable_own_address, required_denied_peer_ips, ConfEntry, TurnserverConf,
+    EXPORTER_OPTIONS,
 };
 use crate::error::ValidationErrors;
-use crate::host::HostDescription;
+use crate::host::{HostDescription, METRICS_ADDRESS};
 use crate::values::parse_port_range;
 
 /// Derives `turnserver.conf` (without its secret), merges `turn.settings`
@@ -166,6 +167,17 @@ fn derive(host: &HostDescription, errs: &mut ValidationErrors) -> Option<Turnser
             conf.no_dtls = true;
         }
     }
+    if host.metrics.enable {
+        // coturn's Prometheus exporter, on loopback only (without an
+        // address it listens on every interface).
+        conf.extra.push(ConfEntry::flag("prometheus"));
+        conf.extra.push(ConfEntry::value(
+            "prometheus-port",
+            host.metrics.coturn_port.to_string(),
+        ));
+        conf.extra
+            .push(ConfEntry::value("prometheus-address", METRICS_ADDRESS));
+    }
     // Calls between two users of this server relay TURN to TURN: the
     // server's own (often private) addresses must stay reachable as peers,
     // as Synapse's TURN guide does with allowed-peer-ip.
@@ -254,11 +266,27 @@ fn merge_settings(host: &HostDescription, conf: &mut TurnserverConf, errs: &mut 
             );
             continue;
         }
-        if key == "static-auth-secret" {
+        if EXPORTER_OPTIONS.contains(&key.as_str()) {
             errs.push(
                 path,
-                "secret values may not be written inline (they would end up in world-readable files): \
-                 use secrets.turn_shared_secret_file",
+                "is set by metrics.enable and metrics.coturn_port (coturn's Prometheus exporter, \
+                 on 127.0.0.1 only): set those instead",
+            );
+            continue;
+        }
+        // Secrets by shape (crate::inline_secrets): the key's name or the value.
+        if key == "static-auth-secret" || !crate::inline_secrets::find(value, &path, key).is_empty()
+        {
+            errs.push(
+                path,
+                if key == "static-auth-secret" {
+                    "secret values may not be written inline (they would end up in world-readable files): \
+                     use secrets.turn_shared_secret_file"
+                } else {
+                    "holds a secret inline, which would end up in world-readable files: coturn reads \
+                     its only secret from secrets.turn_shared_secret_file (added at service start); \
+                     leave this option out"
+                },
             );
             continue;
         }
@@ -333,6 +361,42 @@ mod tests {
         assert!(text
             .lines()
             .any(|l| l == "denied-peer-ip=10.0.0.0-10.255.255.255"));
+    }
+
+    #[test]
+    fn metrics_turn_on_the_exporter_on_loopback_only() {
+        let text = turnserver(&host()).unwrap().to_conf_string();
+        assert!(!text.contains("prometheus"), "off by default");
+        let mut h = host();
+        h.metrics.enable = true;
+        h.metrics.coturn_port = 9700;
+        let conf = turnserver(&h).unwrap();
+        assert!(conf.exporter_enabled());
+        let text = conf.to_conf_string();
+        for line in [
+            "prometheus",
+            "prometheus-port=9700",
+            "prometheus-address=127.0.0.1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        // turn.settings may not set the exporter's options (not even
+        // restate them): metrics.* do.
+        for (key, value) in [
+            ("prometheus-port", serde_json::json!(9700)),
+            ("prometheus-port", serde_json::json!(9999)),
+            ("prometheus-address", serde_json::json!("0.0.0.0")),
+            ("prometheus-address", serde_json::json!(null)),
+            ("prometheus", serde_json::json!(true)),
+        ] {
+            let mut bad = h.clone();
+            bad.turn.settings.insert(key.into(), value);
+            let errs = turnserver(&bad).unwrap_err();
+            assert!(
+                errs.mentions(&format!("turn.settings.{key}")),
+                "{key}: {errs}"
+            );
+        }
     }
 
     #[test]

@@ -384,6 +384,18 @@ fn allowed_hosts(host: &HostDescription) -> AllowedHosts {
 /// Derives `config.json`, merges `element.settings` last, and checks the
 /// privacy invariants. Errors name the host-description field at fault.
 pub fn config(host: &HostDescription) -> Result<ElementConfig, ValidationErrors> {
+    let mut errs = inline_secrets(host);
+    match checked_config(host) {
+        Ok(conf) if errs.is_empty() => Ok(conf),
+        Ok(_) => Err(errs),
+        Err(more) => {
+            errs.extend(more);
+            Err(errs)
+        }
+    }
+}
+
+fn checked_config(host: &HostDescription) -> Result<ElementConfig, ValidationErrors> {
     let derived = derive(host).to_value();
     let mut value = derived.clone();
     if let Some(Value::Object(defaults)) = value.get_mut("setting_defaults") {
@@ -431,6 +443,29 @@ pub fn config(host: &HostDescription) -> Result<ElementConfig, ValidationErrors>
         check_own_server(host, &conf, &mut errs);
     }
     errs.into_result(conf)
+}
+
+/// Secrets in `element.settings` or `element.setting_defaults`, found by
+/// shape ([`crate::inline_secrets`]): `config.json` is served to every
+/// visitor, so no file form exists.
+fn inline_secrets(host: &HostDescription) -> ValidationErrors {
+    let mut errs = ValidationErrors::new();
+    for (field, map) in [
+        ("element.settings", &host.element.settings),
+        ("element.setting_defaults", &host.element.setting_defaults),
+    ] {
+        for (key, value) in map {
+            for f in crate::inline_secrets::find(value, &format!("{field}.{key}"), key) {
+                errs.push(
+                    f.path,
+                    "holds a secret (by its name or its shape): Element's config.json is served to \
+                     every visitor, so it can hold none; leave it out (a service that needs a \
+                     secret belongs behind the homeserver)",
+                );
+            }
+        }
+    }
+    errs
 }
 
 /// The welcome page: a self-contained HTML page (no script, no remote

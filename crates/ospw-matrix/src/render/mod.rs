@@ -85,7 +85,13 @@ pub const RENDER_MARKER: &str = ".ospw-matrix-render";
 pub fn render(host: &HostDescription, ctx: &RenderContext) -> Result<Rendered, ValidationErrors> {
     // The component builders run even when a field is invalid, so that one
     // pass also reports the free-form settings that break an invariant.
-    let field_errors = validate(host).err();
+    let mut field_errors = validate(host).err();
+    let output = output_dir_errors(host, ctx);
+    if !output.is_empty() {
+        field_errors
+            .get_or_insert_with(ValidationErrors::new)
+            .extend(output);
+    }
     let mut errs = ValidationErrors::new();
     let homeserver = synapse::homeserver(host, ctx)
         .map_err(|e| errs.extend(e))
@@ -140,6 +146,42 @@ pub fn render(host: &HostDescription, ctx: &RenderContext) -> Result<Rendered, V
     })
 }
 
+/// The data, web-root and secret paths that lie in (or are) the output
+/// directory: [`write_rendered`] replaces that directory whole, so the
+/// next render would delete them.
+fn output_dir_errors(host: &HostDescription, ctx: &RenderContext) -> ValidationErrors {
+    let mut errs = ValidationErrors::new();
+    let Some(out) = crate::validate::normal_path(&ctx.output_dir) else {
+        return errs;
+    };
+    let mut ignored = ValidationErrors::new();
+    let mut paths = crate::validate::configured_paths(host, &mut ignored);
+    let data_dir_inside = paths
+        .iter()
+        .any(|p| p.field == "synapse.data_dir" && crate::validate::path_within(&p.normal, &out));
+    if host.synapse.media_store_path.is_none() && !data_dir_inside {
+        if let Some(normal) = crate::validate::normal_path(&host.synapse.media_store_path()) {
+            paths.push(crate::validate::ConfiguredPath::derived(
+                "synapse.media_store_path (default: <data_dir>/media_store)",
+                normal,
+            ));
+        }
+    }
+    for p in paths {
+        if crate::validate::path_within(&p.normal, &out) {
+            errs.push(
+                p.field.clone(),
+                format!(
+                    "lies in the render output directory {}, which every render replaces whole \
+                     (it would be deleted): expected it outside, or render into another directory",
+                    crate::redact::quote(&out)
+                ),
+            );
+        }
+    }
+    errs
+}
+
 /// Whether `path` names a component's free-form settings (or Element's
 /// `setting_defaults`), which the component builders check.
 fn is_settings_path(path: &str) -> bool {
@@ -177,4 +219,37 @@ pub fn write_rendered(rendered: &Rendered, out: &Path) -> Result<()> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_for_output(out: &str) -> Vec<String> {
+        let host = crate::load::example_host().expect("example");
+        let ctx = RenderContext {
+            output_dir: out.into(),
+        };
+        render(&host, &ctx)
+            .err()
+            .map_or_else(Vec::new, |e| e.errors.into_iter().map(|e| e.path).collect())
+    }
+
+    #[test]
+    fn data_and_secrets_may_not_lie_in_the_output_directory() {
+        assert_eq!(
+            errors_for_output("/var/lib/ospw-matrix"),
+            vec!["synapse.data_dir", "element.webroot", "secrets.dir"]
+        );
+        assert_eq!(
+            errors_for_output("/var/lib/ospw-matrix/secrets/"),
+            vec!["secrets.dir"]
+        );
+        assert_eq!(
+            errors_for_output("/var/lib/ospw-matrix/synapse/media_store"),
+            vec!["synapse.media_store_path (default: <data_dir>/media_store)"]
+        );
+        assert!(errors_for_output("/etc/ospw-matrix").is_empty());
+        assert!(errors_for_output("/var/lib/ospw-matrix/rendered").is_empty());
+    }
 }

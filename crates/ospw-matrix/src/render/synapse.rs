@@ -7,11 +7,13 @@
 
 use crate::components::synapse::{
     ByteSize, DatabaseArgs, DatabaseConfig, DatabaseEngine, Duration, Extra, HomeserverConfig,
-    Listener, PresenceConfig, PresenceEnabled, PushConfig, ResourceName, RoomEncryption,
-    BLOCKED_IP_RANGES,
+    Listener, ListenerType, PresenceConfig, PresenceEnabled, PushConfig, ResourceName,
+    RoomEncryption, BLOCKED_IP_RANGES,
 };
 use crate::error::{Error, ValidationErrors};
-use crate::host::{EncryptionDefault, HostDescription, LogLevel, SecretKind, SynapseListen};
+use crate::host::{
+    EncryptionDefault, HostDescription, LogLevel, SecretKind, SynapseListen, METRICS_ADDRESS,
+};
 use crate::render::{paths, RenderContext};
 use crate::values::{parse_duration_ms, parse_size_bytes};
 
@@ -54,6 +56,22 @@ pub fn homeserver(
             Listener::unix(path(socket), UNIX_SOCKET_MODE, vec![ResourceName::Client])
         }
     };
+    let mut listeners = vec![listener];
+    if host.metrics.enable {
+        // Prometheus metrics (`/_synapse/metrics`), on loopback only; the
+        // proxy never routes there.
+        listeners.push(Listener {
+            kind: ListenerType::Metrics,
+            tls: None,
+            x_forwarded: None,
+            resources: None,
+            ..Listener::tcp(
+                vec![METRICS_ADDRESS.to_owned()],
+                host.metrics.synapse_port,
+                Vec::new(),
+            )
+        });
+    }
     let turn_host = host.turn_host();
     let mut turn_uris = vec![
         format!("turn:{turn_host}:{}?transport=udp", host.turn.port),
@@ -69,7 +87,7 @@ pub fn homeserver(
         public_baseurl: Some(host.homeserver_url()),
         web_client_location: Some(host.element_url()),
         serve_server_wellknown: Some(false),
-        listeners: Some(vec![listener]),
+        listeners: Some(listeners),
         database: Some(DatabaseConfig {
             name: Some(DatabaseEngine::Psycopg2),
             args: Some(DatabaseArgs {
@@ -105,7 +123,7 @@ pub fn homeserver(
         allow_guest_access: Some(false),
         enable_3pid_lookup: Some(false),
         report_stats: Some(false),
-        enable_metrics: Some(false),
+        enable_metrics: Some(host.metrics.enable),
         presence: Some(PresenceConfig {
             enabled: Some(if s.presence {
                 PresenceEnabled::On
@@ -139,13 +157,33 @@ pub fn homeserver(
     } else {
         Some(config.clone())
     };
-    let config = merge_settings(config, &s.settings)?;
     let mut errs = ValidationErrors::new();
+    check_setting_values(&s.settings, &mut errs);
+    let config = match merge_settings(config, &s.settings) {
+        Ok(config) => config,
+        Err(e) => {
+            // A type error at a value already refused above is the same problem.
+            for err in e.errors {
+                if !errs.errors.iter().any(|f| f.path == err.path) {
+                    errs.errors.push(err);
+                }
+            }
+            return Err(errs);
+        }
+    };
     if let Some(derived) = &derived {
         check_derived_keys(derived, &config, &s.settings, &mut errs);
+        check_typed_fields(derived, &config, &s.settings, &mut errs);
     }
     for e in config.privacy_violations().errors {
         let top = e.path.split(['.', '[']).next().unwrap_or_default();
+        // Previews switched on through settings are reported once, at the
+        // setting, pointing at synapse.url_previews.
+        if top == "url_preview_ip_range_blacklist"
+            && errs.mentions("synapse.settings.url_preview_enabled")
+        {
+            continue;
+        }
         if !s.settings.contains_key(top) {
             errs.push(format!("synapse (homeserver.yaml {})", e.path), e.message);
             continue;
@@ -235,6 +273,324 @@ fn check_derived_keys(
     }
 }
 
+/// A `homeserver.yaml` key that a typed host-description field sets, and
+/// how to read its effective value (Synapse's default when absent), so a
+/// setting that restates the value passes and one that contradicts it is
+/// refused naming both.
+struct TypedKey {
+    /// The top-level key in `synapse.settings`.
+    key: &'static str,
+    /// The host-description field.
+    field: &'static str,
+    /// The value Synapse acts on, as text.
+    effective: fn(&HomeserverConfig) -> String,
+    /// What to do instead, when more than "set the field".
+    hint: &'static str,
+}
+
+fn eff_max_upload_size(c: &HomeserverConfig) -> String {
+    let bytes = match &c.max_upload_size {
+        Some(size) => size.bytes(),
+        None => Ok(50 << 20),
+    };
+    bytes.map_or_else(|m| m, |b| format!("{b} bytes"))
+}
+
+fn eff_presence(c: &HomeserverConfig) -> String {
+    match c.presence.as_ref().and_then(|p| p.enabled) {
+        Some(PresenceEnabled::On) => "true".to_owned(),
+        Some(PresenceEnabled::Off) => "false".to_owned(),
+        Some(PresenceEnabled::Untracked) => "untracked".to_owned(),
+        // Synapse falls back to the legacy `use_presence`, then true.
+        None => match c.extra.get("use_presence") {
+            Some(serde_yaml::Value::Bool(b)) => b.to_string(),
+            Some(serde_yaml::Value::Null) | None => "true".to_owned(),
+            Some(other) => format!("{other:?}"),
+        },
+    }
+}
+
+fn eff_url_previews(c: &HomeserverConfig) -> String {
+    c.url_preview_enabled.unwrap_or(false).to_string()
+}
+
+fn eff_encryption(c: &HomeserverConfig) -> String {
+    match c.encryption_enabled_by_default_for_room_type {
+        Some(RoomEncryption::All) => "all",
+        Some(RoomEncryption::Invite) => "invite",
+        Some(RoomEncryption::Off) | None => "off",
+    }
+    .to_owned()
+}
+
+fn eff_log_config(c: &HomeserverConfig) -> String {
+    c.log_config.clone().unwrap_or_else(|| "(none)".to_owned())
+}
+
+fn eff_turn_lifetime(c: &HomeserverConfig) -> String {
+    let ms = match &c.turn_user_lifetime {
+        Some(d) => d.millis(),
+        None => Ok(3_600_000),
+    };
+    ms.map_or_else(|m| m, |ms| format!("{ms} ms"))
+}
+
+fn eff_web_client(c: &HomeserverConfig) -> String {
+    c.web_client_location
+        .as_deref()
+        .unwrap_or("(none)")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// Every `homeserver.yaml` key a typed field of the host description sets
+/// (besides [`DERIVED_KEYS`], which other components depend on).
+const TYPED_KEYS: [TypedKey; 8] = [
+    TypedKey {
+        key: "max_upload_size",
+        field: "synapse.max_upload_size",
+        effective: eff_max_upload_size,
+        hint: "",
+    },
+    TypedKey {
+        key: "presence",
+        field: "synapse.presence",
+        effective: eff_presence,
+        hint: "",
+    },
+    TypedKey {
+        key: "use_presence",
+        field: "synapse.presence",
+        effective: eff_presence,
+        hint: "",
+    },
+    TypedKey {
+        key: "url_preview_enabled",
+        field: "synapse.url_previews",
+        effective: eff_url_previews,
+        hint: " (it also writes the address blocklist previews need)",
+    },
+    TypedKey {
+        key: "encryption_enabled_by_default_for_room_type",
+        field: "synapse.encryption_by_default",
+        effective: eff_encryption,
+        hint: "",
+    },
+    TypedKey {
+        key: "log_config",
+        field: "synapse.log_level",
+        effective: eff_log_config,
+        hint: " (the rendered synapse/log.yaml holds the level)",
+    },
+    TypedKey {
+        key: "turn_user_lifetime",
+        field: "turn.credential_lifetime",
+        effective: eff_turn_lifetime,
+        hint: " (coturn and Synapse share it)",
+    },
+    TypedKey {
+        key: "web_client_location",
+        field: "element_host",
+        effective: eff_web_client,
+        hint: "",
+    },
+];
+
+/// Reports each [`TYPED_KEYS`] entry whose value `settings` changed: the
+/// setting would silently win over the typed field.
+fn check_typed_fields(
+    derived: &HomeserverConfig,
+    merged: &HomeserverConfig,
+    settings: &crate::host::FreeformSettings,
+    errs: &mut ValidationErrors,
+) {
+    for t in TYPED_KEYS {
+        let path = format!("synapse.settings.{}", t.key);
+        if !settings.contains_key(t.key) || errs.mentions(&path) {
+            continue;
+        }
+        let (before, after) = ((t.effective)(derived), (t.effective)(merged));
+        if before != after {
+            errs.push(
+                path,
+                format!(
+                    "makes Synapse read {} where {} gives {}: the two contradict each other; \
+                     set {} instead{}",
+                    crate::redact::quote(&after),
+                    t.field,
+                    crate::redact::quote(&before),
+                    t.field,
+                    t.hint
+                ),
+            );
+        }
+    }
+}
+
+/// Synapse's options that hold a duration, as paths in `homeserver.yaml`
+/// (`[]` for any list item). Synapse reads a bare number as milliseconds
+/// and knows the suffixes s, m, h, d, w and y (no `ms`).
+pub const DURATION_KEYS: [&str; 41] = [
+    "presence.last_active_granularity",
+    "presence.sync_online_timeout",
+    "presence.idle_timeout",
+    "delete_stale_devices_after",
+    "email.notif_delay_before_mail",
+    "email.validation_token_lifetime",
+    "max_event_delay_duration",
+    "redaction_retention_period",
+    "forgotten_room_retention_period",
+    "user_ips_max_age",
+    "retention.default_policy.min_lifetime",
+    "retention.default_policy.max_lifetime",
+    "retention.allowed_lifetime_min",
+    "retention.allowed_lifetime_max",
+    "retention.purge_jobs[].shortest_max_lifetime",
+    "retention.purge_jobs[].longest_max_lifetime",
+    "retention.purge_jobs[].interval",
+    "federation.client_timeout",
+    "federation.max_short_retry_delay",
+    "federation.max_long_retry_delay",
+    "federation.destination_min_retry_interval",
+    "federation.destination_max_retry_interval",
+    "caches.cache_entry_ttl",
+    "caches.sync_response_cache_duration",
+    "caches.cache_autotuning.min_cache_ttl",
+    "unused_expiration_time",
+    "media_retention.local_media_lifetime",
+    "media_retention.remote_media_lifetime",
+    "turn_user_lifetime",
+    "session_lifetime",
+    "refreshable_access_token_lifetime",
+    "refresh_token_lifetime",
+    "nonrefreshable_access_token_lifetime",
+    "ui_auth.session_timeout",
+    "login_via_existing_session.token_timeout",
+    "key_refresh_interval",
+    "saml2_config.saml_session_lifetime",
+    "push.jitter_delay",
+    "account_validity.period",
+    "account_validity.renew_at",
+    "rc_delayed_event_mgmt.period",
+];
+
+/// The longest duration accepted in settings: 100 years.
+const MAX_SETTING_DURATION_MS: u64 = 100 * 365 * 86_400_000;
+
+/// Checks a duration option's value as Synapse reads it: a unit is
+/// required (a bare number would be milliseconds), `ms` is not a suffix
+/// Synapse knows, and at most 100 years.
+fn check_duration(path: &str, value: &serde_json::Value, errs: &mut ValidationErrors) {
+    let expected = "expected a number with a unit s, m, h, d, w or y, such as 1h";
+    let text = match value {
+        serde_json::Value::Null => return,
+        serde_json::Value::Number(n) => {
+            let secs = n.as_u64().map(|ms| ms / 1000).unwrap_or_default();
+            errs.push(
+                path,
+                format!(
+                    "{n} is a bare number, which Synapse reads as milliseconds ({secs} s): \
+                     write the unit, such as {n}s or {secs}s"
+                ),
+            );
+            return;
+        }
+        serde_json::Value::String(t) => t,
+        _ => {
+            errs.push(path, format!("is not a duration: {expected}"));
+            return;
+        }
+    };
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
+        errs.push(
+            path,
+            format!(
+                "{} has no unit, so Synapse reads it as milliseconds: write the unit, such as {text}s",
+                crate::redact::quote(text)
+            ),
+        );
+        return;
+    }
+    if let Some(n) = text.strip_suffix("ms") {
+        errs.push(
+            path,
+            format!(
+                "{} ends in ms, a suffix Synapse does not read: {expected} ({n}ms is {n} without a unit, which is refused too)",
+                crate::redact::quote(text)
+            ),
+        );
+        return;
+    }
+    let well_formed = text.len() >= 2
+        && text.ends_with(['s', 'm', 'h', 'd', 'w', 'y'])
+        && text[..text.len() - 1].chars().all(|c| c.is_ascii_digit());
+    if !well_formed {
+        errs.push(
+            path,
+            format!(
+                "{} is not a duration Synapse reads: {expected}",
+                crate::redact::quote(text)
+            ),
+        );
+        return;
+    }
+    match parse_duration_ms(text) {
+        Ok(ms) if ms > MAX_SETTING_DURATION_MS => errs.push(
+            path,
+            format!("{text} is longer than 100 years: expected at most 100y"),
+        ),
+        Err(m) if !m.contains("zero") => errs.push(path, m),
+        _ => {}
+    }
+}
+
+/// Options whose documented values include the strings `off`/`on` (which
+/// Synapse reads both as strings and as the booleans PyYAML makes of them).
+const STRING_WORD_KEYS: [&str; 2] = [
+    "encryption_enabled_by_default_for_room_type",
+    "experimental_features.msc4388_mode",
+];
+
+/// Checks the values of `synapse.settings` as Synapse will read them:
+/// durations need a unit ([`DURATION_KEYS`]); a string that YAML 1.1
+/// reads as something else (`off`, `0660`, `1:30`) is refused with what
+/// to write ([`crate::components::pyyaml::yaml11_reading`]).
+fn check_setting_values(settings: &crate::host::FreeformSettings, errs: &mut ValidationErrors) {
+    fn walk(value: &serde_json::Value, path: &str, generic: &str, errs: &mut ValidationErrors) {
+        if DURATION_KEYS.contains(&generic) {
+            check_duration(&format!("synapse.settings.{path}"), value, errs);
+            return;
+        }
+        match value {
+            serde_json::Value::String(s) if !STRING_WORD_KEYS.contains(&generic) => {
+                if let Some(reading) = crate::components::pyyaml::yaml11_reading(s) {
+                    errs.push(
+                        format!("synapse.settings.{path}"),
+                        format!(
+                            "{} is read here as a string, but Synapse's YAML 1.1 reader takes it for {reading}",
+                            crate::redact::quote(s)
+                        ),
+                    );
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, &format!("{path}[{i}]"), &format!("{generic}[]"), errs);
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    walk(v, &format!("{path}.{k}"), &format!("{generic}.{k}"), errs);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (key, value) in settings {
+        walk(value, key, key, errs);
+    }
+}
+
 /// Replaces top-level keys of `config` with `settings`, re-reading the
 /// result so a wrongly typed setting is an error naming it.
 fn merge_settings(
@@ -316,6 +672,33 @@ mod tests {
 
     fn example() -> HostDescription {
         crate::load::example_host().expect("example")
+    }
+
+    #[test]
+    fn metrics_add_a_loopback_metrics_listener() {
+        let config = homeserver(&example(), &ctx()).expect("derives");
+        assert_eq!(config.enable_metrics, Some(false));
+        assert_eq!(config.listeners.as_ref().map(Vec::len), Some(1));
+        let mut h = example();
+        h.metrics.enable = true;
+        h.metrics.synapse_port = 9100;
+        let config = homeserver(&h, &ctx()).expect("derives");
+        assert_eq!(config.enable_metrics, Some(true));
+        let listeners = config.listeners.as_ref().expect("listeners");
+        assert_eq!(listeners.len(), 2);
+        assert_eq!(
+            listeners[0].kind,
+            ListenerType::Http,
+            "the client listener first"
+        );
+        let m = &listeners[1];
+        assert_eq!(m.kind, ListenerType::Metrics);
+        assert_eq!(m.port, Some(9100));
+        assert_eq!(m.bind_addresses, Some(vec!["127.0.0.1".to_owned()]));
+        assert_eq!(m.resources, None);
+        assert_eq!(config.privacy_violations(), ValidationErrors::new());
+        let yaml = config.to_yaml_string().expect("yaml");
+        assert!(yaml.contains("type: metrics"), "{yaml}");
     }
 
     #[test]
@@ -558,6 +941,180 @@ mod tests {
         let errs = homeserver(&host, &ctx()).expect_err("refused");
         let paths: Vec<&str> = errs.errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, vec!["synapse.settings.email.smtp_pass"]);
+    }
+
+    fn settings_errors(settings: serde_json::Value) -> ValidationErrors {
+        let mut host = example();
+        host.synapse.settings = serde_json::from_value(settings).expect("map");
+        homeserver(&host, &ctx()).expect_err("refused")
+    }
+
+    #[test]
+    fn settings_may_not_contradict_typed_fields() {
+        for (settings, path, field) in [
+            (
+                serde_json::json!({"encryption_enabled_by_default_for_room_type": "off"}),
+                "synapse.settings.encryption_enabled_by_default_for_room_type",
+                "synapse.encryption_by_default",
+            ),
+            (
+                serde_json::json!({"max_upload_size": "1G"}),
+                "synapse.settings.max_upload_size",
+                "synapse.max_upload_size",
+            ),
+            (
+                serde_json::json!({"presence": {"enabled": false}}),
+                "synapse.settings.presence",
+                "synapse.presence",
+            ),
+            (
+                serde_json::json!({"presence": {"enabled": "untracked"}}),
+                "synapse.settings.presence",
+                "synapse.presence",
+            ),
+            (
+                serde_json::json!({"url_preview_enabled": true}),
+                "synapse.settings.url_preview_enabled",
+                "synapse.url_previews",
+            ),
+            (
+                serde_json::json!({"log_config": "/etc/synapse/log.yaml"}),
+                "synapse.settings.log_config",
+                "synapse.log_level",
+            ),
+            (
+                serde_json::json!({"turn_user_lifetime": "1d"}),
+                "synapse.settings.turn_user_lifetime",
+                "turn.credential_lifetime",
+            ),
+            (
+                serde_json::json!({"web_client_location": "https://app.element.io"}),
+                "synapse.settings.web_client_location",
+                "element_host",
+            ),
+        ] {
+            let errs = settings_errors(settings.clone());
+            assert_eq!(errs.errors.len(), 1, "{settings}: {errs}");
+            assert_eq!(errs.errors[0].path, path, "{errs}");
+            assert!(errs.errors[0].message.contains(field), "{errs}");
+        }
+        // Previews switched on in settings: one error, at the setting,
+        // pointing at the typed field (not at the missing blocklist).
+        let errs = settings_errors(serde_json::json!({"url_preview_enabled": true}));
+        assert!(
+            errs.errors[0]
+                .message
+                .contains("set synapse.url_previews instead"),
+            "{errs}"
+        );
+        // Restating the typed value, or a presence section that keeps it, is fine.
+        let mut host = example();
+        host.synapse.settings = serde_json::from_value(serde_json::json!({
+            "encryption_enabled_by_default_for_room_type": "all",
+            "max_upload_size": 104857600,
+            "presence": {"enabled": true, "include_offline_users_on_sync": false},
+            "url_preview_enabled": false,
+            "turn_user_lifetime": "1h",
+            "web_client_location": "https://chat.example.org/",
+        }))
+        .expect("map");
+        assert!(
+            homeserver(&host, &ctx()).is_ok(),
+            "{:?}",
+            homeserver(&host, &ctx()).err()
+        );
+    }
+
+    #[test]
+    fn durations_in_settings_need_a_unit() {
+        for (value, needle) in [
+            (serde_json::json!(86400), "milliseconds (86 s)"),
+            (serde_json::json!("86400"), "no unit"),
+            (
+                serde_json::json!("500ms"),
+                "ms, a suffix Synapse does not read",
+            ),
+            (serde_json::json!("1 h"), "not a duration Synapse reads"),
+            (serde_json::json!("1.5h"), "not a duration Synapse reads"),
+            (serde_json::json!("101y"), "longer than 100 years"),
+            (serde_json::json!(true), "not a duration"),
+        ] {
+            for key in ["session_lifetime", "user_ips_max_age"] {
+                let errs = settings_errors(serde_json::json!({ key: value }));
+                assert_eq!(errs.errors.len(), 1, "{value}: {errs}");
+                assert_eq!(errs.errors[0].path, format!("synapse.settings.{key}"));
+                assert!(errs.errors[0].message.contains(needle), "{value}: {errs}");
+            }
+        }
+        let errs = settings_errors(serde_json::json!({"retention": {"enabled": true,
+            "purge_jobs": [{"interval": "1d"}, {"interval": 43200000}]}}));
+        assert_eq!(
+            errs.errors[0].path,
+            "synapse.settings.retention.purge_jobs[1].interval"
+        );
+        let mut host = example();
+        host.synapse.settings = serde_json::from_value(serde_json::json!({
+            "session_lifetime": "24h", "user_ips_max_age": null, "redaction_retention_period": "7d",
+            "retention": {"enabled": true, "purge_jobs": [{"interval": "12h"}]},
+        }))
+        .expect("map");
+        assert!(homeserver(&host, &ctx()).is_ok());
+    }
+
+    #[test]
+    fn yaml_1_1_strings_in_settings_are_refused() {
+        for (value, needle) in [
+            ("off", "boolean false"),
+            ("yes", "boolean true"),
+            ("0660", "octal number 432"),
+            ("1:30", "sexagesimal"),
+            ("1_000", "number 1000"),
+        ] {
+            let errs = settings_errors(serde_json::json!({"some_module": {"option": value}}));
+            assert_eq!(errs.errors.len(), 1, "{value}: {errs}");
+            assert_eq!(errs.errors[0].path, "synapse.settings.some_module.option");
+            assert!(errs.errors[0].message.contains(needle), "{errs}");
+        }
+    }
+
+    #[test]
+    fn inline_secrets_in_module_settings_are_refused_by_shape() {
+        let errs = settings_errors(serde_json::json!({
+            "media_storage_providers": [{"module": "s3_storage_provider.S3StorageProviderBackend",
+                "store_local": true,
+                "config": {"bucket": "media", "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+                    "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}}],
+            "oidc_providers": [{"idp_id": "x", "client_secret": "s3cr3t"}],
+            "redis": {"enabled": true, "password": "hunter2"},
+            "modules": [{"module": "m.M", "config": {"api_token": 123456,
+                "endpoint": "https://bot:hunter2@example.com/hook"}}],
+        }));
+        let paths: Vec<&str> = errs.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "synapse.settings.media_storage_providers[0].config.secret_access_key",
+                "synapse.settings.modules[0].config.api_token",
+                "synapse.settings.modules[0].config.endpoint",
+                "synapse.settings.oidc_providers[0].client_secret",
+                "synapse.settings.redis.password",
+            ],
+            "{errs}"
+        );
+        assert!(
+            errs.errors[3].message.contains("client_secret_path"),
+            "{errs}"
+        );
+        assert!(
+            errs.errors[4].message.contains("redis.password_path"),
+            "{errs}"
+        );
+        for e in &errs.errors {
+            assert!(
+                !e.message.contains("hunter2") && !e.message.contains("wJalr"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
