@@ -95,10 +95,10 @@ in
     };
 
     openFirewall = boolOption true ''
-      Whether to open the ports clients need: HTTP and HTTPS (TCP), the
-      TURN port (TCP and UDP), the TURN TLS port when TURN over TLS is on,
-      and the TURN relay port range (UDP). Synapse and PostgreSQL are never
-      exposed.
+      Whether to open the ports clients need: HTTP and HTTPS (TCP), HTTP/3
+      on the HTTPS port (UDP), the TURN port (TCP and UDP), the TURN TLS
+      port when TURN over TLS is on, and the TURN relay port range (UDP).
+      Synapse and PostgreSQL are never exposed.
     '';
 
     baseDomain = nullStr {
