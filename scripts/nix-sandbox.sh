@@ -394,11 +394,14 @@ if want package; then
     vendor=$cache/vendor-$lock_hash
     if [ ! -d "$vendor" ]; then
       mkdir -p "$cache"
-      rm -rf "$vendor.tmp"
-      if cargo vendor --locked --versioned-dirs --manifest-path "$repo/Cargo.toml" "$vendor.tmp" >/dev/null 2>"$work/vendor.log"; then
-        find "$cache" -maxdepth 1 -name 'vendor-*' ! -name "vendor-$lock_hash*" -exec rm -rf {} +
-        mv "$vendor.tmp" "$vendor"
+      vendor_tmp=$(mktemp -d "$cache/.vendor-$lock_hash.XXXXXX")
+      if cargo vendor --locked --versioned-dirs --manifest-path "$repo/Cargo.toml" "$vendor_tmp/v" >/dev/null 2>"$work/vendor.log"; then
+        # Another run may have finished first: keep its copy.
+        mv -T "$vendor_tmp/v" "$vendor" 2>/dev/null || true
+        rm -rf "$vendor_tmp"
+        find "$cache" -maxdepth 1 -name 'vendor-*' ! -name "vendor-$lock_hash" -exec rm -rf {} +
       else
+        rm -rf "$vendor_tmp"
         fail "package: cargo vendor --locked" "$(tail -n 20 "$work/vendor.log")"
         recipe=''
       fi
