@@ -408,6 +408,10 @@ if want package; then
     fi
   fi
 
+  if [ -n "$recipe" ] && [ ! -d "$vendor" ]; then
+    fail "package: cargo vendor --locked" "no vendored dependencies in $vendor"
+    recipe=''
+  fi
   if [ -n "$recipe" ]; then
     sb=$work/package
     sandbox_prepare "$sb"
