@@ -162,7 +162,9 @@ declare -A STDENV_ALIASES=([awk]=gawk [sh]=bash [cc]=gcc)
 # can provide, as Debian packages whose programs join the PATH directory
 # and whose /usr/lib and /usr/share directories are mounted read-only.
 declare -A NATIVE_INPUT_PACKAGES=([util-linux]=util-linux [python3]="python3 python3.11 python3.11-minimal libpython3.11-minimal libpython3.11-stdlib")
-LIB_DIRS=(/usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib/gcc /usr/libexec/gcc /usr/lib/file /usr/lib/bfd-plugins)
+# Shared libraries, gcc's own files, and the C library's headers (stdenv's
+# cc compiles C against glibc's headers, e.g. for a crate's build script).
+LIB_DIRS=(/usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib/gcc /usr/libexec/gcc /usr/lib/file /usr/lib/bfd-plugins /usr/include)
 
 # package_programs PKG...: "name<TAB>real path" of every program in /bin or
 # /usr/bin of the packages.
