@@ -48,6 +48,31 @@ let
     ) inlineSecrets
   );
 
+  # Single sign-on client secrets and the SMTP password: files only, never
+  # in the store.
+  outsideStore = path: lib.hasPrefix "/" path && !lib.hasPrefix "${builtins.storeDir}/" path;
+  ssoEmailAssertions =
+    lib.concatMap (p: [
+      {
+        assertion = p.clientSecretFile != null;
+        message = "${opt}.sso.providers: provider ${p.id} has no clientSecretFile: set it to the file holding the client secret the provider issued (sops-nix, agenix); it is never written into the configuration.";
+      }
+      {
+        assertion = p.clientSecretFile == null || outsideStore p.clientSecretFile;
+        message = "${opt}.sso.providers: provider ${p.id}'s clientSecretFile \"${toString p.clientSecretFile}\" must be an absolute path outside the Nix store (the store is world-readable).";
+      }
+    ]) cfg.sso.providers
+    ++ lib.optionals cfg.email.enable [
+      {
+        assertion = cfg.email.smtpHost != null && cfg.email.from != null;
+        message = "${opt}.email.enable is set, so ${opt}.email.smtpHost and ${opt}.email.from must be set too.";
+      }
+      {
+        assertion = cfg.email.passwordFile == null || outsideStore cfg.email.passwordFile;
+        message = "${opt}.email.passwordFile = \"${toString cfg.email.passwordFile}\" must be an absolute path outside the Nix store (the store is world-readable).";
+      }
+    ];
+
   # Paths the modules write into unit files, tmpfiles.d rules, /etc/passwd
   # (Synapse's home) and unit scripts: each must be read literally by all
   # of them (see isPlainPath in lib.nix).
@@ -61,7 +86,14 @@ let
       "turn.tls.keyFile" = cfg.turn.tls.keyFile;
     }
     // lib.mapAttrs' (name: path: lib.nameValuePair "secrets.${name}" path) cfg.secrets
-    // lib.optionalAttrs (cfg ? backup) { "backup.directory" = cfg.backup.directory; };
+    // lib.optionalAttrs (cfg ? backup) { "backup.directory" = cfg.backup.directory; }
+    # Credentials of Synapse's unit (LoadCredential=NAME:PATH).
+    // lib.listToAttrs (
+      map (p: lib.nameValuePair "sso.providers.${p.id}.clientSecretFile" p.clientSecretFile) cfg.sso.providers
+    )
+    // {
+      "email.passwordFile" = cfg.email.passwordFile;
+    };
 
   unitPathAssertions = lib.mapAttrsToList (name: path: {
     assertion = path == null || ospwLib.isPlainPath path;
@@ -124,6 +156,7 @@ in
         [ cfg.turn.tls.keyFile ]
     )
     ++ secretFileAssertions
+    ++ ssoEmailAssertions
     ++ unitPathAssertions
     ++ inlineSecretAssertions;
 

@@ -13,6 +13,7 @@
     ./secrets.nix
     ./postgresql.nix
     ./synapse.nix
+    ./sso.nix
     ./coturn.nix
     ./caddy.nix
     ./element.nix

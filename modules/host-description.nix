@@ -21,6 +21,7 @@
 
 let
   cfg = config.services.ospw-matrix;
+  ospwLib = import ./lib.nix { inherit lib; };
 
   synapseCredentials = "/run/credentials/ospw-matrix-synapse.service";
   coturnCredentials = "/run/credentials/ospw-matrix-coturn.service";
@@ -110,6 +111,50 @@ let
 
     secrets.dir = synapseCredentials;
 
+    # Secret files become credentials of Synapse's unit (modules/sso.nix):
+    # the description names only the credentials directory.
+    sso = {
+      password_login = cfg.sso.passwordLogin;
+      providers = map (
+        p:
+        dropNulls {
+          inherit (p) id name brand issuer scopes pkce;
+          icon_file = if p.iconFile == null then null else "${p.iconFile}";
+          client_id = p.clientId;
+          client_secret_file = "${synapseCredentials}/${ospwLib.ssoCredential p}";
+          user_mapping = {
+            subject_claim = p.userMapping.subjectClaim;
+            inherit (p.userMapping) localpart;
+            display_name = p.userMapping.displayName;
+            inherit (p.userMapping) email;
+          };
+          allow_existing_users = p.allowExistingUsers;
+          auto_create = p.autoCreate;
+          require = map (
+            r:
+            dropNulls {
+              inherit (r) attribute value;
+              one_of = r.oneOf;
+            }
+          ) p.require;
+        }
+      ) cfg.sso.providers;
+    };
+
+    email =
+      if cfg.email.enable then
+        dropNulls {
+          smtp_host = cfg.email.smtpHost;
+          smtp_port = cfg.email.smtpPort;
+          inherit (cfg.email) tls user from;
+          password_file =
+            if cfg.email.passwordFile == null then null else "${synapseCredentials}/${ospwLib.smtpCredential}";
+          password_reset = cfg.email.passwordReset;
+          inherit (cfg.email) notifications;
+          notification_delay = cfg.email.notificationDelay;
+        }
+      else
+        null;
     metrics = {
       inherit (cfg.metrics) enable;
       synapse_port = cfg.metrics.synapsePort;
@@ -163,6 +208,9 @@ let
     "proxy.http_port" = "proxy.httpPort";
     "proxy.https_port" = "proxy.httpsPort";
     "proxy.bind" = "proxy.bind";
+    "sso.password_login" = "sso.passwordLogin";
+    "sso.providers" = "sso.providers (user_mapping: userMapping, client_id: clientId, icon_file: iconFile, allow_existing_users: allowExistingUsers, auto_create: autoCreate)";
+    "email" = "email";
     "metrics.synapse_port" = "metrics.synapsePort";
     "metrics.coturn_port" = "metrics.coturnPort";
     "metrics.caddy_port" = "metrics.caddyPort";

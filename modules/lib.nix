@@ -14,6 +14,18 @@ rec {
 
   secretsDir = cfg: "${cfg.stateDir}/secrets";
 
+  # The credential names of the secrets that come only from the user's
+  # files (single sign-on client secrets, the SMTP password): nothing
+  # generates them.
+  ssoCredential = provider: "sso_client_secret_${provider.id}";
+  smtpCredential = "smtp_password";
+
+  # Synapse's runtime secrets file (`ospw-matrix materialize
+  # synapse-secrets`), needed when Synapse must be given a secret it cannot
+  # read from a file: the SMTP password.
+  runtimeSecretsFile = "/run/ospw-matrix-synapse/secrets.yaml";
+  needsRuntimeSecrets = cfg: cfg.email.enable && cfg.email.passwordFile != null;
+
   # Where a credential is loaded from: the user's file if given, otherwise
   # the file `ospw-matrix secrets init` generated.
   credentialSource =

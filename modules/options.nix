@@ -261,7 +261,7 @@ in
           "ERROR"
         ];
         default = "WARNING";
-        description = "Synapse's log level (logs go to the journal).";
+        description = "Synapse's log level (logs go to the journal; Synapse's access log, which would record who asked for what, is never written).";
       };
 
       settings = jsonOption {
@@ -532,6 +532,201 @@ in
         site is hosted elsewhere and publish
         {file}`''${config.services.ospw-matrix.renderedConfig}/well-known/matrix/client` there.
       '';
+    };
+
+    sso = {
+      passwordLogin = boolOption true ''
+        Whether accounts may also sign in with a password. With `false`,
+        Synapse offers single sign-on only: `ospw-matrix user add` creates
+        accounts without a password (for providers with
+        `allowExistingUsers`), `user reset-password` is refused and mail
+        password resets are off. The CLI's own admin account keeps working
+        (it takes its token from the registration, not from a password
+        login).
+      '';
+
+      providers = mkOption {
+        default = [ ];
+        description = ''
+          OpenID Connect providers (authentik, Keycloak, …), shown as
+          sign-in buttons in this order. A first sign-in creates no account
+          unless the provider says who may get one (`require`, or
+          `autoCreate`). See docs/nixos.md for a worked authentik example;
+          the redirect URI to register at the provider is
+          `https://<matrixHost>/_synapse/client/oidc/callback`.
+        '';
+        type = types.listOf (
+          types.submodule {
+            options = {
+              id = mkOption {
+                type = types.strMatching "[a-z0-9][a-z0-9_-]{0,49}";
+                example = "authentik";
+                description = "A short identifier (Synapse's `idp_id` is `oidc-<id>`). Accounts are linked to it: never change it once people have signed in.";
+              };
+              name = mkOption {
+                type = types.str;
+                example = "Example SSO";
+                description = "The name on the sign-in button.";
+              };
+              brand = nullStr {
+                example = "authentik";
+                description = "A brand identifier clients may use to style the button (Synapse's `idp_brand`).";
+              };
+              iconFile = mkOption {
+                type = types.nullOr types.path;
+                default = null;
+                example = lib.literalExpression "./sso-icon.png";
+                description = "An icon for the button (PNG, JPEG, WebP or SVG), served by Caddy on the Matrix host (it is not a secret and may be in the store). Never a remote URL.";
+              };
+              issuer = mkOption {
+                type = types.str;
+                example = "https://auth.example.org/application/o/matrix/";
+                description = "The issuer URL (`https://`).";
+              };
+              clientId = mkOption {
+                type = types.str;
+                example = "matrix";
+                description = "The client ID registered at the provider.";
+              };
+              clientSecretFile = nullStr {
+                example = "/run/secrets/ospw-matrix/oidc-client-secret";
+                description = ''
+                  A file holding the client secret (sops-nix, agenix). It is
+                  read at service start through systemd's `LoadCredential=`
+                  and given to Synapse as `client_secret_path`; required.
+                '';
+              };
+              scopes = mkOption {
+                type = types.listOf types.str;
+                default = [
+                  "openid"
+                  "profile"
+                ];
+                example = [
+                  "openid"
+                  "profile"
+                  "email"
+                ];
+                description = "The scopes asked for; `openid` is required.";
+              };
+              pkce = mkOption {
+                type = types.enum [
+                  "auto"
+                  "always"
+                  "never"
+                ];
+                default = "auto";
+                description = "Proof Key for Code Exchange: `auto` uses it when the provider offers it.";
+              };
+              userMapping = {
+                subjectClaim = mkOption {
+                  type = types.str;
+                  default = "sub";
+                  description = "The claim identifying the person for good.";
+                };
+                localpart = mkOption {
+                  type = types.str;
+                  default = "{{ user.preferred_username }}";
+                  description = "The localpart, as a Jinja2 template over the claims (`user`).";
+                };
+                displayName = mkOption {
+                  type = types.nullOr types.str;
+                  default = "{{ user.name }}";
+                  description = "The display name template, or `null`.";
+                };
+                email = mkOption {
+                  type = types.nullOr types.str;
+                  default = null;
+                  example = "{{ user.email }}";
+                  description = "The e-mail address template (kept for password resets and notifications), or `null`.";
+                };
+              };
+              allowExistingUsers = boolOption false ''
+                Whether a first sign-in is linked to an existing account of
+                the same localpart (one made with `ospw-matrix user add`).
+                The provider then decides who gets that account, admin
+                rights included: use it only when people cannot choose
+                their own user name at the provider.
+              '';
+              autoCreate = boolOption false ''
+                Whether a first sign-in of anyone the provider authenticates
+                creates an account. Prefer `require`.
+              '';
+              require = mkOption {
+                type = types.listOf (
+                  types.submodule {
+                    options = {
+                      attribute = mkOption {
+                        type = types.str;
+                        example = "groups";
+                        description = "The claim.";
+                      };
+                      value = nullStr {
+                        example = "chat-users";
+                        description = "The value it must have (or contain, for a list such as groups).";
+                      };
+                      oneOf = mkOption {
+                        type = types.listOf types.str;
+                        default = [ ];
+                        description = "Values of which it must have (or contain) one.";
+                      };
+                    };
+                  }
+                );
+                default = [ ];
+                example = lib.literalExpression ''[ { attribute = "groups"; value = "chat-users"; } ]'';
+                description = "Claims a person must have to sign in; with any, a first sign-in of a person who has them creates an account.";
+              };
+            };
+          }
+        );
+      };
+    };
+
+    email = {
+      enable = lib.mkEnableOption "outgoing mail (SMTP) for password resets and notifications of missed messages";
+      smtpHost = nullStr {
+        example = "mail.example.org";
+        description = "The SMTP server.";
+      };
+      smtpPort = mkOption {
+        type = types.nullOr types.port;
+        default = null;
+        description = "Its port; `null` means 465 with implicit TLS, 587 with STARTTLS, 25 without TLS.";
+      };
+      tls = mkOption {
+        type = types.enum [
+          "implicit"
+          "starttls"
+          "off"
+        ];
+        default = "starttls";
+        description = "`implicit` TLS, `starttls` (required, never skipped) or `off` (only to a relay on this host).";
+      };
+      user = nullStr {
+        example = "matrix@example.org";
+        description = "The SMTP user name.";
+      };
+      passwordFile = nullStr {
+        example = "/run/secrets/ospw-matrix/smtp-password";
+        description = ''
+          A file holding the SMTP password (with `user`). Synapse has no file
+          form for it: `ospw-matrix materialize synapse-secrets` writes it
+          at service start into {file}`/run/ospw-matrix-synapse/secrets.yaml`
+          (mode 0600, Synapse's user), read as a second configuration file.
+        '';
+      };
+      from = nullStr {
+        example = "Example Chat <noreply@example.org>";
+        description = "The sender.";
+      };
+      passwordReset = boolOption false "Whether people may reset a forgotten password by mail (needs `sso.passwordLogin`).";
+      notifications = boolOption false "Whether people get mail about messages they missed (never with the text of an encrypted message).";
+      notificationDelay = mkOption {
+        type = types.str;
+        default = "10m";
+        description = "How long a message stays unread before the notification mail.";
+      };
     };
 
     secrets = {

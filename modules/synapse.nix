@@ -64,11 +64,15 @@ in
           User = user;
           Group = user;
           WorkingDirectory = dataDir;
-          ExecStart = lib.concatStringsSep " " [
-            "${lib.getExe' cfg.synapse.package "synapse_homeserver"}"
-            "--config-path ${cfg.renderedConfig}/synapse/homeserver.yaml"
-            "--keys-directory ${ospwLib.escapeExecArg dataDir}"
-          ];
+          ExecStart = lib.concatStringsSep " " (
+            [
+              "${lib.getExe' cfg.synapse.package "synapse_homeserver"}"
+              "--config-path ${cfg.renderedConfig}/synapse/homeserver.yaml"
+            ]
+            # The secrets Synapse cannot read from a file (modules/sso.nix).
+            ++ lib.optional (ospwLib.needsRuntimeSecrets cfg) "--config-path ${ospwLib.runtimeSecretsFile}"
+            ++ [ "--keys-directory ${ospwLib.escapeExecArg dataDir}" ]
+          );
           ExecReload = "${lib.getExe' pkgs.coreutils "kill"} -HUP $MAINPID";
           Restart = "on-failure";
           RestartSec = "5s";

@@ -2,16 +2,21 @@
 # Installs everything the test suite needs on a fresh Debian 12 machine, as
 # root: PostgreSQL 15, coturn, Caddy, Nix (for parsing and evaluating the
 # modules), Python with venv and a C compiler with libpq-dev (to build
-# psycopg2), curl, Rust when missing (rustc-web), bubblewrap and stdenv's
-# tools (for scripts/nix-sandbox.sh), Synapse from PyPI into a virtual
-# environment at $OSPW_VENV (default /opt/ospw-venv), mypy and pyflakes into
-# $OSPW_TOOLS_VENV (default /opt/ospw-tools-venv), and Synapse's published
-# config schema into the user's cache when ../shared has none (see
-# "Synapse's config schema" below); then checks that every program the
-# tests spawn is on PATH (PROGRAMS below; crates/ospw-matrix-cli/tests/
+# psycopg2), curl, Rust when missing (rustc-web), Node.js with npm (the
+# acceptance suite's OpenID Connect provider), bubblewrap and stdenv's tools
+# (for scripts/nix-sandbox.sh), Synapse from PyPI (pinned, with its postgres,
+# url-preview and oidc extras, plus aiosmtpd, the acceptance suite's SMTP
+# server) into a virtual environment at $OSPW_VENV (default /opt/ospw-venv),
+# mypy and pyflakes into $OSPW_TOOLS_VENV (default /opt/ospw-tools-venv), and
+# Synapse's published config schema into the user's cache when ../shared has
+# none (see "Synapse's config schema" below); then `npm ci` of
+# tests/acceptance/idp (oidc-provider, into its git-ignored node_modules), and
+# checks that every program the tests spawn is on PATH (PROGRAMS below;
+# crates/ospw-matrix-cli/tests/
 # test_deps.rs fails when a test spawns a program missing from it). Idempotent.
 set -euo pipefail
 
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OSPW_VENV=${OSPW_VENV:-/opt/ospw-venv}
 # A minimal Debian 12 (e.g. the debian:12 image) has none of python3, venv,
 # gcc, curl or procps (`kill`); util-linux (`setpriv`), passwd (`useradd`),
@@ -31,7 +36,7 @@ APT_PACKAGES=(postgresql-15 postgresql-client-15 libpq-dev coturn caddy nix-bin 
 # /usr/lib/postgresql/15/bin and checked there).
 PROGRAMS=(turnserver turnutils_uclient turnutils_peer caddy curl python3 setpriv
   getent useradd id kill sh sleep nix-instantiate jq cargo rustc systemd-analyze ip
-  df systemctl promtool bwrap git)
+  df systemctl promtool node npm bwrap git)
 PG_PROGRAMS=(initdb postgres pg_ctl pg_isready psql createdb dropdb pg_dump pg_restore)
 
 missing=()
@@ -64,6 +69,21 @@ if ! rust_ok; then
   rust_ok || { echo "install-test-deps: still no cargo >= $MIN_RUST with fmt and clippy" >&2; exit 1; }
 fi
 
+# Node.js 18 or later with npm for the OpenID Connect provider (oidc-provider
+# 8 runs on 18, Debian 12's version; a newer one already installed, e.g.
+# from NodeSource, which bundles npm, is kept).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "install-test-deps: apt-get install nodejs npm"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends nodejs npm
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if ((node_major < 18)); then
+  echo "install-test-deps: node $(node --version) is older than 18" >&2
+  exit 1
+fi
+
 # The Debian packages start their services; the tests start their own
 # instances on other ports and directories, so stop the system ones.
 for svc in coturn caddy postgresql; do
@@ -79,24 +99,33 @@ done
 SYNAPSE_VERSION=1.157.1
 SYNAPSE_SCHEMA_SHA256=cd8f3661f67ac69e8c544f3e012757295316b687a8e5da0a8318fa273f29e832
 SYNAPSE_META_SCHEMA_SHA256=d974684a54a693a60cbdcfbae2c6a22ccdf683c6942cccfcd38f0aa6ead8d050
-# Synapse with every requirement of its postgres and url-preview extras (as
-# its own metadata lists them), and jsonschema.
+# Synapse with every requirement of the extras the tests use (as its own
+# metadata lists them), jsonschema, and aiosmtpd (the acceptance suite's
+# SMTP server).
+SYNAPSE_EXTRAS=postgres,url-preview,oidc
 synapse_complete() {
-  "$OSPW_VENV/bin/python" - >/dev/null 2>&1 <<'PY'
-import importlib.metadata as m
-import synapse, psycopg2, jsonschema
+  "$OSPW_VENV/bin/python" - "$SYNAPSE_EXTRAS" >/dev/null 2>&1 <<'PY'
+import importlib.metadata as m, sys
+import synapse, psycopg2, jsonschema, aiosmtpd
 from pip._vendor.packaging.requirements import Requirement
+extras = sys.argv[1].split(",")
 for text in m.requires("matrix-synapse") or []:
     req = Requirement(text)
-    if req.marker and any(req.marker.evaluate({"extra": e}) for e in ("postgres", "url-preview")):
+    if req.marker and any(req.marker.evaluate({"extra": e}) for e in extras):
         m.version(req.name)
 PY
 }
-if ! synapse_complete || [ "${OSPW_SYNAPSE_REINSTALL:-}" = 1 ]; then
-  echo "install-test-deps: installing matrix-synapse[postgres,url-preview]==$SYNAPSE_VERSION into $OSPW_VENV"
+if ! "$OSPW_VENV/bin/python" -c 'import synapse' >/dev/null 2>&1 || [ "${OSPW_SYNAPSE_REINSTALL:-}" = 1 ]; then
+  echo "install-test-deps: installing matrix-synapse[$SYNAPSE_EXTRAS]==$SYNAPSE_VERSION into $OSPW_VENV"
   python3 -m venv "$OSPW_VENV"
   "$OSPW_VENV/bin/pip" install -q --upgrade pip
-  "$OSPW_VENV/bin/pip" install -q "matrix-synapse[postgres,url-preview]==$SYNAPSE_VERSION" jsonschema
+  "$OSPW_VENV/bin/pip" install -q "matrix-synapse[$SYNAPSE_EXTRAS]==$SYNAPSE_VERSION" jsonschema aiosmtpd
+elif ! synapse_complete; then
+  # A venv made before an extra was tested (e.g. oidc, for single sign-on):
+  # add what is missing, keeping the installed Synapse.
+  synapse_version=$("$OSPW_VENV/bin/python" -c 'import synapse; print(synapse.__version__)')
+  echo "install-test-deps: adding matrix-synapse[$SYNAPSE_EXTRAS]==$synapse_version, jsonschema and aiosmtpd to $OSPW_VENV"
+  "$OSPW_VENV/bin/pip" install -q "matrix-synapse[$SYNAPSE_EXTRAS]==$synapse_version" jsonschema aiosmtpd
 fi
 synapse_installed=$("$OSPW_VENV/bin/python" -c 'import synapse; print(synapse.__version__)')
 echo "install-test-deps: Synapse $synapse_installed in $OSPW_VENV"
@@ -185,6 +214,17 @@ if ! id -u "$OSPW_TEST_USER" >/dev/null 2>&1; then
   echo "install-test-deps: creating system user $OSPW_TEST_USER"
   useradd --system --user-group --no-create-home --home-dir /nonexistent \
     --shell /usr/sbin/nologin "$OSPW_TEST_USER"
+fi
+
+# The acceptance suite's OpenID Connect provider: oidc-provider (a certified
+# implementation) and jose, exactly as package-lock.json pins them, into
+# tests/acceptance/idp/node_modules (git-ignored).
+idp="$repo/tests/acceptance/idp"
+lock_sum=$(sha256sum "$idp/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$idp/node_modules/.ospw-lock-sha256" 2>/dev/null)" != "$lock_sum" ]; then
+  echo "install-test-deps: npm ci in tests/acceptance/idp"
+  (cd "$idp" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_sum" > "$idp/node_modules/.ospw-lock-sha256"
 fi
 
 missing=()

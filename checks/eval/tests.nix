@@ -122,6 +122,41 @@ let
   ];
 
   marker = "LEAKCHECK";
+  # A provider and mail, with distinctive secret file paths.
+  withSsoEmail = {
+    services.ospw-matrix = {
+      sso.providers = [
+        {
+          id = "authentik";
+          name = "Example SSO";
+          issuer = "https://auth.example.org/application/o/matrix/";
+          clientId = "matrix";
+          clientSecretFile = "/run/secrets/${marker}-oidc";
+          scopes = [
+            "openid"
+            "profile"
+            "email"
+          ];
+          userMapping.email = "{{ user.email }}";
+          require = [
+            {
+              attribute = "groups";
+              value = "chat-users";
+            }
+          ];
+        }
+      ];
+      email = {
+        enable = true;
+        smtpHost = "mail.example.org";
+        user = "matrix@example.org";
+        passwordFile = "/run/secrets/${marker}-smtp";
+        from = "Example Chat <noreply@example.org>";
+        passwordReset = true;
+        notifications = true;
+      };
+    };
+  };
   leakConfig = configWith [
     withTurnTls
     withBackup
@@ -2756,4 +2791,193 @@ in
       ]
     ]
   ];
+
+  # Single sign-on and mail: the user's secret files become credentials of
+  # Synapse's unit and never reach the host description; the SMTP password
+  # is materialized before Synapse starts and read as a second config file.
+  sso-email-credentials =
+    let
+      cfg = configWith withSsoEmail;
+      s = synapse cfg;
+      hd = cfg.services.ospw-matrix.hostDescription;
+      credentialsDir = "/run/credentials/ospw-matrix-synapse.service";
+    in
+    expect [
+      [
+        "the client secret and SMTP password are credentials"
+        (hasAll [
+          "sso_client_secret_authentik:/run/secrets/${marker}-oidc"
+          "smtp_password:/run/secrets/${marker}-smtp"
+        ] s.serviceConfig.LoadCredential)
+        true
+      ]
+      [
+        "the generated secrets still are"
+        (hasAll (map (n: "${n}:${secretsDir}/${n}") credentialNames) s.serviceConfig.LoadCredential)
+        true
+      ]
+      [
+        "materialize synapse-secrets runs before Synapse, as Synapse's user"
+        s.serviceConfig.ExecStartPre
+        [
+          "${pkgs.ospw-matrix}/bin/ospw-matrix materialize synapse-secrets --config ${render cfg}/host.json --out /run/ospw-matrix-synapse/secrets.yaml"
+        ]
+      ]
+      [
+        "Synapse reads the runtime secrets after homeserver.yaml"
+        s.serviceConfig.ExecStart
+        "${pkgs.matrix-synapse}/bin/synapse_homeserver --config-path ${render cfg}/synapse/homeserver.yaml --config-path /run/ospw-matrix-synapse/secrets.yaml --keys-directory \"/var/lib/ospw-matrix/synapse\""
+      ]
+      [
+        "runtime directory"
+        [
+          s.serviceConfig.RuntimeDirectory
+          s.serviceConfig.RuntimeDirectoryMode
+        ]
+        [
+          "ospw-matrix-synapse"
+          "0750"
+        ]
+      ]
+      [
+        "the host description names the credentials"
+        [
+          (lib.head hd.sso.providers).client_secret_file
+          hd.email.password_file
+        ]
+        [
+          "${credentialsDir}/sso_client_secret_authentik"
+          "${credentialsDir}/smtp_password"
+        ]
+      ]
+      [
+        "no path of the user's secret files in the host description"
+        (contains marker (builtins.toJSON hd))
+        false
+      ]
+      [
+        "claims, requirements and mail settings carried"
+        [
+          (lib.head hd.sso.providers).user_mapping.email
+          (lib.head hd.sso.providers).require
+          hd.email.tls
+          hd.email.notifications
+        ]
+        [
+          "{{ user.email }}"
+          [
+            {
+              attribute = "groups";
+              value = "chat-users";
+              one_of = [ ];
+            }
+          ]
+          "starttls"
+          true
+        ]
+      ]
+      [
+        "assertions"
+        (failedAssertions cfg)
+        [ ]
+      ]
+    ];
+
+  sso-email-off-by-default =
+    let
+      s = synapse config;
+      hd = config.services.ospw-matrix.hostDescription;
+    in
+    expect [
+      [
+        "no materialize step"
+        (s.serviceConfig ? ExecStartPre)
+        false
+      ]
+      [
+        "no runtime directory without a socket"
+        (s.serviceConfig ? RuntimeDirectory)
+        false
+      ]
+      [
+        "no mail, passwords on, no provider"
+        [
+          (hd ? email)
+          hd.sso
+        ]
+        [
+          false
+          {
+            password_login = true;
+            providers = [ ];
+          }
+        ]
+      ]
+    ];
+
+  host-description-sso-email-matches-schema = noErrors (
+    checkSchema (configWith withSsoEmail).services.ospw-matrix.hostDescription
+  );
+
+  assertion-sso-email =
+    let
+      failedWith = extra: failedAssertions (configWith extra);
+      provider = extra: {
+        services.ospw-matrix.sso.providers = [
+          (
+            {
+              id = "corp";
+              name = "Corp";
+              issuer = "https://auth.example.org/";
+              clientId = "matrix";
+            }
+            // extra
+          )
+        ];
+      };
+    in
+    expect [
+      [
+        "a provider without a secret file"
+        (failedWith (provider { }))
+        [
+          "services.ospw-matrix.sso.providers: provider corp has no clientSecretFile: set it to the file holding the client secret the provider issued (sops-nix, agenix); it is never written into the configuration."
+        ]
+      ]
+      [
+        "a client secret in the store"
+        (failedWith (provider {
+          clientSecretFile = "/nix/store/abc-secret";
+        }))
+        [
+          "services.ospw-matrix.sso.providers: provider corp's clientSecretFile \"/nix/store/abc-secret\" must be an absolute path outside the Nix store (the store is world-readable)."
+        ]
+      ]
+      [
+        "mail without a host"
+        (failedWith {
+          services.ospw-matrix.email = {
+            enable = true;
+            notifications = true;
+          };
+        })
+        [
+          "services.ospw-matrix.email.enable is set, so services.ospw-matrix.email.smtpHost and services.ospw-matrix.email.from must be set too."
+        ]
+      ]
+      [
+        "an SMTP password in the store"
+        (builtins.length (failedWith {
+          services.ospw-matrix.email = {
+            enable = true;
+            smtpHost = "mail.example.org";
+            from = "noreply@example.org";
+            user = "matrix";
+            passwordFile = "/nix/store/abc-smtp";
+            notifications = true;
+          };
+        }))
+        1
+      ]
+    ];
 }

@@ -2,13 +2,21 @@
 //! admin service account the CLI keeps for itself.
 //!
 //! The admin never handles an access token: the first admin command
-//! registers a service account (`ospw-admin`, a server administrator)
-//! through shared-secret registration, logs it in, and keeps its user ID,
-//! password and access token in `<state dir>/admin-account.json` (0600, the
-//! directory 0700). When Synapse rejects the token (it was revoked, the
-//! database was restored), the CLI logs in again with the stored password;
-//! when that fails too (the account is gone), it registers a new service
-//! account.
+//! registers a service account (`ospw-admin=svc`, a server administrator)
+//! through shared-secret registration, which hands out its access token,
+//! and keeps its user ID, password and token in
+//! `<state dir>/admin-account.json` (0600, the directory 0700). When Synapse
+//! rejects the token (it was revoked, the database was restored), the CLI
+//! logs in again with the stored password; when that fails too (the account
+//! is gone, or `sso.password_login` is false so no password signs in), it
+//! registers a new service account and deactivates the old one.
+//!
+//! The name holds `=` followed by a letter that is not a hex digit, which
+//! Synapse's single sign-on mapping never produces (it writes `=` only as
+//! `=XX`, two hex digits): a provider with `allow_existing_users` can never
+//! link someone's sign-in to the service account. An older account whose
+//! name such a provider could produce (`ospw-admin`) is replaced as soon as
+//! a provider links existing accounts.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::fs::DirBuilderExt;
@@ -27,7 +35,23 @@ use serde::{Deserialize, Serialize};
 use crate::http::{self, Endpoint, HttpError, Response};
 
 /// The service account's localpart (a random suffix is added when taken).
-pub const SERVICE_LOCALPART: &str = "ospw-admin";
+pub const SERVICE_LOCALPART: &str = "ospw-admin=svc";
+
+/// Whether Synapse's single sign-on mapping (`map_username_to_mxid_localpart`,
+/// which escapes every other byte as `=XX` in lower-case hex) could produce
+/// `localpart`, so that a provider with `allow_existing_users` could link a
+/// sign-in to it.
+pub fn sso_could_produce(localpart: &str) -> bool {
+    let bytes = localpart.as_bytes();
+    !localpart.starts_with('_')
+        && bytes.iter().enumerate().all(|(i, b)| {
+            *b != b'='
+                || bytes.get(i + 1..i + 3).is_some_and(|h| {
+                    h.iter()
+                        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+                })
+        })
+}
 /// The state file in the state directory.
 pub const STATE_FILE: &str = "admin-account.json";
 /// The device display name of the service account's session.
@@ -204,6 +228,10 @@ pub struct AdminClient {
     secret_file: PathBuf,
     /// The server name.
     pub server_name: String,
+    /// Whether passwords sign in (`sso.password_login`).
+    password_login: bool,
+    /// Whether a provider links first sign-ins to existing accounts.
+    sso_links_existing: bool,
     state: Option<AdminState>,
 }
 
@@ -252,9 +280,16 @@ impl AdminClient {
             timeout: Duration::from_secs(args.timeout.max(1)),
             state_path,
             secret_file,
+            password_login: host.sso.password_login,
+            sso_links_existing: host.sso.providers.iter().any(|p| p.allow_existing_users),
             server_name: host.server_name,
             state,
         })
+    }
+
+    /// Whether passwords sign in on this server (`sso.password_login`).
+    pub fn password_login(&self) -> bool {
+        self.password_login
     }
 
     /// The service account's user ID, once known.
@@ -332,6 +367,10 @@ impl AdminClient {
     }
 
     fn login(&self, state: &AdminState) -> Result<Option<String>, Error> {
+        if !self.password_login {
+            // Synapse offers no password login (sso.password_login: false).
+            return Ok(None);
+        }
         let body = serde_json::json!({
             "type": "m.login.password",
             "identifier": {"type": "m.id.user", "user": state.localpart},
@@ -385,7 +424,10 @@ impl AdminClient {
                     self.endpoint, r.status
                 ))
             })?;
-            let body = registration_body(secret, &nonce, &localpart, &password, true)?;
+            let mut body = registration_body(secret, &nonce, &localpart, &password, true)?;
+            // The answer carries the access token: no password login needed
+            // (there may be none, with sso.password_login false).
+            body["inhibit_login"] = serde_json::Value::Bool(false);
             let r = self.raw("POST", REGISTER_PATH, None, Some(&body))?;
             match interpret_register_response(r.status, &r.body) {
                 Ok(user_id) => {
@@ -393,11 +435,14 @@ impl AdminClient {
                         "registered the CLI's admin service account {user_id} (kept in {})",
                         self.state_path.display()
                     );
+                    let access_token = serde_json::from_slice::<serde_json::Value>(&r.body)
+                        .ok()
+                        .and_then(|v| v.get("access_token")?.as_str().map(str::to_owned));
                     return Ok(AdminState {
                         user_id,
                         localpart,
                         password,
-                        access_token: None,
+                        access_token,
                     });
                 }
                 Err(RegisterFailure::UserInUse(_)) => continue,
@@ -414,41 +459,87 @@ impl AdminClient {
     }
 
     /// Makes sure a token is at hand: the stored one, a new login, or a new
-    /// service account.
+    /// service account (the old one, if any, is then deactivated).
     fn ensure_token(&mut self, stale: bool) -> Result<String, Error> {
+        let mut replaced = None;
         if let Some(state) = &self.state {
-            if !stale {
-                if let Some(token) = &state.access_token {
-                    return Ok(token.clone());
+            let linkable = self.sso_links_existing && sso_could_produce(&state.localpart);
+            if linkable {
+                eprintln!(
+                    "the service account {} has a name a single sign-on provider with \
+                     allow_existing_users could link to: replacing it",
+                    state.user_id
+                );
+                replaced = Some(state.clone());
+            } else {
+                if !stale {
+                    if let Some(token) = &state.access_token {
+                        return Ok(token.clone());
+                    }
                 }
+                let state = state.clone();
+                if let Some(token) = self.login(&state)? {
+                    self.state = Some(AdminState {
+                        access_token: Some(token.clone()),
+                        ..state
+                    });
+                    self.save_state()?;
+                    return Ok(token);
+                }
+                eprintln!(
+                    "the service account {} cannot log in any more: registering a new one",
+                    state.user_id
+                );
+                replaced = Some(state);
             }
-            let state = state.clone();
-            if let Some(token) = self.login(&state)? {
-                self.state = Some(AdminState {
-                    access_token: Some(token.clone()),
-                    ..state
-                });
-                self.save_state()?;
-                return Ok(token);
-            }
-            eprintln!(
-                "the service account {} cannot log in any more: registering a new one",
-                state.user_id
-            );
         }
         let mut state = self.register()?;
         self.state = Some(state.clone());
         self.save_state()?;
-        let token = self.login(&state)?.ok_or_else(|| {
-            Error::Other(format!(
-                "the new service account {} cannot log in",
-                state.user_id
-            ))
-        })?;
+        let token = match state.access_token.clone() {
+            Some(token) => token,
+            None => self.login(&state)?.ok_or_else(|| {
+                Error::Other(format!(
+                    "the new service account {} cannot log in",
+                    state.user_id
+                ))
+            })?,
+        };
         state.access_token = Some(token.clone());
         self.state = Some(state);
         self.save_state()?;
+        if let Some(old) = replaced {
+            self.deactivate_replaced(&old, &token);
+        }
         Ok(token)
+    }
+
+    /// Deactivates a replaced service account (best effort: it may be gone
+    /// already, after a restore).
+    fn deactivate_replaced(&self, old: &AdminState, token: &str) {
+        let path = format!(
+            "/_synapse/admin/v1/deactivate/{}",
+            encode_segment(&old.user_id)
+        );
+        let body = serde_json::json!({"erase": false});
+        match self.raw("POST", &path, Some(token), Some(&body)) {
+            Ok(r) if r.status == 200 => {
+                eprintln!("deactivated the old service account {}", old.user_id)
+            }
+            Ok(r) if r.status == 404 => {}
+            Ok(r) => {
+                let (_, message) = matrix_error(&r);
+                eprintln!(
+                    "could not deactivate the old service account {} (HTTP {}): {message}; \
+                     deactivate it with ospw-matrix user deactivate",
+                    old.user_id, r.status
+                );
+            }
+            Err(e) => eprintln!(
+                "could not deactivate the old service account {}: {e}",
+                old.user_id
+            ),
+        }
     }
 
     /// Calls the admin API, re-obtaining the token once if Synapse rejects it.
@@ -519,6 +610,8 @@ mod tests {
             state_path: PathBuf::from("/nonexistent/admin-account.json"),
             secret_file: PathBuf::from("/nonexistent/secret"),
             server_name: "example.org".into(),
+            password_login: true,
+            sso_links_existing: false,
             state: None,
         };
         assert_eq!(client.user_id("alice").unwrap(), "@alice:example.org");
@@ -539,6 +632,8 @@ mod tests {
             state_path: PathBuf::from("/nonexistent/admin-account.json"),
             secret_file: PathBuf::from("/nonexistent/secret"),
             server_name: "example.org".into(),
+            password_login: true,
+            sso_links_existing: false,
             state: Some(AdminState {
                 user_id: "@ospw-admin:example.org".into(),
                 localpart: "ospw-admin".into(),
@@ -552,6 +647,24 @@ mod tests {
             .to_string();
         assert!(err.contains("not running"), "{err}");
         assert!(err.contains("/nonexistent/synapse.sock"), "{err}");
+    }
+
+    #[test]
+    fn the_service_account_is_out_of_reach_of_sso_linking() {
+        for producible in ["ospw-admin", "alice", "a=c2=ad", "x=ff", "ospw-admin-1"] {
+            assert!(sso_could_produce(producible), "{producible}");
+        }
+        for unreachable in [
+            SERVICE_LOCALPART,
+            "ospw-admin=svc-x1y2z3",
+            "a=",
+            "a=f",
+            "a=fg",
+            "_x",
+        ] {
+            assert!(!sso_could_produce(unreachable), "{unreachable}");
+        }
+        assert!(ospw_matrix::registration::check_localpart(SERVICE_LOCALPART, None).is_ok());
     }
 
     #[test]

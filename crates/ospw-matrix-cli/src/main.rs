@@ -107,6 +107,17 @@ enum MaterializeCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Synapse's runtime secrets file (mode 0600), read after
+    /// homeserver.yaml with a second --config-path: the secrets Synapse
+    /// cannot read from a file (the SMTP password of `email`).
+    SynapseSecrets {
+        /// The host description (YAML or JSON, such as the rendered host.json).
+        #[arg(long, short, env = "OSPW_MATRIX_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+        /// Where to write the file.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -151,6 +162,9 @@ fn main() -> ExitCode {
                     out,
                 },
         } => commands::materialize::coturn(&template, &secret_file, &out),
+        Command::Materialize {
+            command: MaterializeCommand::SynapseSecrets { config, out },
+        } => commands::materialize::synapse_secrets(&config, &out),
         Command::User {
             command: UserCommand::Add(args),
         } => commands::user::add(args),

@@ -172,6 +172,60 @@ const CASES: &[(&str, &str)] = &[
         "element.settings.default_server_config.m.homeserver.base_url",
     ),
     ("element: {settings: {room_directory: {servers: [matrix.org]}}}", "element.settings.room_directory.servers"),
+    // Single sign-on.
+    ("sso: {providers: [{name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, id: Corp!}]}", "sso.providers[0].id"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s}, {id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s}]}", "sso.providers[1].id"),
+    ("sso: {providers: [{id: corp, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, name: ''}]}", "sso.providers[0].name"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, brand: Auth Entik}]}", "sso.providers[0].brand"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, icon_file: icon.png}]}", "sso.providers[0].icon_file"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, icon_file: /srv/icons/sso.gif}]}", "sso.providers[0].icon_file"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, icon_file: 'https://cdn.example.org/sso.png'}]}", "sso.providers[0].icon_file"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, icon_file: '/srv/my icons/sso.png'}]}", "sso.providers[0].icon_file"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, client_id: matrix, client_secret_file: /run/s, issuer: 'http://auth.example.org/'}]}", "sso.providers[0].issuer"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, client_id: matrix, client_secret_file: /run/s, issuer: auth.example.org}]}", "sso.providers[0].issuer"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, client_id: matrix, client_secret_file: /run/s, issuer: 'https://auth.example.org/?tenant=x'}]}", "sso.providers[0].issuer"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_secret_file: /run/s, client_id: ''}]}", "sso.providers[0].client_id"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: oidc-secret}]}", "sso.providers[0].client_secret_file"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, client_secret: s3cr3t}]}", "sso.providers[0]"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix}]}", "sso.providers[0]"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, scopes: [profile, email]}]}", "sso.providers[0].scopes"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, scopes: [openid, 'e mail']}]}", "sso.providers[0].scopes[1]"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, pkce: sometimes}]}", "sso.providers[0].pkce"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, user_mapping: {localpart: '{{ user.name'}}]}", "sso.providers[0].user_mapping.localpart"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, user_mapping: {localpart: admin}}]}", "sso.providers[0].user_mapping.localpart"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, user_mapping: {display_name: '{% if user.name %}x{% endif %}'}}]}", "sso.providers[0].user_mapping.display_name"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, user_mapping: {email: '{{ user.email | shout }}'}}]}", "sso.providers[0].user_mapping.email"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, user_mapping: {localpart: '{{ user.__class__ }}'}}]}", "sso.providers[0].user_mapping.localpart"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, user_mapping: {subject_claim: 'a-b'}}]}", "sso.providers[0].user_mapping.subject_claim"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, require: [{attribute: groups}]}]}", "sso.providers[0].require[0]"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, require: [{attribute: groups, value: chat, one_of: [team]}]}]}", "sso.providers[0].require[0].one_of"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, require: [{attribute: groups, value: ''}]}]}", "sso.providers[0].require[0].value"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, auto_create: true, require: [{attribute: groups, value: chat}]}]}", "sso.providers[0].auto_create"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s, auto_create: yes-please}]}", "sso.providers[0].auto_create"),
+    ("sso: {providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_secret_file: /run/s, client_id: CHANGE_ME}]}", "sso.providers[0].client_id"),
+    ("sso: {password_login: false}", "sso.password_login"),
+    ("synapse: {settings: {oidc_providers: [{idp_id: x, issuer: 'https://x.example/', client_id: c, client_secret_path: /s, enable_registration: true}]}}", "synapse.settings.oidc_providers"),
+    ("synapse: {settings: {password_config: {enabled: false}}}", "synapse.settings.password_config"),
+    ("synapse: {settings: {cas_config: {enabled: true, server_url: 'https://cas.example.org'}}}", "synapse.settings.cas_config"),
+    ("synapse: {settings: {jwt_config: {enabled: true, secret_path: /run/jwt, algorithm: HS256}}}", "synapse.settings.jwt_config"),
+    ("synapse: {settings: {sso: {client_whitelist: ['https://chat.example.org']}}}", "synapse.settings.sso.client_whitelist[0]"),
+    // Mail.
+    ("email: {smtp_host: 'mail server', from: noreply@example.org, password_reset: true}", "email.smtp_host"),
+    ("email: {smtp_host: mail.example.org, from: noreply@example.org, password_reset: true, tls: 'off'}", "email.tls"),
+    ("email: {smtp_host: mail.example.org, from: noreply@example.org, password_reset: true, tls: ssl}", "email.tls"),
+    ("email: {smtp_host: mail.example.org, from: noreply@example.org, password_reset: true, smtp_port: 0}", "email.smtp_port"),
+    ("email: {smtp_host: mail.example.org, from: noreply@example.org, password_reset: true, user: matrix}", "email.password_file"),
+    ("email: {smtp_host: mail.example.org, from: noreply@example.org, password_reset: true, password_file: /run/smtp}", "email.user"),
+    ("email: {smtp_host: mail.example.org, from: noreply@example.org, password_reset: true, user: matrix, password_file: smtp-password}", "email.password_file"),
+    ("email: {smtp_host: mail.example.org, from: noreply@example.org, password_reset: true, user: matrix, password: hunter2}", "email"),
+    ("email: {smtp_host: mail.example.org, from: noreply, password_reset: true}", "email.from"),
+    ("email: {smtp_host: mail.example.org, from: \"Chat\\r\\nBcc: all@example.com <noreply@example.org>\", password_reset: true}", "email.from"),
+    ("email: {smtp_host: mail.example.org, from: '100% Chat <noreply@example.org>', password_reset: true}", "email.from"),
+    ("email: {smtp_host: mail.example.org, from: noreply@example.org, password_reset: true, notification_delay: 10 minutes}", "email.notification_delay"),
+    ("sso: {password_login: false, providers: [{id: corp, name: Corp SSO, issuer: 'https://auth.example.org/', client_id: matrix, client_secret_file: /run/s}]}\nemail: {smtp_host: mail.example.org, from: noreply@example.org, password_reset: true}", "email.password_reset"),
+    ("email: {smtp_host: mail.example.org, from: noreply@example.org}", "email"),
+    ("email: {smtp_host: mail.example.org, password_reset: true}", "email"),
+    ("synapse: {settings: {email: {smtp_host: mail.example.org, force_tls: true, notif_from: noreply@example.org}}}", "synapse.settings.email"),
     // Injection into turnserver.conf: what coturn reads must be what was
     // checked (a line break, a byte coturn treats specially, an option it
     // does not know, a value it reads otherwise). The over-long line is in
@@ -452,6 +506,14 @@ fn all_cases() -> Vec<(String, &'static str)> {
 
 /// Patches a fix could wrongly refuse: each must render.
 const GOOD_CASES: &[&str] = &[
+    // Single sign-on and mail: an authentik client ID (40 random
+    // characters, public by definition), a provider on a test host's
+    // loopback, a loopback relay without TLS.
+    "sso: {providers: [{id: authentik, name: SSO, issuer: 'https://auth.example.org/application/o/matrix/', \
+     client_id: FSCuR9e4hQmvTnL0Zx2Ks7bYpWdA1oJqE3gHi5uV, client_secret_file: /run/secrets/oidc, \
+     require: [{attribute: groups, one_of: [chat, staff]}]}]}",
+    "sso: {providers: [{id: local, name: Test, issuer: 'http://127.0.0.1:9000/', client_id: c, client_secret_file: /s, auto_create: true}]}",
+    "email: {smtp_host: localhost, tls: 'off', from: 'Chat <noreply@example.org>', notifications: true}",
     // Element: this server's own pages, hostless URLs, text with URLs in it.
     "element: {settings: {embedded_pages: {home_url: 'https://chat.example.org/home.html'}}}",
     "element: {settings: {branding: {welcome_background_url: ['themes/bg.jpg', 'data:image/png;base64,AAAA']}}}",

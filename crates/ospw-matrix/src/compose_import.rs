@@ -570,6 +570,8 @@ pub fn plan_import(
             element: Default::default(),
             proxy: Default::default(),
             secrets: Default::default(),
+            sso: Default::default(),
+            email: None,
             metrics: Default::default(),
         },
     };

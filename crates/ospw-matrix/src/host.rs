@@ -48,6 +48,14 @@ pub struct HostDescription {
     /// Where the secrets live. Secret values are never written here.
     #[serde(default)]
     pub secrets: SecretsSettings,
+    /// Single sign-on through OpenID Connect providers, and whether
+    /// passwords stay enabled.
+    #[serde(default, skip_serializing_if = "SsoSettings::is_default")]
+    pub sso: SsoSettings,
+    /// Outgoing mail (SMTP): password resets and notifications of missed
+    /// messages. No mail is sent without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailSettings>,
     /// Prometheus metrics (off unless enabled), on loopback only.
     #[serde(default)]
     pub metrics: MetricsSettings,
@@ -481,6 +489,239 @@ impl Default for SecretsSettings {
             form_secret_file: None,
             turn_shared_secret_file: None,
         }
+    }
+}
+
+/// Single sign-on (OpenID Connect) and whether passwords stay enabled.
+///
+/// Signing in through a provider is not public registration: a first login
+/// creates no account unless the provider says who may get one (`require`,
+/// or an explicit `auto_create: true`), and only people the organisation's
+/// own identity provider authenticates can try.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SsoSettings {
+    /// Whether accounts may also sign in with a password. With `false`,
+    /// Synapse offers single sign-on only, `ospw-matrix user add` creates
+    /// accounts without a usable password (for providers that link existing
+    /// accounts) and password resets are off.
+    pub password_login: bool,
+    /// The OpenID Connect providers, shown as sign-in buttons in this order.
+    pub providers: Vec<OidcProviderSettings>,
+}
+
+impl Default for SsoSettings {
+    fn default() -> Self {
+        Self {
+            password_login: true,
+            providers: Vec::new(),
+        }
+    }
+}
+
+impl SsoSettings {
+    /// Whether these are the defaults (passwords on, no provider).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// One OpenID Connect provider (an authentik application, Keycloak client, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderSettings {
+    /// A short identifier: lower-case letters, digits, `-` and `_` (Synapse's
+    /// `idp_id` becomes `oidc-<id>`). Accounts are linked to it: never
+    /// change it once people have signed in.
+    pub id: String,
+    /// The name on the sign-in button, such as `Example SSO`.
+    pub name: String,
+    /// A brand identifier clients may use to style the button (Synapse's
+    /// `idp_brand`, such as `authentik` or `keycloak`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+    /// An icon for the button (PNG, JPEG, WebP or SVG), served by our own
+    /// proxy on the Matrix host; never a remote URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon_file: Option<PathBuf>,
+    /// The issuer URL, such as
+    /// `https://auth.example.org/application/o/matrix/`. `https://`;
+    /// `http://` only for a loopback test provider.
+    pub issuer: String,
+    /// The client ID registered at the provider.
+    pub client_id: String,
+    /// The file holding the client secret (Synapse's `client_secret_path`).
+    pub client_secret_file: PathBuf,
+    /// The scopes asked for; `openid` is required.
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// Proof Key for Code Exchange: `auto` (when the provider offers it),
+    /// `always` or `never`.
+    #[serde(default)]
+    pub pkce: PkceMethod,
+    /// How the provider's claims become the Matrix account.
+    #[serde(default)]
+    pub user_mapping: UserMapping,
+    /// Whether a first sign-in is linked to an existing account of the same
+    /// localpart (one an admin created with `ospw-matrix user add`). The
+    /// provider then decides who gets that account, admin rights included:
+    /// use it only when users cannot choose their own name there.
+    #[serde(default)]
+    pub allow_existing_users: bool,
+    /// Whether a first sign-in of anyone the provider authenticates creates
+    /// an account. Off by default; prefer `require`.
+    #[serde(default)]
+    pub auto_create: bool,
+    /// Claims a person must have to sign in (all of them); with any, a
+    /// first sign-in of a person who has them creates an account.
+    #[serde(default)]
+    pub require: Vec<AttributeRequirement>,
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["openid".to_owned(), "profile".to_owned()]
+}
+
+impl OidcProviderSettings {
+    /// Whether a first sign-in may create an account.
+    pub fn creates_accounts(&self) -> bool {
+        self.auto_create || !self.require.is_empty()
+    }
+
+    /// Synapse's identity provider ID, `oidc-<id>`.
+    pub fn idp_id(&self) -> String {
+        format!("oidc-{}", self.id)
+    }
+}
+
+/// Synapse's `pkce_method`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PkceMethod {
+    /// When the provider advertises S256.
+    #[default]
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl PkceMethod {
+    /// The value as Synapse spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Always => "always",
+            Self::Never => "never",
+        }
+    }
+}
+
+/// How a provider's claims map to the Matrix account: Jinja2 templates over
+/// the claims (`user`), as Synapse's default mapping provider renders them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserMapping {
+    /// The claim that identifies the person at the provider for good
+    /// (accounts are linked to it).
+    pub subject_claim: String,
+    /// The localpart (`alice` of `@alice:example.org`).
+    pub localpart: String,
+    /// The display name, if any.
+    pub display_name: Option<String>,
+    /// The e-mail address stored with the account (for password resets and
+    /// notifications), if any.
+    pub email: Option<String>,
+}
+
+impl Default for UserMapping {
+    fn default() -> Self {
+        Self {
+            subject_claim: "sub".to_owned(),
+            localpart: "{{ user.preferred_username }}".to_owned(),
+            display_name: Some("{{ user.name }}".to_owned()),
+            email: None,
+        }
+    }
+}
+
+/// A claim a person must have: `value` (one value) or `one_of` (any of
+/// these). A list claim such as `groups` matches when it contains the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeRequirement {
+    /// The claim, such as `groups`.
+    pub attribute: String,
+    /// The value it must have (or contain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Values of which it must have (or contain) one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub one_of: Vec<String>,
+}
+
+/// Outgoing mail through an SMTP server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    /// The SMTP server.
+    pub smtp_host: String,
+    /// Its port; default 465 with implicit TLS, 587 with STARTTLS, 25 without TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_port: Option<u16>,
+    /// `implicit` (TLS from the first byte), `starttls` (required, never
+    /// skipped) or `off` (only to a loopback host).
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// The SMTP user name, if the server wants one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The file holding the SMTP password (with `user`). Synapse cannot read
+    /// it from a file: `ospw-matrix materialize synapse-secrets` writes it
+    /// into a second configuration file at service start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// The sender, such as `Example Chat <noreply@example.org>`.
+    pub from: String,
+    /// Whether people may reset a forgotten password by mail. Off by default.
+    #[serde(default)]
+    pub password_reset: bool,
+    /// Whether people get mail about messages they missed. Off by default;
+    /// the mail never contains the text of an encrypted message.
+    #[serde(default)]
+    pub notifications: bool,
+    /// How long a message stays unread before the notification mail, such
+    /// as `10m`.
+    #[serde(default = "default_notification_delay")]
+    pub notification_delay: String,
+}
+
+fn default_notification_delay() -> String {
+    "10m".to_owned()
+}
+
+/// How the connection to the SMTP server is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// TLS from the first byte (SMTPS, port 465).
+    Implicit,
+    /// STARTTLS, required: a server that does not offer it gets no mail.
+    #[default]
+    Starttls,
+    /// No TLS: only to a loopback host (a local relay).
+    Off,
+}
+
+impl EmailSettings {
+    /// The SMTP port, defaulting by TLS mode.
+    pub fn port(&self) -> u16 {
+        self.smtp_port.unwrap_or(match self.tls {
+            SmtpTls::Implicit => 465,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Off => 25,
+        })
     }
 }
 

@@ -91,6 +91,11 @@ const HARMLESS_WORDS: [&str; 47] = [
     "count",
 ];
 
+/// Keys whose values are public identifiers, whatever they look like: an
+/// OAuth client ID is not a secret (RFC 6749, section 2.2), and identity
+/// providers such as authentik generate them as 40 random characters.
+const PUBLIC_IDENTIFIER_KEYS: [&str; 1] = ["client_id"];
+
 /// Subtrees that hold public keys (`old_signing_keys`, a key server's
 /// `verify_keys`), not secrets.
 const PUBLIC_KEY_SUBTREES: [&str; 2] = ["old_signing_keys", "verify_keys"];
@@ -318,7 +323,7 @@ fn walk(value: &Value, path: &str, key: &str, out: &mut Vec<Finding>) {
         Value::String(s) if !s.is_empty() => {
             if !key.is_empty() && is_secret_key(key) {
                 out.push(finding(Reason::Key));
-            } else if looks_like_secret(s) {
+            } else if !PUBLIC_IDENTIFIER_KEYS.contains(&key) && looks_like_secret(s) {
                 out.push(finding(Reason::Value));
             }
         }
@@ -347,6 +352,15 @@ fn walk(value: &Value, path: &str, key: &str, out: &mut Vec<Finding>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_oauth_client_id_is_public_whatever_it_looks_like() {
+        let id = "FSCuR9e4hQmvTnL0Zx2Ks7bYpWdA1oJqE3gHi5uV";
+        assert!(looks_like_secret(id));
+        let tree = serde_json::json!({"oidc_providers": [{"client_id": id, "other": id}]});
+        let found: Vec<String> = find(&tree, "", "").into_iter().map(|f| f.path).collect();
+        assert_eq!(found, vec!["oidc_providers[0].other"]);
+    }
 
     #[test]
     fn secret_keys_by_shape() {

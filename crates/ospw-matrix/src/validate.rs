@@ -13,7 +13,8 @@ use crate::error::ValidationErrors;
 use crate::host::{HostDescription, SecretKind, SynapseListen};
 use crate::redact::quote;
 use crate::values::{
-    parse_admin_listen, parse_https_url, parse_lifetime_ms, parse_port_range, parse_size_bytes,
+    check_mailbox, is_loopback_host, parse_admin_listen, parse_claim_template, parse_duration_ms,
+    parse_https_url, parse_lifetime_ms, parse_port_range, parse_size_bytes, parse_web_url,
     AdminListen, PortRange,
 };
 
@@ -40,6 +41,8 @@ pub fn validate(host: &HostDescription) -> Result<(), ValidationErrors> {
     check_element(host, &mut errs);
     check_proxy(host, &mut errs);
     check_secrets(host, &mut errs);
+    check_sso(host, &mut errs);
+    check_email(host, &mut errs);
     check_paths(host, &mut errs);
     check_metrics(host, &mut errs);
     check_ports(host, &mut errs);
@@ -776,6 +779,277 @@ fn check_secrets(host: &HostDescription, errs: &mut ValidationErrors) {
         if let Some(file) = host.secrets.explicit_file(kind) {
             absolute_secret_file(errs, kind.field(), file);
         }
+    }
+}
+
+/// The icon file types Caddy serves for a provider's button.
+pub const ICON_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "webp", "svg"];
+
+/// Whether `id` is a provider identifier: 1 to 50 lower-case letters,
+/// digits, `-` and `_`, starting with a letter or digit (it becomes part of
+/// Synapse's `idp_id`, of URLs and of the icon's media ID).
+pub fn is_provider_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 50
+        && id
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn plain_text(errs: &mut ValidationErrors, path: &str, value: &str, what: &str) {
+    if value.trim().is_empty() {
+        errs.push(path, format!("is empty: expected {what}"));
+    } else if value.chars().any(char::is_control) || value.len() > 255 {
+        errs.push(
+            path,
+            format!(
+                "{value:?} has control characters or is longer than 255 bytes: expected {what}"
+            ),
+        );
+    }
+}
+
+fn check_sso(host: &HostDescription, errs: &mut ValidationErrors) {
+    let sso = &host.sso;
+    if sso.providers.is_empty() && !sso.password_login {
+        errs.push(
+            "sso.password_login",
+            "is false but sso.providers is empty: nobody could sign in; expected true, or at least one provider",
+        );
+    }
+    for (i, p) in sso.providers.iter().enumerate() {
+        let at = |field: &str| format!("sso.providers[{i}].{field}");
+        if !is_provider_id(&p.id) {
+            errs.push(
+                at("id"),
+                format!(
+                    "{:?} is not a provider id: expected 1 to 50 lower-case letters, digits, - and _ (such as authentik)",
+                    p.id
+                ),
+            );
+        } else if let Some(j) = sso.providers[..i].iter().position(|q| q.id == p.id) {
+            errs.push(
+                at("id"),
+                format!(
+                    "{:?} is also the id of sso.providers[{j}]: expected a unique id",
+                    p.id
+                ),
+            );
+        }
+        plain_text(
+            errs,
+            &at("name"),
+            &p.name,
+            "the name on the sign-in button, such as Example SSO",
+        );
+        if let Some(brand) = &p.brand {
+            let ok = brand.len() <= 255
+                && brand.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                && brand
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
+            if !ok {
+                errs.push(
+                    at("brand"),
+                    format!("{brand:?} is not a brand identifier: expected lower-case letters, digits, _ . - starting with a letter (such as authentik)"),
+                );
+            }
+        }
+        if let Some(icon) = &p.icon_file {
+            absolute(errs, &at("icon_file"), icon);
+            let text = icon.to_str().unwrap_or_default();
+            let ext = icon
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or_default();
+            if !ICON_EXTENSIONS.contains(&ext) {
+                errs.push(
+                    at("icon_file"),
+                    format!("{text:?} is not a PNG, JPEG, WebP or SVG file: expected a name ending in .png, .jpg, .jpeg, .webp or .svg"),
+                );
+            } else if text.is_empty()
+                || !text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+            {
+                errs.push(
+                    at("icon_file"),
+                    format!("{:?} cannot be served as written: expected a path of letters, digits and / . _ - +", icon.display().to_string()),
+                );
+            }
+        }
+        match parse_web_url(&p.issuer) {
+            Err(message) => errs.push(at("issuer"), message),
+            Ok(url) if url.scheme == "http" && !is_loopback_host(&url.host) => errs.push(
+                at("issuer"),
+                format!(
+                    "{:?} uses http:// to a host that is not this machine: tokens and claims would cross the network unencrypted; expected https:// (http:// only for a test provider on localhost, 127.0.0.1 or ::1)",
+                    p.issuer
+                ),
+            ),
+            Ok(_) => {}
+        }
+        plain_text(
+            errs,
+            &at("client_id"),
+            &p.client_id,
+            "the client ID registered at the provider",
+        );
+        absolute(errs, &at("client_secret_file"), &p.client_secret_file);
+        if !p.scopes.iter().any(|s| s == "openid") {
+            errs.push(
+                at("scopes"),
+                format!("{:?} lacks openid: expected a list with openid (such as [openid, profile, email])", p.scopes),
+            );
+        }
+        for (k, scope) in p.scopes.iter().enumerate() {
+            let ok = !scope.is_empty()
+                && scope
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
+            if !ok {
+                errs.push(
+                    format!("sso.providers[{i}].scopes[{k}]"),
+                    format!("{scope:?} is not a scope: expected printable ASCII without spaces, quotes or backslashes (such as email)"),
+                );
+            } else if p.scopes[..k].contains(scope) {
+                errs.push(
+                    format!("sso.providers[{i}].scopes[{k}]"),
+                    format!("{scope:?} is listed twice"),
+                );
+            }
+        }
+        let m = &p.user_mapping;
+        let ident = m
+            .subject_claim
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+            && m.subject_claim
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ident {
+            errs.push(
+                at("user_mapping.subject_claim"),
+                format!("{:?} is not a claim name: expected letters, digits and _ starting with a letter (such as sub)", m.subject_claim),
+            );
+        }
+        let templates = [
+            ("localpart", Some(&m.localpart)),
+            ("display_name", m.display_name.as_ref()),
+            ("email", m.email.as_ref()),
+        ];
+        for (field, template) in templates {
+            let Some(template) = template else { continue };
+            match parse_claim_template(template) {
+                Err(message) => errs.push(at(&format!("user_mapping.{field}")), message),
+                Ok(claims) if claims.is_empty() => errs.push(
+                    at(&format!("user_mapping.{field}")),
+                    format!("{template:?} reads no claim, so every person would get the same value: expected a template reading a claim, such as {{{{ user.preferred_username }}}}"),
+                ),
+                Ok(_) => {}
+            }
+        }
+        for (k, r) in p.require.iter().enumerate() {
+            let at = |field: &str| format!("sso.providers[{i}].require[{k}].{field}");
+            plain_text(
+                errs,
+                &at("attribute"),
+                &r.attribute,
+                "a claim name such as groups",
+            );
+            match (&r.value, r.one_of.is_empty()) {
+                (Some(_), false) => errs.push(
+                    at("one_of"),
+                    "is given together with value: expected one of them",
+                ),
+                (None, true) => errs.push(
+                    format!("sso.providers[{i}].require[{k}]"),
+                    "has neither value nor one_of, so any value of the claim would do: expected value: VALUE or one_of: [VALUES]",
+                ),
+                _ => {}
+            }
+            for (n, v) in r.value.iter().chain(r.one_of.iter()).enumerate() {
+                if v.is_empty() || v.chars().any(char::is_control) {
+                    let field = if r.value.is_some() {
+                        "value".to_owned()
+                    } else {
+                        format!("one_of[{n}]")
+                    };
+                    errs.push(at(&field), format!("{v:?} is empty or has control characters: expected the claim's value, such as chat-users"));
+                }
+            }
+        }
+        if p.auto_create && !p.require.is_empty() {
+            errs.push(
+                at("auto_create"),
+                "is true while require limits who may sign in: expected one answer to who may get an account (require, or auto_create for everyone the provider authenticates)",
+            );
+        }
+    }
+}
+
+fn check_email(host: &HostDescription, errs: &mut ValidationErrors) {
+    let Some(email) = &host.email else { return };
+    let smtp_host_ok = email.smtp_host.parse::<IpAddr>().is_ok() || is_dns_name(&email.smtp_host);
+    if !smtp_host_ok {
+        errs.push(
+            "email.smtp_host",
+            format!(
+                "{:?} is not a host name or IP address: expected such as mail.example.org",
+                email.smtp_host
+            ),
+        );
+    } else if email.tls == crate::host::SmtpTls::Off && !is_loopback_host(&email.smtp_host) {
+        errs.push(
+            "email.tls",
+            format!(
+                "is off for {:?}, which is not this machine: mails, links that reset passwords and the SMTP password would cross the network in plaintext; expected implicit or starttls (off only for a relay on localhost)",
+                email.smtp_host
+            ),
+        );
+    }
+    if let Some(port) = email.smtp_port {
+        nonzero_port(errs, "email.smtp_port", port);
+    }
+    match (&email.user, &email.password_file) {
+        (Some(user), password) => {
+            plain_text(errs, "email.user", user, "the SMTP user name");
+            match password {
+                Some(file) => absolute(errs, "email.password_file", file),
+                None => errs.push(
+                    "email.password_file",
+                    "is missing while email.user is set: expected the file holding the SMTP password",
+                ),
+            }
+        }
+        (None, Some(_)) => errs.push(
+            "email.user",
+            "is missing while email.password_file is set: expected the SMTP user name",
+        ),
+        (None, None) => {}
+    }
+    if let Err(message) = check_mailbox(&email.from) {
+        errs.push("email.from", message);
+    }
+    if let Err(message) = parse_duration_ms(&email.notification_delay) {
+        errs.push("email.notification_delay", message);
+    }
+    if email.password_reset && !host.sso.password_login {
+        errs.push(
+            "email.password_reset",
+            "is true while sso.password_login is false: a reset password could not be used; expected false",
+        );
+    }
+    if !email.password_reset && !email.notifications {
+        errs.push(
+            "email",
+            "turns on no mail (password_reset and notifications are both false), so nothing would be sent: turn one on, or remove email",
+        );
     }
 }
 

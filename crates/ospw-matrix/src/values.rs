@@ -135,6 +135,294 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     Ok(ms)
 }
 
+/// The Jinja2 filters a claim template may use: Jinja's own string filters
+/// and Synapse's `localpart_from_email`.
+pub const TEMPLATE_FILTERS: [&str; 6] = [
+    "lower",
+    "upper",
+    "title",
+    "capitalize",
+    "trim",
+    "localpart_from_email",
+];
+
+/// Checks a claim template of Synapse's OpenID Connect mapping provider (a
+/// Jinja2 template rendered with the provider's claims as `user`) and
+/// returns the claims it reads.
+///
+/// Only a safe, well-formed subset of Jinja2 is accepted: literal text and
+/// `{{ EXPR }}` blocks, where `EXPR` is `user.CLAIM` (or `user["CLAIM"]`,
+/// nested access allowed) or a quoted string, followed by any of the
+/// [`TEMPLATE_FILTERS`] (`{{ user.email | localpart_from_email }}`).
+/// Statements (`{% %}`), comments (`{# #}`), unbalanced braces, function
+/// calls and attribute names starting with `_` are refused.
+pub fn parse_claim_template(text: &str) -> Result<Vec<String>, String> {
+    let expected = "expected text with {{ user.CLAIM }} expressions, optionally with filters \
+                    (such as {{ user.preferred_username | lower }})";
+    if text.chars().any(char::is_control) {
+        return Err(format!("{text:?} contains a control character: {expected}"));
+    }
+    let mut claims = Vec::new();
+    let mut rest = text;
+    loop {
+        let open = ["{{", "{%", "{#"]
+            .iter()
+            .filter_map(|d| rest.find(d).map(|i| (i, *d)))
+            .min();
+        let literal_end = open.map_or(rest.len(), |(i, _)| i);
+        if rest[..literal_end].contains("}}") || rest[..literal_end].contains("%}") {
+            return Err(format!(
+                "{text:?} closes a block that was never opened: {expected}"
+            ));
+        }
+        let Some((i, delim)) = open else { break };
+        if delim != "{{" {
+            return Err(format!(
+                "{text:?} uses a Jinja statement or comment ({delim}): only {{{{ }}}} \
+                 expressions are supported; {expected}"
+            ));
+        }
+        let after = &rest[i + 2..];
+        let Some(close) = after.find("}}") else {
+            return Err(format!("{text:?} has {{{{ without }}}}: {expected}"));
+        };
+        let expr = &after[..close];
+        if expr.contains("{{") || expr.contains('{') {
+            return Err(format!(
+                "{text:?} nests braces inside {{{{ }}}}: {expected}"
+            ));
+        }
+        let claim = parse_template_expression(expr.trim())
+            .map_err(|why| format!("{text:?}: {{{{{expr}}}}} {why}: {expected}"))?;
+        claims.extend(claim);
+        rest = &after[close + 2..];
+    }
+    Ok(claims)
+}
+
+/// One `{{ }}` expression: a claim or a string, then filters. Returns the
+/// top-level claim it reads, if any.
+fn parse_template_expression(expr: &str) -> Result<Option<String>, &'static str> {
+    let mut parts = expr.split('|');
+    let term = parts.next().unwrap_or_default().trim();
+    for filter in parts {
+        let filter = filter.trim();
+        if !TEMPLATE_FILTERS.contains(&filter) {
+            return Err("uses a filter that is not one of lower, upper, title, capitalize, trim, localpart_from_email (without arguments)");
+        }
+    }
+    if term.is_empty() {
+        return Err("is empty");
+    }
+    if quoted(term).is_some() {
+        return Ok(None);
+    }
+    let Some(mut access) = term.strip_prefix("user") else {
+        return Err("reads neither a claim (user.CLAIM) nor a quoted string");
+    };
+    let mut first: Option<String> = None;
+    while !access.is_empty() {
+        let (name, next) = if let Some(r) = access.strip_prefix('.') {
+            let end = r
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(r.len());
+            let name = &r[..end];
+            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+            if !valid {
+                return Err("names an attribute that does not start with a letter");
+            }
+            (name.to_owned(), &r[end..])
+        } else if let Some(r) = access.strip_prefix('[') {
+            let Some(end) = r.find(']') else {
+                return Err("has [ without ]");
+            };
+            let Some(name) = quoted(r[..end].trim()) else {
+                return Err("indexes with something other than a quoted claim name");
+            };
+            if name.is_empty() || name.starts_with('_') {
+                return Err("indexes with an empty name or one starting with _");
+            }
+            (name.to_owned(), &r[end + 1..])
+        } else {
+            return Err(
+                "has something after the claim that is neither .NAME, [\"NAME\"] nor a | filter",
+            );
+        };
+        first.get_or_insert(name);
+        access = next;
+    }
+    match first {
+        Some(claim) => Ok(Some(claim)),
+        None => Err("reads the whole claim set (user) instead of one claim (user.CLAIM)"),
+    }
+}
+
+/// The contents of a single- or double-quoted Jinja string without escapes.
+fn quoted(text: &str) -> Option<&str> {
+    for q in ['"', '\''] {
+        if let Some(inner) = text.strip_prefix(q).and_then(|t| t.strip_suffix(q)) {
+            if !inner.contains(q) && !inner.contains('\\') {
+                return Some(inner);
+            }
+        }
+    }
+    None
+}
+
+/// Checks an e-mail address `local@domain` as the host description accepts
+/// it: an ASCII local part of letters, digits and `.!#$&'*+/=?^_`{|}~-`
+/// (no quotes, no `%`, no spaces) and a DNS domain.
+pub fn check_email_address(addr: &str) -> Result<(), String> {
+    let expected = "expected an address such as noreply@example.org";
+    let Some((local, domain)) = addr.rsplit_once('@') else {
+        return Err(format!("{addr:?} has no @: {expected}"));
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".!#$&'*+/=?^_`{|}~-".contains(c));
+    if !local_ok {
+        return Err(format!(
+            "{addr:?} has a local part with characters other than letters, digits and .!#$&'*+/=?^_`{{|}}~-: {expected}"
+        ));
+    }
+    if !crate::validate::is_dns_name(domain) {
+        return Err(format!(
+            "{addr:?} has no valid DNS domain after @: {expected}"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a sender as a mail `From` header: `noreply@example.org` or
+/// `Display Name <noreply@example.org>`. The display name may not hold
+/// control characters (header injection), quotes, angle brackets,
+/// backslashes or `%` (Synapse formats the sender with Python's `%`
+/// operator, where a stray `%` would make every mail fail).
+pub fn check_mailbox(text: &str) -> Result<(), String> {
+    let expected = "expected noreply@example.org or Example Chat <noreply@example.org>";
+    if text.chars().any(char::is_control) {
+        return Err(format!(
+            "{text:?} contains a control character (a line break would add mail headers): {expected}"
+        ));
+    }
+    let addr = match text.strip_suffix('>') {
+        Some(rest) => {
+            let Some((name, addr)) = rest.rsplit_once('<') else {
+                return Err(format!("{text:?} has > without <: {expected}"));
+            };
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(format!("{text:?} has an empty name before <: {expected}"));
+            }
+            if let Some(bad) = name.chars().find(|c| "<>\"\\%@,;:()[]".contains(*c)) {
+                return Err(format!(
+                    "{text:?} has {bad:?} in its name: use letters, digits, spaces and simple punctuation; {expected}"
+                ));
+            }
+            addr
+        }
+        None => text,
+    };
+    check_email_address(addr).map_err(|e| format!("{e} ({expected})"))
+}
+
+/// Whether `host` names the local machine: `localhost`, an address in
+/// 127.0.0.0/8 or `::1` (written bare or in brackets).
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
+}
+
+/// An `http(s)://host[:port][/path]` URL as the host description accepts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebUrl {
+    /// `https` or `http`.
+    pub scheme: String,
+    /// The host: a DNS name, an IPv4 address or a bracketed IPv6 address.
+    pub host: String,
+    /// The port, if given.
+    pub port: Option<u16>,
+    /// The path (empty or starting with `/`).
+    pub path: String,
+}
+
+/// Parses an `http://` or `https://` URL without user information, query or
+/// fragment; the host must be a DNS name or an IP address.
+pub fn parse_web_url(text: &str) -> Result<WebUrl, String> {
+    let expected = "expected a URL such as https://auth.example.org/application/o/matrix/";
+    if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!(
+            "{text:?} contains spaces or control characters: {expected}"
+        ));
+    }
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Err(format!("{text:?} is not a URL: {expected}"));
+    };
+    if scheme != "https" && scheme != "http" {
+        return Err(format!("{text:?} does not start with https://: {expected}"));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(format!("{text:?} has a query or fragment: {expected}"));
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.contains('@') {
+        return Err(format!(
+            "{text:?} holds user information (user@host): {expected}"
+        ));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((addr, after)) = v6.split_once(']') else {
+            return Err(format!("{text:?} has [ without ]: {expected}"));
+        };
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!(
+                "{text:?} has no valid IPv6 address in brackets: {expected}"
+            ));
+        }
+        (format!("[{addr}]"), after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), Some(p)),
+            None => (authority.to_owned(), None),
+        }
+    };
+    let port = match port {
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("{text:?} has no valid port: {expected}"))?,
+        ),
+        None => None,
+    };
+    let host_ok = host.starts_with('[')
+        || host.parse::<std::net::Ipv4Addr>().is_ok()
+        || crate::validate::is_dns_name(&host);
+    if !host_ok {
+        return Err(format!("{text:?} has no valid host name: {expected}"));
+    }
+    Ok(WebUrl {
+        scheme: scheme.to_owned(),
+        host,
+        port,
+        path: path.to_owned(),
+    })
+}
+
 /// The shortest and longest lifetime accepted for TURN credentials.
 pub const TURN_LIFETIME_BOUNDS: (u64, u64) = (60_000, 7 * 86_400_000);
 
@@ -466,6 +754,131 @@ mod tests {
         assert_eq!(parse_duration_ms("250ms"), Ok(250));
         for bad in ["", "h", "1 h", "1hour", "0s", "-1s", "1.5h"] {
             assert!(parse_duration_ms(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn claim_templates() {
+        for (good, claims) in [
+            ("{{ user.preferred_username }}", vec!["preferred_username"]),
+            ("{{user.email|localpart_from_email}}", vec!["email"]),
+            (
+                "{{ user.given_name }} {{ user.family_name | upper }}",
+                vec!["given_name", "family_name"],
+            ),
+            (
+                "{{ user['https://example.org/name'] | lower | trim }}",
+                vec!["https://example.org/name"],
+            ),
+            ("{{ user.address.locality }}", vec!["address"]),
+            ("chat-{{ user.sub }}", vec!["sub"]),
+            ("{{ 'x' }}", vec![]),
+            ("plain text", vec![]),
+        ] {
+            assert_eq!(
+                parse_claim_template(good),
+                Ok(claims.iter().map(|c| (*c).to_owned()).collect()),
+                "{good}"
+            );
+        }
+        for bad in [
+            "{{ user.name",
+            "user.name }}",
+            "{{ }}",
+            "{{ user }}",
+            "{{ user.name | shout }}",
+            "{{ user.name | default('x') }}",
+            "{{ user.__class__ }}",
+            "{{ user['_x'] }}",
+            "{{ user.name() }}",
+            "{{ user.name + 'x' }}",
+            "{% if user.name %}x{% endif %}",
+            "{# comment #}",
+            "{{ name }}",
+            "{{ user[name] }}",
+            "{{ user.name }\n}",
+            "{{ {{ user.name }} }}",
+            "{{ user.name }}%}",
+        ] {
+            assert!(parse_claim_template(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mailboxes() {
+        for good in [
+            "noreply@example.org",
+            "Example Chat <noreply@example.org>",
+            "Chat - Example.org <no-reply+matrix@mail.example.org>",
+        ] {
+            assert_eq!(check_mailbox(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "noreply",
+            "noreply@",
+            "@example.org",
+            "no reply@example.org",
+            "Chat <noreply@example.org",
+            "<noreply@example.org>",
+            "Chat\r\nBcc: victim@example.com <noreply@example.org>",
+            "100% Chat <noreply@example.org>",
+            "%(app)s <noreply@example.org>",
+            "\"Chat\" <noreply@example.org>",
+            "noreply%example.org@example.org",
+            "a..b@example.org",
+            "noreply@exa mple.org",
+        ] {
+            assert!(check_mailbox(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn web_urls_and_loopback_hosts() {
+        let u = parse_web_url("https://auth.example.org:8443/application/o/matrix/").unwrap();
+        assert_eq!(
+            (u.scheme.as_str(), u.host.as_str(), u.port, u.path.as_str()),
+            (
+                "https",
+                "auth.example.org",
+                Some(8443),
+                "/application/o/matrix/"
+            )
+        );
+        assert_eq!(parse_web_url("http://[::1]:9000").unwrap().host, "[::1]");
+        for bad in [
+            "auth.example.org",
+            "ftp://auth.example.org/",
+            "https://user:pw@auth.example.org/",
+            "https://auth.example.org/?x=1",
+            "https://auth.example.org/#x",
+            "https://auth example.org/",
+            "https://auth.example.org:0/",
+            "https://auth.example.org:99999/",
+            "https://[::g]/",
+            "https://-bad.example.org/",
+            "https://",
+        ] {
+            assert!(parse_web_url(bad).is_err(), "{bad}");
+        }
+        for lo in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.5.6.7",
+            "::1",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(lo), "{lo}");
+        }
+        for not in [
+            "localhost.example.org",
+            "10.0.0.1",
+            "0.0.0.0",
+            "::",
+            "example.org",
+        ] {
+            assert!(!is_loopback_host(not), "{not}");
         }
     }
 }

@@ -59,6 +59,10 @@ prop_compose! {
         internal_tls in any::<bool>(),
         explicit_turn_secret in any::<bool>(),
         quota in (1u32..100, 100u32..10000),
+        // Single sign-on: no provider, or one that creates no account, asks
+        // for a claim, or takes everyone; passwords on or off; mail.
+        sso in proptest::option::of((0u8..3, any::<bool>(), any::<bool>(), label())),
+        mail in proptest::option::of((0u8..3, any::<bool>(), any::<bool>())),
     ) -> HostDescription {
         let ports: Vec<u16> = ports.into_iter().collect();
         let matrix_host = format!("matrix-{sub}.{base}");
@@ -101,6 +105,32 @@ prop_compose! {
         host.metrics.caddy_port = ports[7];
         if explicit_turn_secret {
             host.secrets.turn_shared_secret_file = Some("/run/agenix/turn".into());
+        }
+        if let Some((who, existing, passwords, id)) = sso {
+            let who = match who {
+                0 => "",
+                1 => ", require: [{attribute: groups, value: chat}]",
+                _ => ", auto_create: true",
+            };
+            let provider = format!(
+                "{{id: {id}, name: SSO {id}, issuer: 'https://auth.{base}/o/{id}/', client_id: {id}, \
+                 client_secret_file: /run/agenix/{id}, allow_existing_users: {existing}{who}}}"
+            );
+            host.sso.providers = vec![serde_yaml::from_str(&provider).expect("provider")];
+            host.sso.password_login = passwords;
+        }
+        if let Some((tls, reset, notifications)) = mail {
+            let (smtp, tls) = match tls {
+                0 => (format!("mail.{base}"), "implicit"),
+                1 => (format!("mail.{base}"), "starttls"),
+                _ => ("127.0.0.1".to_owned(), "'off'"),
+            };
+            let reset = reset && host.sso.password_login;
+            let notifications = notifications || !reset;
+            host.email = Some(serde_yaml::from_str(&format!(
+                "{{smtp_host: {smtp}, tls: {tls}, user: matrix, password_file: /run/agenix/smtp, \
+                 from: 'Chat <noreply@{base}>', password_reset: {reset}, notifications: {notifications}}}"
+            )).expect("email"));
         }
         host
     }
@@ -157,7 +187,18 @@ proptest! {
         let expected_uri = format!("turn:{}:{}?transport=udp", host.turn_host(), host.turn.port);
         prop_assert!(uris.contains(&expected_uri.as_str()), "{:?}", uris);
         prop_assert_eq!(uris.iter().any(|u| u.starts_with("turns:")), host.turn.tls.is_some());
-        prop_assert!(HomeserverConfig::from_yaml_str(&hs_text).expect("model parses").privacy_violations().is_empty());
+        let model = HomeserverConfig::from_yaml_str(&hs_text).expect("model parses");
+        prop_assert!(model.privacy_violations().is_empty(), "{}", model.privacy_violations());
+        // Sign-in: a provider creates accounts only when told; secrets by path only.
+        for (p, emitted) in host.sso.providers.iter().zip(model.oidc_providers.iter().flatten()) {
+            prop_assert_eq!(emitted.enable_registration, Some(p.auto_create || !p.require.is_empty()));
+            prop_assert_eq!(emitted.client_secret_path.as_deref(), p.client_secret_file.to_str());
+        }
+        prop_assert!(!hs_text.contains("client_secret:") && !hs_text.contains("smtp_pass"));
+        prop_assert_eq!(
+            hs.get("password_config").and_then(|p| p.get("enabled")).and_then(Yaml::as_bool).unwrap_or(true),
+            host.sso.password_login
+        );
 
         // coturn, read as lines.
         let conf = file("coturn/turnserver.conf");

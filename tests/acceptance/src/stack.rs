@@ -272,6 +272,9 @@ pub struct Host {
     pub proxy_ports: Option<(u16, u16)>,
     /// Login rate limits high enough for many logins in a row.
     pub relaxed_login_limits: bool,
+    /// Further top-level sections of the host description (YAML, such as
+    /// `sso:` and `email:`), appended as they are.
+    pub extra: String,
     /// `metrics.enable` with these Synapse, coturn and Caddy ports.
     pub metrics: Option<(u16, u16, u16)>,
 }
@@ -296,6 +299,7 @@ impl Host {
             element_webroot: None,
             proxy_ports: None,
             relaxed_login_limits: false,
+            extra: String::new(),
             metrics: None,
         }
     }
@@ -564,6 +568,7 @@ impl Stack {
         if let Some(f) = &host.registration_secret_file {
             y.push_str(&format!("  registration_shared_secret_file: {}\n", q(f)));
         }
+        y.push_str(&host.extra);
         y
     }
 
@@ -734,10 +739,27 @@ impl Stack {
         data: &Path,
         port: u16,
     ) -> Result<()> {
+        self.start_synapse_with(name, &[config], &[], data, port)
+            .await
+    }
+
+    /// [`Stack::start_synapse`] with several configuration files (each a
+    /// `-c`, read in order, as a runtime secrets file is) and extra
+    /// environment variables.
+    pub async fn start_synapse_with(
+        &mut self,
+        name: &str,
+        configs: &[&Path],
+        env: &[(&str, &std::ffi::OsStr)],
+        data: &Path,
+        port: u16,
+    ) -> Result<()> {
         let mut cmd = self.user.command(&self.python, &self.p.home);
-        cmd.args(["-m", "synapse.app.homeserver", "-c"])
-            .arg(config)
-            .current_dir(data);
+        cmd.args(["-m", "synapse.app.homeserver"]);
+        for config in configs {
+            cmd.arg("-c").arg(config);
+        }
+        cmd.envs(env.iter().copied()).current_dir(data);
         if !self.log_dirs.iter().any(|d| d == data) {
             self.log_dirs.push(data.to_owned());
         }

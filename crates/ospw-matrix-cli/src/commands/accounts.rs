@@ -145,6 +145,13 @@ pub fn reset_password(args: ResetPasswordArgs) -> Result<(), Error> {
         None => (ospw_matrix::secrets::random_alphanumeric(32)?, true),
     };
     let mut client = AdminClient::new(&args.admin)?;
+    if !client.password_login() {
+        return Err(Error::Other(
+            "sso.password_login is false: passwords do not sign anyone in on this server, so there \
+             is none to reset; people sign in through their single sign-on provider"
+                .into(),
+        ));
+    }
     let user_id = client.user_id(&args.name)?;
     let user = client.get_user(&user_id)?;
     if user.get("deactivated").and_then(|d| d.as_bool()) == Some(true) {

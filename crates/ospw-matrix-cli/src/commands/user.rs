@@ -31,8 +31,16 @@ pub struct AddArgs {
     pub admin: bool,
     /// Read the password from this file (one line). Without it, a strong
     /// password is generated and printed once, alone, on standard output.
+    /// With `sso.password_login: false` the account gets no usable password
+    /// (none is printed) and this option is refused: a single sign-on
+    /// provider with `allow_existing_users` links it on the first sign-in.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// The account's e-mail address, for password resets and notification
+    /// mails (`email` in the host description); set through the admin API,
+    /// so it needs --config. People cannot add addresses themselves.
+    #[arg(long, value_name = "ADDRESS")]
+    pub email: Option<String>,
     /// The host description (YAML or JSON, such as the rendered host.json);
     /// it gives Synapse's listener and the registration secret's path.
     #[arg(long, short, env = "OSPW_MATRIX_CONFIG", value_name = "FILE")]
@@ -53,11 +61,16 @@ pub struct AddArgs {
     pub timeout: u64,
 }
 
-/// What the host description says about reaching Synapse.
+/// What the host description says about reaching Synapse and signing in.
 struct Target {
     endpoint: Option<Endpoint>,
     secret_file: Option<PathBuf>,
     server_name: Option<String>,
+    /// `sso.password_login`.
+    password_login: bool,
+    /// The names of the providers that link first sign-ins to existing
+    /// accounts (`allow_existing_users`).
+    linking_providers: Vec<String>,
 }
 
 /// Reads Synapse's client listener and registration secret path from the
@@ -83,6 +96,14 @@ fn target_from_host(config: &Path) -> Result<Target, Error> {
         endpoint,
         secret_file,
         server_name: Some(host.server_name),
+        password_login: host.sso.password_login,
+        linking_providers: host
+            .sso
+            .providers
+            .iter()
+            .filter(|p| p.allow_existing_users)
+            .map(|p| format!("{} ({})", p.name, p.id))
+            .collect(),
     })
 }
 
@@ -129,6 +150,15 @@ fn read_registration_secret(path: &Path) -> Result<String, Error> {
 pub fn add(args: AddArgs) -> Result<(), Error> {
     check_localpart(&args.name, None)
         .map_err(|m| Error::Other(format!("invalid user name: {m}")))?;
+    if let Some(email) = &args.email {
+        ospw_matrix::values::check_email_address(email)
+            .map_err(|m| Error::Other(format!("--email: {m}")))?;
+        if args.config.is_none() {
+            return Err(Error::Other(
+                "--email needs the host description (--config, or OSPW_MATRIX_CONFIG): the address is set through the admin API".into(),
+            ));
+        }
+    }
     let needs_host = args.synapse.is_none() || args.registration_secret_file.is_none();
     let target = match (&args.config, needs_host) {
         (Some(config), _) => target_from_host(config)?,
@@ -136,6 +166,8 @@ pub fn add(args: AddArgs) -> Result<(), Error> {
             endpoint: None,
             secret_file: None,
             server_name: None,
+            password_login: true,
+            linking_providers: Vec::new(),
         },
         (None, true) => {
             return Err(Error::Other(
@@ -160,6 +192,24 @@ pub fn add(args: AddArgs) -> Result<(), Error> {
         .ok_or_else(|| {
             Error::Other("no registration secret file: give --registration-secret-file".into())
         })?;
+    if !target.password_login {
+        if args.password_file.is_some() {
+            return Err(Error::Other(
+                "sso.password_login is false: passwords do not sign anyone in on this server, so \
+                 the account gets none; leave out --password-file"
+                    .into(),
+            ));
+        }
+        if target.linking_providers.is_empty() {
+            return Err(Error::Other(format!(
+                "sso.password_login is false and no sso provider has allow_existing_users: {:?} \
+                 could never sign in. People get their accounts by signing in through a provider \
+                 that creates them (require or auto_create); to prepare an account (an admin, a \
+                 chosen name), set allow_existing_users on the provider",
+                args.name
+            )));
+        }
+    }
     let secret = read_registration_secret(&secret_file)?;
     let (password, generated) = match &args.password_file {
         Some(path) => (read_password(path)?, false),
@@ -190,7 +240,28 @@ pub fn add(args: AddArgs) -> Result<(), Error> {
         request(&endpoint, "POST", REGISTER_PATH, &[], Some(&body), timeout).map_err(http)?;
     let user_id = interpret_register_response(answer.status, &answer.body)
         .map_err(|failure| Error::Other(format!("cannot create {:?}: {failure}", args.name)))?;
+    if let (Some(email), Some(config)) = (&args.email, &args.config) {
+        set_email(&args, config, &user_id, email)?;
+        eprintln!("{user_id}'s e-mail address is {email}");
+    }
     let role = if args.admin { " (administrator)" } else { "" };
+    let linked_by = target.linking_providers.join(", ");
+    if !target.password_login {
+        // The random password was never shown: with passwords off it is
+        // unusable, and nothing is printed on standard output.
+        eprintln!(
+            "created {user_id}{role} without a password (sso.password_login is false); the first \
+             sign-in through {linked_by} whose claims map to {:?} becomes this account",
+            args.name
+        );
+        return Ok(());
+    }
+    if !linked_by.is_empty() {
+        eprintln!(
+            "note: the first sign-in through {linked_by} whose claims map to {:?} also becomes this account",
+            args.name
+        );
+    }
     if generated {
         eprintln!("created {user_id}{role}; its password, shown only this once, follows on standard output");
         println!("{password}");
@@ -198,4 +269,24 @@ pub fn add(args: AddArgs) -> Result<(), Error> {
         eprintln!("created {user_id}{role}");
     }
     Ok(())
+}
+
+/// Gives `user_id` the e-mail address `email`, through the admin API as the
+/// CLI's service account.
+fn set_email(args: &AddArgs, config: &Path, user_id: &str, email: &str) -> Result<(), Error> {
+    let admin = crate::admin_api::AdminArgs {
+        config: config.to_owned(),
+        registration_secret_file: args.registration_secret_file.clone(),
+        state_dir: std::env::var_os("OSPW_MATRIX_STATE_DIR").map(PathBuf::from),
+        synapse: args.synapse.clone(),
+        timeout: args.timeout,
+    };
+    let mut client = crate::admin_api::AdminClient::new(&admin)?;
+    let path = format!(
+        "/_synapse/admin/v2/users/{}",
+        crate::admin_api::encode_segment(user_id)
+    );
+    let body = serde_json::json!({"threepids": [{"medium": "email", "address": email}]});
+    let r = client.call("PUT", &path, Some(&body))?;
+    crate::admin_api::expect_ok(&r, &format!("setting {user_id}'s e-mail address"))
 }

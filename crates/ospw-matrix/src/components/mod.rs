@@ -9,3 +9,4 @@ pub mod coturn;
 pub mod element;
 pub mod pyyaml;
 pub mod synapse;
+pub mod synapse_auth;

@@ -26,6 +26,7 @@ use std::path::Path;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::components::synapse_auth::{EmailConfig, OidcProvider, PasswordConfig, SsoConfig};
 use crate::error::{Error, Result, ValidationErrors};
 
 /// Keys a model does not know, kept as they were read.
@@ -148,6 +149,18 @@ pub struct HomeserverConfig {
     /// Whether guests get TURN credentials (Synapse default: true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub turn_allow_guests: Option<bool>,
+    /// Single sign-on through OpenID Connect providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_providers: Option<Vec<OidcProvider>>,
+    /// Whether passwords sign people in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_config: Option<PasswordConfig>,
+    /// Single sign-on settings shared by the providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso: Option<SsoConfig>,
+    /// Outgoing mail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailConfig>,
     /// Every other key, kept as read.
     #[serde(flatten)]
     pub extra: Extra,
@@ -1010,6 +1023,7 @@ impl HomeserverConfig {
         let mut errs = ValidationErrors::new();
         self.check_federation(&mut errs);
         self.check_listeners(&mut errs);
+        crate::components::synapse_auth::privacy_violations(self, &mut errs);
         for (key, value, default, why) in [
             (
                 "enable_registration",
@@ -1558,7 +1572,7 @@ turn_user_lifetime: 86400000
     fn nested_inline_secrets_are_detected() {
         for (change, path) in [
             (
-                "email: {smtp_host: mail.example.org, smtp_pass: hunter2}",
+                "email: {smtp_host: mail.example.org, force_tls: true, smtp_pass: hunter2}",
                 "email.smtp_pass",
             ),
             (
@@ -1574,7 +1588,7 @@ turn_user_lifetime: 86400000
                 "password_config.pepper",
             ),
             (
-                "oidc_providers: [{idp_id: x, client_secret: hunter2}]",
+                "oidc_providers: [{idp_id: x, enable_registration: false, client_secret: hunter2}]",
                 "oidc_providers[0].client_secret",
             ),
             (
@@ -1586,7 +1600,7 @@ turn_user_lifetime: 86400000
             assert_eq!(violations_after(change), vec![path.to_owned()], "{change}");
         }
         for fine in [
-            "email: {smtp_host: mail.example.org, smtp_pass: null}",
+            "email: {smtp_host: mail.example.org, force_tls: true, smtp_pass: null}",
             "matrix_authentication_service: {enabled: true, secret_path: /run/mas}",
             "registration_requires_token: false",
             "refresh_token_lifetime: 1h",

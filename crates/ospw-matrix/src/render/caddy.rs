@@ -278,6 +278,7 @@ fn matrix_site(host: &HostDescription, upstream: &str) -> SiteBlock {
     // federation and key paths win over `/_matrix/*`.
     d.push(handle_404("/_matrix/federation/*"));
     d.push(handle_404("/_matrix/key/*"));
+    d.extend(sign_in_and_mail_handles(host));
     for path in ["/_matrix/*", "/_synapse/client/*"] {
         d.push(Directive::with_block(
             "handle",
@@ -296,6 +297,80 @@ fn matrix_site(host: &HostDescription, upstream: &str) -> SiteBlock {
         addresses: vec![address(host, &host.matrix_host)],
         directives: d,
     }
+}
+
+/// What `sso` and `email` add to the Matrix host (Synapse's own SSO pages,
+/// the OpenID Connect callback and the password-reset pages are under the
+/// proxied `/_synapse/client/*` already):
+///
+/// - each provider's icon, answered from its file at the media paths of the
+///   `mxc://` URI Synapse hands to clients (a media ID Synapse never makes),
+///   read-only, sandboxed and without reaching Synapse;
+/// - with mail on but password resets off (or passwords off), the request
+///   for a reset mail answers 403 here, since Synapse sends one whenever
+///   it can send mail at all.
+fn sign_in_and_mail_handles(host: &HostDescription) -> Vec<Directive> {
+    let mut out = Vec::new();
+    for p in &host.sso.providers {
+        let Some(icon) = &p.icon_file else { continue };
+        let (Some(dir), Some(file)) = (
+            icon.parent().and_then(|d| d.to_str()),
+            icon.file_name().and_then(|f| f.to_str()),
+        ) else {
+            continue;
+        };
+        let media = format!(
+            "{}/{}",
+            host.server_name,
+            crate::components::synapse_auth::icon_media_id(&p.id)
+        );
+        let body = vec![
+            Directive::new("header", ["Cache-Control", "public, max-age=86400"]),
+            Directive::new("header", ["Access-Control-Allow-Origin", "*"]),
+            Directive::new(
+                "header",
+                [
+                    "Content-Security-Policy",
+                    "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+                ],
+            ),
+            Directive::new("root", ["*", if dir.is_empty() { "/" } else { dir }]),
+            Directive::new("rewrite", ["*".to_owned(), format!("/{file}")]),
+            Directive::new("file_server", Vec::<String>::new()),
+        ];
+        for pattern in [
+            "/_matrix/media/*/thumbnail/{m}",
+            "/_matrix/media/*/download/{m}",
+            "/_matrix/media/*/download/{m}/*",
+            "/_matrix/client/v1/media/thumbnail/{m}",
+            "/_matrix/client/v1/media/download/{m}",
+            "/_matrix/client/v1/media/download/{m}/*",
+        ] {
+            out.push(Directive::with_block(
+                "handle",
+                [pattern.replace("{m}", &media)],
+                body.clone(),
+            ));
+        }
+    }
+    let resets = host.sso.password_login && host.email.as_ref().is_some_and(|e| e.password_reset);
+    if host.email.is_some() && !resets {
+        out.push(Directive::with_block(
+            "handle",
+            ["/_matrix/client/*/account/password/email/requestToken"],
+            vec![
+                Directive::new("header", ["Content-Type", "application/json"]),
+                Directive::new(
+                    "respond",
+                    [
+                        r#"{"errcode":"M_FORBIDDEN","error":"Password resets by e-mail are off on this server"}"#,
+                        "403",
+                    ],
+                ),
+            ],
+        ));
+    }
+    out
 }
 
 /// The logo file as (directory, file name) for a `handle` that serves

@@ -48,12 +48,20 @@ fn derived_setting_defaults(host: &HostDescription) -> JsonMap {
     if host.element.map_style_url.is_none() {
         set("UIFeature.locationSharing", false);
     }
-    // No identity server and no e-mail/phone identifiers on this server.
+    // No identity server, and no e-mail or phone identifiers people manage
+    // themselves: with mail on, an account's address comes from its single
+    // sign-on provider or the admin (`ospw-matrix user add --email`), and
+    // people sign in with their Matrix ID or single sign-on, never an
+    // address (`disable_3pid_login` stays true).
     set("UIFeature.identityServer", false);
     set("UIFeature.thirdPartyId", false);
-    // No public registration and no e-mail for password resets.
+    // No public registration. Password resets by mail only when mail is
+    // set up for them and passwords sign in at all.
     set("UIFeature.registration", false);
-    set("UIFeature.passwordReset", false);
+    set(
+        "UIFeature.passwordReset",
+        host.sso.password_login && host.email.as_ref().is_some_and(|e| e.password_reset),
+    );
     // Feedback goes to Element's rageshake server or analytics: neither exists here.
     set("UIFeature.feedback", false);
     // "Share to" buttons for Facebook, Twitter, LinkedIn, Reddit.
@@ -677,6 +685,42 @@ mod tests {
         assert_eq!(v["setting_defaults"]["UIFeature.urlPreviews"], json!(true));
         assert_eq!(
             v["setting_defaults"]["fallbackICEServerAllowed"],
+            json!(false)
+        );
+    }
+
+    #[test]
+    fn mail_and_password_settings_show_the_matching_ui() {
+        let v = config(&host()).unwrap().to_value();
+        assert_eq!(
+            v["setting_defaults"]["UIFeature.passwordReset"],
+            json!(false)
+        );
+        assert_eq!(
+            v["setting_defaults"]["UIFeature.thirdPartyId"],
+            json!(false)
+        );
+        let mut h = host();
+        h.email = Some(
+            serde_yaml::from_str(
+                "{smtp_host: mail.example.org, from: noreply@example.org, password_reset: true}",
+            )
+            .unwrap(),
+        );
+        let v = config(&h).unwrap().to_value();
+        assert_eq!(
+            v["setting_defaults"]["UIFeature.passwordReset"],
+            json!(true)
+        );
+        assert_eq!(
+            v["setting_defaults"]["UIFeature.thirdPartyId"],
+            json!(false)
+        );
+        assert_eq!(v["disable_3pid_login"], json!(true));
+        h.sso.password_login = false;
+        let v = config(&h).unwrap().to_value();
+        assert_eq!(
+            v["setting_defaults"]["UIFeature.passwordReset"],
             json!(false)
         );
     }

@@ -10,6 +10,7 @@ pub mod caddy;
 pub mod coturn;
 pub mod element;
 pub mod synapse;
+pub mod synapse_auth;
 pub mod well_known;
 
 use std::path::{Path, PathBuf};
@@ -131,19 +132,26 @@ pub fn render(host: &HostDescription, ctx: &RenderContext) -> Result<Rendered, V
         path: PathBuf::from(path),
         contents,
     };
-    Ok(Rendered {
-        files: vec![
-            file(paths::HOMESERVER_YAML, homeserver_yaml),
-            file(paths::SYNAPSE_LOG_CONFIG, synapse::log_config(host)),
-            file(paths::TURNSERVER_TEMPLATE, turnserver.to_conf_string()),
-            file(paths::ELEMENT_CONFIG, element.to_json_string()),
-            file(paths::ELEMENT_WELCOME, element::welcome_page(host)),
-            file(paths::CADDY_SITES, sites.to_caddyfile()),
-            file(paths::CADDYFILE, caddy::standalone_caddyfile(host, ctx)),
-            file(paths::WELL_KNOWN_CLIENT, well_known::client(host)),
-            file(paths::HOST_JSON, host_json + "\n"),
-        ],
-    })
+    let mut files = vec![
+        file(paths::HOMESERVER_YAML, homeserver_yaml),
+        file(paths::SYNAPSE_LOG_CONFIG, synapse::log_config(host)),
+        file(paths::TURNSERVER_TEMPLATE, turnserver.to_conf_string()),
+        file(paths::ELEMENT_CONFIG, element.to_json_string()),
+        file(paths::ELEMENT_WELCOME, element::welcome_page(host)),
+        file(paths::CADDY_SITES, sites.to_caddyfile()),
+        file(paths::CADDYFILE, caddy::standalone_caddyfile(host, ctx)),
+        file(paths::WELL_KNOWN_CLIENT, well_known::client(host)),
+        file(paths::HOST_JSON, host_json + "\n"),
+    ];
+    if synapse_auth::uses_templates(host) {
+        for (name, text) in synapse_auth::TEMPLATES {
+            files.push(file(
+                &format!("{}/{name}", synapse_auth::TEMPLATES_DIR),
+                text.to_owned(),
+            ));
+        }
+    }
+    Ok(Rendered { files })
 }
 
 /// The data, web-root and secret paths that lie in (or are) the output

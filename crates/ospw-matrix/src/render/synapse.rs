@@ -81,6 +81,7 @@ pub fn homeserver(
         turn_uris.push(format!("turns:{turn_host}:{}?transport=tcp", tls.port));
     }
     let blocked: Vec<String> = BLOCKED_IP_RANGES.iter().map(|r| (*r).to_owned()).collect();
+    let auth = super::synapse_auth::derive(host, ctx);
 
     let config = HomeserverConfig {
         server_name: Some(host.server_name.clone()),
@@ -148,7 +149,11 @@ pub fn homeserver(
         turn_shared_secret_path: secret(SecretKind::TurnSharedSecret),
         turn_user_lifetime: Some(Duration::Millis(lifetime)),
         turn_allow_guests: Some(false),
-        extra: Extra::new(),
+        oidc_providers: auth.oidc_providers,
+        password_config: auth.password_config,
+        sso: auth.sso,
+        email: auth.email,
+        extra: auth.extra,
         null_keys: Vec::new(),
     };
 
@@ -174,6 +179,7 @@ pub fn homeserver(
     if let Some(derived) = &derived {
         check_derived_keys(derived, &config, &s.settings, &mut errs);
         check_typed_fields(derived, &config, &s.settings, &mut errs);
+        super::synapse_auth::check_settings(host, derived, &config, &s.settings, &mut errs);
     }
     for e in config.privacy_violations().errors {
         let top = e.path.split(['.', '[']).next().unwrap_or_default();
@@ -628,7 +634,12 @@ fn merge_settings(
 /// Synapse's logging configuration: a Python `logging.config.dictConfig`
 /// document writing to standard error (the journal adds time stamps) at the
 /// host's log level. SQL statements are never logged below INFO, so a DEBUG
-/// level does not write message contents into the journal.
+/// level does not write message contents into the journal. Synapse's access
+/// log (`synapse.access`: every request with the user, the client's address
+/// and the URL, which can hold one-time secrets such as the OpenID Connect
+/// callback's code or a password-reset link's token) is never written, at
+/// any level: like Caddy, which keeps no access log, Synapse does not record
+/// who asked for what.
 pub fn log_config(host: &HostDescription) -> String {
     let level = host.synapse.log_level.as_str();
     let sql_level = match host.synapse.log_level {
@@ -650,6 +661,8 @@ handlers:
 loggers:
   synapse.storage.SQL:
     level: {sql_level}
+  synapse.access:
+    level: WARNING
 root:
   level: {level}
   handlers: [journal]
@@ -934,13 +947,15 @@ mod tests {
     #[test]
     fn nested_inline_secrets_in_settings_are_refused() {
         let mut host = example();
+        // (email is derived from the host description's own section, see
+        // synapse_auth.rs; redis is not.)
         host.synapse.settings.insert(
-            "email".into(),
-            serde_json::json!({"smtp_host": "mail.example.org", "smtp_pass": "hunter2"}),
+            "redis".into(),
+            serde_json::json!({"enabled": true, "password": "hunter2"}),
         );
         let errs = homeserver(&host, &ctx()).expect_err("refused");
         let paths: Vec<&str> = errs.errors.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, vec!["synapse.settings.email.smtp_pass"]);
+        assert_eq!(paths, vec!["synapse.settings.redis.password"]);
     }
 
     fn settings_errors(settings: serde_json::Value) -> ValidationErrors {
@@ -1089,6 +1104,14 @@ mod tests {
             "modules": [{"module": "m.M", "config": {"api_token": 123456,
                 "endpoint": "https://bot:hunter2@example.com/hook"}}],
         }));
+        // (oidc_providers is also derived from sso.providers and needs
+        // enable_registration written out: see synapse_auth.rs.)
+        let mut errs = errs;
+        errs.errors.retain(|e| {
+            !e.message.starts_with("changes a key derived")
+                && !e.path.ends_with(".enable_registration")
+        });
+        errs.errors.sort_by(|a, b| a.path.cmp(&b.path));
         let paths: Vec<&str> = errs.errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -1154,6 +1177,10 @@ mod tests {
         assert_eq!(
             value["loggers"]["synapse.storage.SQL"]["level"].as_str(),
             Some("INFO")
+        );
+        assert_eq!(
+            value["loggers"]["synapse.access"]["level"].as_str(),
+            Some("WARNING")
         );
     }
 }
