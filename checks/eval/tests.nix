@@ -2947,10 +2947,12 @@ in
       [
         "a client secret in the store"
         (failedWith (provider {
-          clientSecretFile = "/nix/store/abc-secret";
+          # builtins.storeDir, not /nix/store: the flake's module-eval check
+          # evaluates with a store of its own.
+          clientSecretFile = "${builtins.storeDir}/abc-secret";
         }))
         [
-          "services.ospw-matrix.sso.providers: provider corp's clientSecretFile \"/nix/store/abc-secret\" must be an absolute path outside the Nix store (the store is world-readable)."
+          "services.ospw-matrix.sso.providers: provider corp's clientSecretFile \"${builtins.storeDir}/abc-secret\" must be an absolute path outside the Nix store (the store is world-readable)."
         ]
       ]
       [
@@ -2973,7 +2975,7 @@ in
             smtpHost = "mail.example.org";
             from = "noreply@example.org";
             user = "matrix";
-            passwordFile = "/nix/store/abc-smtp";
+            passwordFile = "${builtins.storeDir}/abc-smtp";
             notifications = true;
           };
         }))
