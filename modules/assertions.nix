@@ -48,6 +48,41 @@ let
     ) inlineSecrets
   );
 
+  # Every other secret in a free-form option, found by the library's own
+  # rules (secret-detect.nix): by its key's name at any depth
+  # (`modules[0].config.api_token`, `clientSecret`, items of `api_tokens`)
+  # or by its shape (a PEM block, a signing key, a URL with a password, a
+  # token). An assertion fails before anything is instantiated, so the
+  # value never reaches the store.
+  detect = import ./secret-detect.nix { inherit lib; };
+  # Keys the assertions above already name, with their file form.
+  named = option: lib.attrNames (inlineSecrets.${lib.head (lib.splitString "." option)} or { });
+  settingsOptions = {
+    "synapse.settings" = cfg.synapse.settings;
+    "turn.settings" = cfg.turn.settings;
+    "element.settings" = cfg.element.settings;
+    "element.settingDefaults" = cfg.element.settingDefaults;
+  };
+  shapeSecretAssertions = lib.concatLists (
+    lib.mapAttrsToList (
+      option: settings:
+      map (f: {
+        assertion = false;
+        message =
+          if f.kind == "path" then
+            "${opt}.${f.path} is a Nix path literal, which is copied into the world-readable Nix store as it is: write the path as a string (\"/run/…\"), naming a file that stays outside the store."
+          else
+            "${opt}.${f.path} holds a secret (by its name or its shape, the ospw-matrix library's rules) and would be written to the world-readable Nix store: remove it and hand the secret over as a file (the option's *_path or *_file form, or ${opt}.secrets.*File)${
+              lib.optionalString (lib.hasPrefix "element." option) "; Element's config.json is served to every visitor, so it can hold no secret at all"
+            }.";
+      }) (
+        lib.filter (
+          f: !(builtins.elem (lib.head (lib.splitString "." (lib.removePrefix "${option}." f.path))) (named option))
+        ) (detect.findSecrets option settings)
+      )
+    ) settingsOptions
+  );
+
   # Single sign-on client secrets and the SMTP password: files only, never
   # in the store.
   outsideStore = path: lib.hasPrefix "/" path && !lib.hasPrefix "${builtins.storeDir}/" path;
@@ -158,7 +193,8 @@ in
     ++ secretFileAssertions
     ++ ssoEmailAssertions
     ++ unitPathAssertions
-    ++ inlineSecretAssertions;
+    ++ inlineSecretAssertions
+    ++ shapeSecretAssertions;
 
     warnings = lib.optional (cfg.proxy.tls == "acme" && cfg.proxy.acmeEmail == null) "${opt}.proxy.acmeEmail is not set: the ACME CA cannot warn you about expiring certificates or account problems.";
   };

@@ -340,7 +340,7 @@ in
 
       externalIp = nullStr {
         example = "203.0.113.7/10.0.0.7";
-        description = "The public address when the host is behind NAT (coturn's `external-ip`, `PUBLIC` or `PUBLIC/PRIVATE`).";
+        description = "The public address when the host is behind NAT (coturn's `external-ip`, `PUBLIC` or `PUBLIC/PRIVATE`). coturn exempts `PRIVATE` from the denied peer ranges, so it must also be in `listeningIps` or be `relayIp` (coturn then proves it is this host's).";
       };
 
       relayIp = nullStr {

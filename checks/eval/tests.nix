@@ -1618,6 +1618,104 @@ in
       ]
     ];
 
+  # The module's detector (modules/secret-detect.nix) finds what the
+  # library finds in the example the library itself wrote into
+  # schema/secret-rules.json (`ospw-matrix schema --secret-rules`).
+  secret-detector-agrees-with-the-library =
+    let
+      rules = builtins.fromJSON (builtins.readFile ../../schema/secret-rules.json);
+      detect = import ../../modules/secret-detect.nix { inherit lib; };
+      found = lib.sort (a: b: a < b) (
+        map (f: f.path) (detect.findSecrets "s" rules.example.settings)
+      );
+    in
+    expect [
+      [
+        "same findings"
+        found
+        rules.example.found
+      ]
+    ];
+
+  assertion-secrets-by-shape =
+    let
+      failed = failedAssertions (configWith {
+        services.ospw-matrix.synapse.settings.modules = [
+          {
+            module = "bot.Module";
+            config.api_tokens = [ "abc" ];
+            config.APIToken = "abc";
+          }
+        ];
+        services.ospw-matrix.synapse.settings.notes = "ed25519 a_AbCd nJ3aZkS0kD2fFq9Y0rC1mV6oQ8yXhT4uWbE7pLs5gIw";
+        services.ospw-matrix.turn.settings.redis-statsdb = "ip=127.0.0.1 password=hunter2";
+        services.ospw-matrix.element.settings.posthog.project_api_key = "phc_x";
+        services.ospw-matrix.element.settingDefaults.myTokens = [ "abc" ];
+        services.ospw-matrix.synapse.settings.oidc_providers = [ { client_secret_path = ./tests.nix; } ];
+      });
+      clean = failedAssertions (configWith {
+        services.ospw-matrix.synapse.settings = {
+          password_config.policy.minimum_length = 8;
+          oidc_providers = [
+            {
+              client_secret_path = "/run/agenix/oidc";
+              token_endpoint = "https://id.example.org/t";
+            }
+          ];
+          trusted_key_servers = [ ];
+        };
+        services.ospw-matrix.turn.settings.stale-nonce = 600;
+      });
+      fires = path: anyContains "services.ospw-matrix.${path} holds a secret" failed;
+    in
+    expect [
+      [
+        "a list item under a secret name"
+        (fires "synapse.settings.modules[0].config.api_tokens[0]")
+        true
+      ]
+      [
+        "an acronym"
+        (fires "synapse.settings.modules[0].config.APIToken")
+        true
+      ]
+      [
+        "a signing key by its shape"
+        (fires "synapse.settings.notes")
+        true
+      ]
+      [
+        "a password in a connection string"
+        (fires "turn.settings.redis-statsdb")
+        true
+      ]
+      [
+        "Element"
+        (fires "element.settings.posthog.project_api_key")
+        true
+      ]
+      [
+        "Element's setting defaults"
+        (fires "element.settingDefaults.myTokens[0]")
+        true
+      ]
+      [
+        "a path literal copied into the store"
+        (anyContains "synapse.settings.oidc_providers[0].client_secret_path is a Nix path literal" failed)
+        true
+      ]
+      [
+        "no value printed back"
+        (anyContains "hunter2" failed || anyContains "nJ3a" failed)
+        false
+      ]
+      [
+        "harmless settings pass"
+        clean
+        [ ]
+      ]
+    ];
+
   assertion-secret-file-in-store = expect [
     [
       "fires"

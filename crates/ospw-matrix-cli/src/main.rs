@@ -44,8 +44,12 @@ enum Command {
     /// Print the JSON Schema of the host description.
     Schema {
         /// Print the schema of `doctor --json`'s report instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "secret_rules")]
         doctor_report: bool,
+        /// Print the inline-secret detector's word lists instead (read by
+        /// the NixOS module's evaluation-time check).
+        #[arg(long)]
+        secret_rules: bool,
     },
     /// Print the embedded example host description.
     Example,
@@ -141,11 +145,19 @@ fn main() -> ExitCode {
         Command::Render { config, out } => commands::render::render(config.as_deref(), &out),
         Command::Check { config } => commands::render::check(&config),
         Command::Schema {
-            doctor_report: false,
-        } => commands::render::schema(),
-        Command::Schema {
             doctor_report: true,
+            ..
         } => commands::doctor::schema(),
+        Command::Schema {
+            secret_rules: true, ..
+        } => {
+            let mut text = serde_json::to_string_pretty(&ospw_matrix::inline_secrets::rules())
+                .unwrap_or_default();
+            text.push('\n');
+            print!("{text}");
+            Ok(())
+        }
+        Command::Schema { .. } => commands::render::schema(),
         Command::Example => {
             print!("{}", ospw_matrix::EXAMPLE_HOST_YAML);
             Ok(())

@@ -245,9 +245,23 @@ const CASES: &[(&str, &str)] = &[
     // Peer ranges as coturn reads them.
     ("turn: {settings: {denied-peer-ip: [\"::\"]}}", "turn.settings.denied-peer-ip"),
     ("turn: {settings: {denied-peer-ip: [10.0.0.0/8]}}", "turn.settings.denied-peer-ip"),
+    // A denied-peer-ip list without the IPv4-compatible, site-local or new
+    // documentation ranges (each left out of an otherwise complete list).
+    ("turn: {settings: {denied-peer-ip: [0.0.0.0-0.255.255.255, 10.0.0.0-10.255.255.255, 100.64.0.0-100.127.255.255, 127.0.0.0-127.255.255.255, 169.254.0.0-169.254.255.255, 172.16.0.0-172.31.255.255, 192.0.0.0-192.0.0.255, 192.0.2.0-192.0.2.255, 192.88.99.0-192.88.99.255, 192.168.0.0-192.168.255.255, 198.18.0.0-198.19.255.255, 198.51.100.0-198.51.100.255, 203.0.113.0-203.0.113.255, 224.0.0.0-239.255.255.255, 240.0.0.0-255.255.255.254, 255.255.255.255, '::1', '64:ff9b::-64:ff9b::ffff:ffff', '64:ff9b:1::-64:ff9b:1:ffff:ffff:ffff:ffff:ffff', '::ffff:0.0.0.0-::ffff:255.255.255.255', '100::-100::ffff:ffff:ffff:ffff', '2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff', '2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff', '2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 'fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 'fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 'ff00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff']}}", "turn.settings.denied-peer-ip"),
+    ("turn: {settings: {denied-peer-ip: ['::0.0.0.1-::255.255.255.255']}}", "turn.settings.denied-peer-ip"),
     ("turn: {settings: {external-ip: \"203.0.113.9/::\"}}", "turn.settings.external-ip"),
     ("turn: {external_ip: 203.0.113.9/0.0.0.0}", "turn.external_ip"),
     ("turn: {settings: {allowed-peer-ip: localhost}}", "turn.settings.allowed-peer-ip"),
+    // Exemptions from denied-peer-ip must be this host's: coturn exempts
+    // external-ip's private part itself, and any relay-ip is exempted.
+    ("turn: {external_ip: 198.51.100.7/192.168.1.1}", "turn.external_ip"),
+    ("turn: {listening_ips: [10.0.0.5], external_ip: 198.51.100.7/10.0.0.1}", "turn.external_ip"),
+    ("turn: {settings: {external-ip: [198.51.100.7/10.0.0.5]}}", "turn.settings.external-ip"),
+    ("turn: {settings: {relay-ip: [10.0.0.5, 192.168.1.1], allowed-peer-ip: [10.0.0.5, 192.168.1.1]}}", "turn.settings.allowed-peer-ip"),
+    ("turn: {listening_ips: ['::ffff:10.0.0.5']}", "turn.listening_ips"),
+    ("turn: {relay_ip: '::ffff:10.0.0.5'}", "turn.relay_ip"),
+    ("turn: {external_ip: '198.51.100.7/::ffff:127.0.0.1'}", "turn.external_ip"),
+    ("turn: {settings: {No-Tcp-Relay: false}}", "turn.settings.No-Tcp-Relay"),
     // Units and ranges.
     ("turn: {credential_lifetime: '86400'}", "turn.credential_lifetime"),
     ("turn: {credential_lifetime: 86400}", "turn.credential_lifetime"),
@@ -309,6 +323,21 @@ const CASES: &[(&str, &str)] = &[
     ("element: {settings: {my_service: {api_key: abc}}}", "element.settings.my_service.api_key"),
     ("element: {setting_defaults: {some_token: abc}}", "element.setting_defaults.some_token"),
     ("secrets: {signing_key_file: 'ed25519 a_AbCd nJ3aZkS0kD2fFq9Y0rC1mV6oQ8yXhT4uWbE7pLs5gIw'}", "secrets.signing_key_file"),
+    // Secret names run together, acronyms, lists and collections of
+    // secrets, HTTP Authorization values, webhook URLs.
+    ("synapse: {settings: {modules: [{module: m.M, config: {api_tokens: [abc123]}}]}}", "synapse.settings.modules[0].config.api_tokens[0]"),
+    ("synapse: {settings: {modules: [{module: m.M, config: {APIToken: abc123}}]}}", "synapse.settings.modules[0].config.APIToken"),
+    ("synapse: {settings: {modules: [{module: m.M, config: {clientsecret: abc123}}]}}", "synapse.settings.modules[0].config.clientsecret"),
+    ("synapse: {settings: {modules: [{module: m.M, config: {dbPassword: abc123}}]}}", "synapse.settings.modules[0].config.dbPassword"),
+    ("synapse: {settings: {modules: [{module: m.M, config: {smtp_pw: abc123}}]}}", "synapse.settings.modules[0].config.smtp_pw"),
+    ("synapse: {settings: {modules: [{module: m.M, config: {passwords: {alice: abc123}}}]}}", "synapse.settings.modules[0].config.passwords.alice"),
+    ("synapse: {settings: {modules: [{module: m.M, config: {headers: {X-Auth: 'Bearer abc123def'}}}]}}", "synapse.settings.modules[0].config.headers.X-Auth"),
+    (
+        "synapse: {settings: {modules: [{module: m.M, config: {notify: 'https://hooks.slack.com/services/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'}}]}}",
+        "synapse.settings.modules[0].config.notify",
+    ),
+    ("element: {settings: {integrations: {apiKey: abc123}}}", "element.settings.integrations.apiKey"),
+    ("element: {setting_defaults: {myTokens: [abc]}}", "element.setting_defaults.myTokens[0]"),
     // Paths that would damage the host.
     ("synapse: {data_dir: /var/lib}", "synapse.data_dir"),
     ("synapse: {data_dir: /var/lib/}", "synapse.data_dir"),
@@ -321,6 +350,38 @@ const CASES: &[(&str, &str)] = &[
     ("synapse: {data_dir: /var/lib/ospw-matrix}", "synapse.data_dir"),
     ("element: {webroot: /var/lib/ospw-matrix/secrets}", "element.webroot"),
     ("synapse: {data_dir: /srv/matrix/../synapse}", "synapse.data_dir"),
+    // Paths in free-form settings: a managed secret handed to another
+    // server, the process environment, a secret in the Nix store, `..`.
+    (
+        "synapse: {settings: {redis: {enabled: true, host: redis.example.net, password_path: /var/lib/ospw-matrix/secrets/signing_key}}}",
+        "synapse.settings.redis.password_path",
+    ),
+    (
+        "synapse: {settings: {oidc_providers: [{idp_id: sso, issuer: 'https://id.example.net/', client_id: m, client_secret_path: /var/lib/ospw-matrix/secrets/macaroon_secret_key}]}}",
+        "synapse.settings.oidc_providers[0].client_secret_path",
+    ),
+    ("secrets: {form_secret_file: /run/agenix/form}\nsynapse: {settings: {recaptcha_private_key_path: /run/agenix/form}}", "synapse.settings.recaptcha_private_key_path"),
+    ("synapse: {settings: {recaptcha_private_key_path: /proc/self/environ}}", "synapse.settings.recaptcha_private_key_path"),
+    ("synapse: {settings: {app_service_config_files: [/etc/bridge.yaml, /proc/1/environ]}}", "synapse.settings.app_service_config_files[1]"),
+    ("synapse: {settings: {worker_replication_secret_path: /nix/store/0abc-replication-secret}}", "synapse.settings.worker_replication_secret_path"),
+    ("synapse: {settings: {email: {template_dir: ../secrets}}}", "synapse.settings.email.template_dir"),
+    ("synapse: {settings: {oembed: {additional_providers: ['file:///var/lib/ospw-matrix/secrets/form_secret']}}}", "synapse.settings.oembed.additional_providers[0]"),
+    (
+        "synapse: {settings: {media_storage_providers: [{module: file_system, store_local: true, config: {directory: /var/lib/ospw-matrix/secrets/media}}]}}",
+        "synapse.settings.media_storage_providers[0].config.directory",
+    ),
+    ("turn: {settings: {dh-file: /sys/kernel/notes}}", "turn.settings.dh-file"),
+    // Secret files of sign-in and mail are secrets like the others: not
+    // in kernel file systems or the store, and never another secret's file.
+    (
+        "sso: {providers: [{id: idp, name: IdP, issuer: 'https://id.example.net/', client_id: m, client_secret_file: /var/lib/ospw-matrix/secrets/signing_key}]}",
+        "sso.providers[0].client_secret_file",
+    ),
+    (
+        "sso: {providers: [{id: idp, name: IdP, issuer: 'https://id.example.net/', client_id: m, client_secret_file: /proc/self/environ}]}",
+        "sso.providers[0].client_secret_file",
+    ),
+    ("secrets: {form_secret_file: /run/agenix/shared, macaroon_secret_key_file: /run/agenix/shared}", "secrets.form_secret_file"),
     // Units and ranges of Synapse values.
     ("synapse: {max_upload_size: 101G}", "synapse.max_upload_size"),
     ("synapse: {max_upload_size: 2T}", "synapse.max_upload_size"),
@@ -338,6 +399,14 @@ const CASES: &[(&str, &str)] = &[
     ("synapse: {settings: {log_config: /etc/synapse/log.yaml}}", "synapse.log_level"),
     ("synapse: {settings: {web_client_location: 'https://app.element.io'}}", "element_host"),
     ("synapse: {settings: {turn_user_lifetime: 1d}}", "turn.credential_lifetime"),
+    // Privacy defaults a settings key relaxes, as Synapse reads it (a
+    // top-level key replaces the rendered section whole).
+    ("synapse: {settings: {push: {enabled: true}}}", "synapse.settings.push"),
+    ("synapse: {settings: {push: {include_content: true}}}", "synapse.settings.push"),
+    ("synapse: {settings: {email: {smtp_host: mail.example.org, redact_content: false}}}", "synapse.settings.email"),
+    ("synapse: {settings: {enable_3pid_lookup: true}}", "synapse.settings.enable_3pid_lookup"),
+    ("synapse: {settings: {require_auth_for_profile_requests: null}}", "synapse.settings.require_auth_for_profile_requests"),
+    ("synapse: {settings: {limit_profile_requests_to_users_who_share_rooms: false}}", "synapse.settings.limit_profile_requests_to_users_who_share_rooms"),
     // Metrics: loopback only, on ports of their own.
     ("metrics: {enable: yes-please}", "metrics.enable"),
     ("metrics: {address: 0.0.0.0}", "metrics"),
@@ -547,9 +616,20 @@ const GOOD_CASES: &[&str] = &[
     "turn: {settings: {fingerprint: 'off', no-stdout-log: 'yes'}}",
     "turn: {settings: {cipher-list: 'ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES256-GCM-SHA384'}}",
     "turn: {settings: {relay-ip: 198.51.100.7}}",
-    "turn: {external_ip: 198.51.100.7/10.0.0.5}",
+    "turn: {external_ip: 198.51.100.7/10.0.0.5, listening_ips: [10.0.0.5]}",
+    "turn: {external_ip: 198.51.100.7/10.0.0.5, relay_ip: 10.0.0.5}",
+    "turn: {external_ip: 198.51.100.7}",
+    "turn: {settings: {relay-ip: [10.0.0.5, 10.0.0.6]}}",
     "turn: {listening_ips: ['10.0.0.5', '2001:db8::5']}",
     "turn: {tls: {cert_file: /etc/ssl/turn cert.pem, key_file: /etc/ssl/turn-key.pem}}",
+    // Paths in settings that are fine: templates in the store, a secret
+    // of its own outside it, a log written nowhere, a restated secret path.
+    "synapse: {settings: {templates: {custom_template_directory: /nix/store/0abc-templates}, oembed: {additional_providers: [/etc/ospw-matrix/oembed.json]}}}",
+    "synapse: {settings: {modules: [{module: bot.Module, config: {api_token_path: /run/agenix/bot-token, data_dir: /var/lib/bot}}]}}",
+    "synapse: {settings: {signing_key_path: /var/lib/ospw-matrix/secrets/signing_key}}",
+    "turn: {settings: {log-file: /dev/null}}",
+    // Privacy defaults restated, or kept while other keys of the section change.
+    "synapse: {settings: {push: {include_content: false, group_unread_count_by_room: false}, enable_3pid_lookup: false}}",
 ];
 
 fn merge(base: &mut Value, patch: Value) {
@@ -903,6 +983,42 @@ fn no_error_prints_a_secret_or_a_whole_file_back() {
             }
             assert!(stderr.len() < 2000, "{args:?}: {} bytes", stderr.len());
         }
+    }
+}
+
+/// The library's own errors (used directly, without the CLI's final
+/// shortening) never show a value or a key that may be a secret, however
+/// each component's model words its message.
+#[test]
+fn library_errors_never_show_a_secret() {
+    let token = "q8GzTdW3kP5rXvN2mL7yHc4JxQ1w";
+    let cases = [
+        format!("turn: {{settings: {{denied-peer-ip: ['{token}']}}}}"),
+        format!("turn: {{settings: {{allowed-peer-ip: '{token}'}}}}"),
+        format!("turn: {{external_ip: '{token}'}}"),
+        format!("turn: {{settings: {{user-quota: '{token}'}}}}"),
+        format!("turn: {{settings: {{prometheus-address: '{token}'}}}}"),
+        format!("element: {{settings: {{brand: {{password: '{token}'}}}}}}"),
+        format!("element: {{settings: {{disable_guests: ['{token}']}}}}"),
+        format!("element: {{settings: {{enable_presence_by_hs_url: {{'https://u:{token}@matrix.example.org': true}}}}}}"),
+        format!("element: {{settings: {{logout_redirect_url: 'https://u:{token}@evil.example/'}}}}"),
+        format!("synapse: {{settings: {{'syt_{token}_1A2b3C': 1}}}}"),
+        format!("synapse: {{settings: {{users: {{'{token}': '@a:example.org'}}}}}}"),
+        format!("synapse: {{settings: {{ip_range_whitelist: ['{token}']}}}}"),
+        format!("synapse: {{settings: {{listeners: [{{port: 8008, type: http, bind_addresses: ['{token}']}}]}}}}"),
+        format!("synapse: {{settings: {{enable_registration: '{token}'}}}}"),
+        format!("synapse: {{listen: {{tcp: {{address: '{token}', port: 8008}}}}}}"),
+        format!("proxy: {{admin: '{token}'}}"),
+        format!("element: {{map_style_url: 'https://u:{token}@tiles.example.org/style.json'}}"),
+    ];
+    for case in &cases {
+        let errors = library_errors(&case_yaml(case))
+            .unwrap_or_else(|| panic!("{case}: accepted"))
+            .join("\n");
+        assert!(
+            !errors.contains(&token[..8]),
+            "{case}: the library printed the value back: {errors}"
+        );
     }
 }
 

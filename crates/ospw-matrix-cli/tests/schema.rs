@@ -58,3 +58,20 @@ print("ok")
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The word lists and example the NixOS module's secret check reads
+/// (modules/secret-detect.nix) are the library's current ones.
+#[test]
+fn committed_secret_rules_are_current() {
+    let output = support::run(&["schema", "--secret-rules"]);
+    assert!(output.status.success());
+    let generated = String::from_utf8(output.stdout).expect("utf-8");
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema/secret-rules.json"),
+    )
+    .expect("read committed secret rules");
+    assert!(
+        generated == committed,
+        "schema/secret-rules.json is stale: run `cargo run -q -p ospw-matrix-cli -- schema --secret-rules > schema/secret-rules.json`"
+    );
+}

@@ -207,6 +207,11 @@ fn tricky_strings() -> Vec<String> {
         ]
         .map(String::from),
     );
+    // Keys longer than PyYAML's simple keys (1024 characters), also once
+    // escaped, and one holding a mapping and a list.
+    out.push("k".repeat(1100));
+    out.push("\u{1}".repeat(300));
+    out.push(format!("{}: x", "\u{2028}".repeat(200)));
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = move || {
         state ^= state << 13;
@@ -256,6 +261,14 @@ fn emitted_values_mean_to_synapse_what_was_checked() {
     .map(Value::Number)
     .collect();
     values.insert(Value::String("numbers".into()), Value::Sequence(numbers));
+    values.insert(
+        Value::String("m".repeat(2000)),
+        serde_yaml::from_str("{a: [1, {b: 2}], c: [[x]]}").expect("yaml"),
+    );
+    values.insert(
+        Value::String("s".repeat(2000)),
+        serde_yaml::from_str("[{a: 1}, [b], c]").expect("yaml"),
+    );
     values.insert(
         Value::String("nested".into()),
         serde_yaml::from_str("{a: [{b: {c: [[], {}, null, true, false]}}], '': {'': ''}}")

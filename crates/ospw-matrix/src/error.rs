@@ -14,11 +14,15 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    /// A new error for `path`.
+    /// A new error for `path`. The path and the message are shortened as
+    /// every message of this crate is ([`crate::redact::path`],
+    /// [`crate::redact::message`]): a key or a quoted value that may be a
+    /// secret, or is very long, is never printed back whole, however the
+    /// message was written.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            path: path.into(),
-            message: message.into(),
+            path: crate::redact::path(&path.into()),
+            message: crate::redact::message(&message.into()),
         }
     }
 }
@@ -144,10 +148,11 @@ impl fmt::Display for Error {
                 path,
                 message,
             } => {
+                let message = crate::redact::message(message);
                 if path.is_empty() || path == "." {
                     write!(f, "{source_name}: {message}")
                 } else {
-                    write!(f, "{source_name}: {path}: {message}")
+                    write!(f, "{source_name}: {}: {message}", crate::redact::path(path))
                 }
             }
             Self::Invalid(errors) => write!(f, "{errors}"),
@@ -159,8 +164,10 @@ impl fmt::Display for Error {
             Self::Random(message) => {
                 write!(f, "the system random number generator failed: {message}")
             }
-            Self::BadSecret { path, message } => write!(f, "{}: {message}", path.display()),
-            Self::Other(message) => write!(f, "{message}"),
+            Self::BadSecret { path, message } => {
+                write!(f, "{}: {}", path.display(), crate::redact::message(message))
+            }
+            Self::Other(message) => write!(f, "{}", crate::redact::message(message)),
         }
     }
 }

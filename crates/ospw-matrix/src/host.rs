@@ -225,7 +225,11 @@ pub struct TurnSettings {
     pub tls: Option<TurnTls>,
     /// The UDP port range for relayed media, as `FIRST-LAST`.
     pub relay_ports: String,
-    /// The public address, when the host is behind NAT (coturn's `external-ip`).
+    /// The public address, when the host is behind NAT (coturn's
+    /// `external-ip`): `PUBLIC`, or `PUBLIC/PRIVATE` with this host's private
+    /// address, which coturn exempts from the denied peer ranges; that
+    /// address must then also be in `listening_ips` or be `relay_ip`, so
+    /// coturn proves it is this host's and not another machine's.
     pub external_ip: Option<String>,
     /// The address to relay from (coturn's `relay-ip`).
     pub relay_ip: Option<String>,

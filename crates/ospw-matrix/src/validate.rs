@@ -44,6 +44,7 @@ pub fn validate(host: &HostDescription) -> Result<(), ValidationErrors> {
     check_sso(host, &mut errs);
     check_email(host, &mut errs);
     check_paths(host, &mut errs);
+    check_settings_paths(host, &mut errs);
     check_metrics(host, &mut errs);
     check_ports(host, &mut errs);
     check_placeholders(host, &mut errs);
@@ -304,6 +305,25 @@ pub(crate) fn configured_paths(
             false,
         ));
     }
+    // Secrets of single sign-on and mail: files like the others.
+    for (i, p) in host.sso.providers.iter().enumerate() {
+        list.push((
+            format!("sso.providers[{i}].client_secret_file"),
+            p.client_secret_file.as_path(),
+            Area::Secrets,
+            false,
+            true,
+        ));
+    }
+    if let Some(file) = host.email.as_ref().and_then(|e| e.password_file.as_ref()) {
+        list.push((
+            "email.password_file".into(),
+            file.as_path(),
+            Area::Secrets,
+            false,
+            true,
+        ));
+    }
     let mut out = Vec::new();
     for (field, path, area, is_dir, secret_file) in list {
         if !path.is_absolute() {
@@ -393,6 +413,34 @@ fn check_paths(host: &HostDescription, errs: &mut ValidationErrors) {
             );
         }
     }
+    // One file, one secret: a second secret field naming a managed secret
+    // (the generated ones in secrets.dir included) would hand it to another
+    // program, e.g. the signing key as an SSO client secret sent to the
+    // provider.
+    let mut files: Vec<(String, String)> = SecretKind::ALL
+        .iter()
+        .filter(|k| host.secrets.explicit_file(**k).is_none())
+        .filter_map(|k| {
+            normal_path(&host.secrets.path(*k)).map(|n| (format!("{} (default)", k.field()), n))
+        })
+        .collect();
+    for p in paths
+        .iter()
+        .filter(|p| p.area == Area::Secrets && !p.is_dir)
+    {
+        if let Some((first, _)) = files.iter().find(|(_, n)| *n == p.normal) {
+            errs.push(
+                p.field.clone(),
+                format!(
+                    "{} is the same file as {first}: each secret has a file of its own (one \
+                     service would be handed another's secret)",
+                    p.quoted()
+                ),
+            );
+        } else {
+            files.push((p.field.clone(), p.normal.clone()));
+        }
+    }
     // A system directory contains everything: reported once, above.
     paths.retain(|p| !refused.contains(&p.field));
     for (i, a) in paths.iter().enumerate() {
@@ -430,6 +478,163 @@ fn check_paths(host: &HostDescription, errs: &mut ValidationErrors) {
             );
         }
     }
+}
+
+/// Words that make a free-form setting's key name a file or directory.
+const PATH_WORDS: [&str; 7] = [
+    "path",
+    "paths",
+    "file",
+    "files",
+    "dir",
+    "directory",
+    "folder",
+];
+
+/// Files under `/dev` a setting may name (a log written nowhere).
+const DEVICE_FILES: [&str; 1] = ["/dev/null"];
+
+/// Paths in free-form settings (`synapse.settings`, `turn.settings`; Element
+/// reads no files), at any depth: every string that is an absolute
+/// path or a `file://` URL, and every value of a key naming a file or
+/// directory (`*_path`, `*_file`, `template_dir`, …). A program reads (and
+/// may send elsewhere) or writes whatever such a setting names, so it may
+/// not name:
+/// - a path with `..` (resolved through links, relative ones from the
+///   service's working directory: it cannot be checked);
+/// - the secrets (`secrets.dir`, a `secrets.*_file`, the TURN TLS key):
+///   only the typed fields hand them to the programs that need them, and a
+///   setting such as an OIDC `client_secret_path` or `redis.password_path`
+///   would send a managed secret to another server;
+/// - a kernel file system (`/proc/self/environ`, `/sys`, `/dev` except
+///   `/dev/null`);
+/// - for a secret's file (a key such as `client_secret_path`), the Nix
+///   store, which every user can read.
+///
+/// Keys derived from typed fields (`signing_key_path`, coturn's `cert`,
+/// …) are checked where they are derived.
+fn check_settings_paths(host: &HostDescription, errs: &mut ValidationErrors) {
+    let mut ignore = ValidationErrors::new();
+    let secrets: Vec<ConfiguredPath> = configured_paths(host, &mut ignore)
+        .into_iter()
+        .filter(|p| p.area == Area::Secrets)
+        .collect();
+    let synapse_derived: Vec<&str> = crate::render::synapse::DERIVED_KEYS
+        .iter()
+        .map(|(k, _)| *k)
+        .collect();
+    let coturn_derived: Vec<&str> = crate::render::coturn::DERIVED
+        .iter()
+        .map(|(k, _)| *k)
+        .collect();
+    for (field, map, derived) in [
+        ("synapse.settings", &host.synapse.settings, synapse_derived),
+        ("turn.settings", &host.turn.settings, coturn_derived),
+    ] {
+        for (key, value) in map {
+            if derived.contains(&key.as_str()) {
+                continue;
+            }
+            settings_paths(value, &format!("{field}.{key}"), key, false, &secrets, errs);
+        }
+    }
+}
+
+fn settings_paths(
+    value: &serde_json::Value,
+    path: &str,
+    key: &str,
+    path_key: bool,
+    secrets: &[ConfiguredPath],
+    errs: &mut ValidationErrors,
+) {
+    let words = crate::inline_secrets::key_words(key);
+    let names_path = path_key || words.iter().any(|w| PATH_WORDS.contains(&w.as_str()));
+    match value {
+        serde_json::Value::String(s) => {
+            let file = s.strip_prefix("file://").unwrap_or(s);
+            if !(file.starts_with('/') || names_path) || file.is_empty() {
+                return;
+            }
+            if let Some(message) = setting_path_problem(file, &words, secrets) {
+                errs.push(path, message);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                settings_paths(
+                    item,
+                    &format!("{path}[{i}]"),
+                    key,
+                    names_path,
+                    secrets,
+                    errs,
+                );
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                settings_paths(v, &format!("{path}.{k}"), k, false, secrets, errs);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What is wrong with a path `file` written in a setting whose key has
+/// `words`, if anything (see [`check_settings_paths`]).
+fn setting_path_problem(
+    file: &str,
+    words: &[String],
+    secrets: &[ConfiguredPath],
+) -> Option<String> {
+    let shown = || quote(file);
+    if Path::new(file)
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Some(format!(
+            "{} holds `..`: expected the path written without it (it cannot be checked without \
+             resolving links)",
+            shown()
+        ));
+    }
+    let normal = normal_path(Path::new(file))?;
+    if let Some(secret) = secrets.iter().find(|p| path_within(&normal, &p.normal)) {
+        return Some(format!(
+            "{} is in the secrets ({}): a setting may not name them (it could hand a managed \
+             secret to another program or server); only the typed fields do",
+            shown(),
+            secret.field
+        ));
+    }
+    let kernel = ["/proc", "/sys", "/dev"]
+        .into_iter()
+        .find(|t| path_within(&normal, t) && !DEVICE_FILES.contains(&normal.as_str()));
+    if let Some(tree) = kernel {
+        return Some(format!(
+            "{} is inside {tree}, a kernel file system (such as the process environment): \
+             expected a file of its own",
+            shown()
+        ));
+    }
+    let secret_file = words.iter().any(|w| PATH_WORDS.contains(&w.as_str()))
+        && crate::inline_secrets::is_secret_key(
+            &words
+                .iter()
+                .filter(|w| !PATH_WORDS.contains(&w.as_str()))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("_"),
+        );
+    if secret_file && path_within(&normal, "/nix/store") {
+        return Some(format!(
+            "{} is inside /nix/store: a secret there is readable by every user; expected a file \
+             outside the Nix store, readable only by the service",
+            shown()
+        ));
+    }
+    None
 }
 
 fn nonzero_port(errs: &mut ValidationErrors, path: &str, port: u16) {

@@ -226,12 +226,13 @@ const REFUSED: [(&str, &str); 15] = [
 /// The peer address ranges that must be denied, as in Synapse's TURN guide
 /// (`docs/setup/turn/coturn.md`), plus multicast, documentation and
 /// benchmarking ranges: private, loopback, link-local, CGNAT, documentation,
-/// benchmarking, multicast and reserved ranges for IPv4 and IPv6. Written as
+/// benchmarking, multicast and reserved ranges for IPv4 and IPv6 (IPv4-mapped
+/// and IPv4-compatible IPv6 included). Written as
 /// coturn reads them (`FIRST-LAST` or a single address; see [`ranges`]): no
 /// entry starts or ends at the unspecified address (coturn would read it as
 /// no bound and deny every peer; coturn refuses the peers 0.0.0.0/8 and `::`
 /// by itself), and every IPv6 range is a prefix-aligned block.
-pub const REQUIRED_DENIED_PEER_IPS: [&str; 27] = [
+pub const REQUIRED_DENIED_PEER_IPS: [&str; 32] = [
     // IPv4
     "0.0.0.0-0.255.255.255",       // 0.0.0.0/8 "this network"
     "10.0.0.0-10.255.255.255",     // 10/8 private
@@ -250,17 +251,27 @@ pub const REQUIRED_DENIED_PEER_IPS: [&str; 27] = [
     "240.0.0.0-255.255.255.254",   // 240/4 reserved
     "255.255.255.255",             // limited broadcast
     // IPv6
-    "::1",                                               // loopback
-    "64:ff9b::-64:ff9b::ffff:ffff",                      // 64:ff9b::/96 NAT64
-    "64:ff9b:1::-64:ff9b:1:ffff:ffff:ffff:ffff:ffff",    // 64:ff9b:1::/48 local NAT64
-    "::ffff:0.0.0.0-::ffff:255.255.255.255",             // ::ffff:0:0/96 IPv4-mapped
-    "100::-100::ffff:ffff:ffff:ffff",                    // 100::/64 discard
-    "2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff",     // 2001::/23 IETF assignments
+    // ::1 (loopback) and ::/96 IPv4-compatible (deprecated; routed to the
+    // IPv4 address by a sit tunnel), without :: itself (which coturn
+    // refuses by itself), in four byte-aligned blocks: coturn
+    // 4.6–4.8 compare IPv6 bytes one by one, so `::0.0.0.1-::255.255.255.255`
+    // would miss every address whose last byte is 0.
+    "::1-::ff",
+    "::100-::ffff",
+    "::1:0-::ff:ffff",
+    "::100:0-::ffff:ffff",
+    "64:ff9b::-64:ff9b::ffff:ffff", // 64:ff9b::/96 NAT64
+    "64:ff9b:1::-64:ff9b:1:ffff:ffff:ffff:ffff:ffff", // 64:ff9b:1::/48 local NAT64
+    "::ffff:0.0.0.0-::ffff:255.255.255.255", // ::ffff:0:0/96 IPv4-mapped
+    "100::-100::ffff:ffff:ffff:ffff", // 100::/64 discard
+    "2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff", // 2001::/23 IETF assignments
     "2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", // 2001:db8::/32 documentation
-    "2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff",    // 2002::/16 6to4
-    "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",    // fc00::/7 unique local
-    "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",    // fe80::/10 link-local
-    "ff00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",    // ff00::/8 multicast
+    "2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff", // 2002::/16 6to4
+    "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", // fc00::/7 unique local
+    "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff", // fe80::/10 link-local
+    "fec0::-feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", // fec0::/10 site-local (deprecated)
+    "3fff::-3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff", // 3fff::/20 documentation
+    "ff00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", // ff00::/8 multicast
 ];
 
 impl TurnserverConf {
@@ -658,6 +669,16 @@ impl TurnserverConf {
                          external-ip): only those may be exempted from denied-peer-ip"
                     ),
                 );
+            } else if Self::in_required_denied_range(addr) && !self.proves_own(addr) {
+                errs.push(
+                    key,
+                    format!(
+                        "{allowed:?} lies in a denied range and is exempted from it, but nothing shows it \
+                         is this host's (it could be another machine on the network, such as the \
+                         router): expected it also as a listening-ip (coturn does not start without \
+                         it) or as the only relay-ip"
+                    ),
+                );
             }
         }
         for (key, addrs) in [
@@ -665,8 +686,10 @@ impl TurnserverConf {
             ("relay-ip", &self.relay_ips),
         ] {
             for a in addrs {
-                if let Err(m) = ranges::literal(a) {
-                    errs.push(key, m);
+                match ranges::literal(a) {
+                    Err(m) => errs.push(key, m),
+                    Ok(ip) if embeds_ipv4(ip) => errs.push(key, embedded_message(a)),
+                    Ok(_) => {}
                 }
             }
         }
@@ -675,8 +698,16 @@ impl TurnserverConf {
                 Some((p, q)) => (p, Some(q)),
                 None => (e.as_str(), None),
             };
-            if let Err(m) = ranges::literal(public) {
-                errs.push("external-ip", m);
+            match ranges::literal(public) {
+                Err(m) => errs.push("external-ip", m),
+                Ok(ip) if embeds_ipv4(ip) => errs.push("external-ip", embedded_message(public)),
+                Ok(_) => {}
+            }
+            // The private part is read as an exemption above.
+            if let Some(Ok(ip)) = private.map(ranges::literal) {
+                if embeds_ipv4(ip) {
+                    errs.push("external-ip", embedded_message(private.unwrap_or_default()));
+                }
             }
             if private.is_some_and(|p| p.contains('/')) {
                 errs.push(
@@ -734,6 +765,13 @@ impl TurnserverConf {
             ),
         }
     }
+}
+
+fn embedded_message(address: &str) -> String {
+    format!(
+        "{address:?} is an IPv6 address around an IPv4 one (IPv4-mapped or -compatible), which \
+         no host has as its own: write the IPv4 address"
+    )
 }
 
 /// The required ranges as intervals.
@@ -813,9 +851,43 @@ pub fn required_denied_peer_ips() -> Vec<String> {
 }
 
 /// Whether `addr` is worth exempting from `denied-peer-ip`: loopback and
-/// unspecified addresses never are (coturn refuses loopback peers anyway).
+/// unspecified addresses never are (coturn refuses loopback peers anyway),
+/// nor an IPv6 address that embeds an IPv4 one (IPv4-mapped or
+/// -compatible), which no host has as its own.
 pub fn is_exemptable_own_address(addr: IpAddr) -> bool {
-    !(addr.is_loopback() || addr.is_unspecified() || addr == IpAddr::V4(Ipv4Addr::BROADCAST))
+    !(addr.is_loopback()
+        || addr.is_unspecified()
+        || addr == IpAddr::V4(Ipv4Addr::BROADCAST)
+        || embeds_ipv4(addr))
+}
+
+/// Whether `addr` is an IPv6 address written around an IPv4 one:
+/// IPv4-mapped (`::ffff:a.b.c.d`) or IPv4-compatible (`::a.b.c.d`, but
+/// `::` and `::1`).
+pub fn embeds_ipv4(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(_) => false,
+        IpAddr::V6(a) => {
+            a.to_ipv4_mapped().is_some()
+                || (a.to_ipv4().is_some() && !a.is_unspecified() && !a.is_loopback())
+        }
+    }
+}
+
+impl TurnserverConf {
+    /// Whether coturn itself proves `addr` is this host's: it is a
+    /// `listening-ip` (coturn does not start when it cannot bind one), or
+    /// the only `relay-ip` (an allocation is bound to it, so when it is not
+    /// this host's nothing is relayed at all).
+    pub fn proves_own(&self, addr: IpAddr) -> bool {
+        let is = |s: &String| s.trim().parse::<IpAddr>().ok() == Some(addr);
+        self.listening_ips.iter().any(is) || (self.relay_ips.len() == 1 && is(&self.relay_ips[0]))
+    }
+
+    /// Whether `addr` lies in one of the ranges this product denies.
+    pub fn in_required_denied_range(addr: IpAddr) -> bool {
+        required_intervals().iter().any(|r| r.contains(addr))
+    }
 }
 
 /// Fills the rendered template with the shared secret: parses `template`
@@ -1281,7 +1353,7 @@ mod tests {
         for tampered in [
             format!("{template}server-name={filler}allowed-peer-ip=10.0.0.0-10.255.255.255\n"),
             format!("{template}server-name=x\rallowed-peer-ip=10.0.0.1\n"),
-            template.replace("denied-peer-ip=::1\n", "denied-peer-ip=::\n"),
+            template.replace("denied-peer-ip=::1-::ff\n", "denied-peer-ip=::\n"),
         ] {
             assert!(
                 materialize(&tampered, "t.conf", "s3cret").is_err(),
@@ -1323,7 +1395,34 @@ mod tests {
         assert!(conf.privacy_violations().is_empty());
         conf.relay_ips = vec![];
         conf.external_ips = vec!["198.51.100.7/10.0.0.5".into()];
+        // coturn exempts the private part itself: it must be an address
+        // coturn proves is this host's, not any machine of the network.
+        let v = conf.privacy_violations();
+        assert!(v.mentions("external-ip"), "{v}");
+        assert!(v.errors[0].message.contains("router"), "{v}");
+        conf.listening_ips = vec!["10.0.0.5".into()];
         assert!(conf.privacy_violations().is_empty());
+        conf.listening_ips = vec![];
+        conf.relay_ips = vec!["10.0.0.5".into()];
+        assert!(conf.privacy_violations().is_empty());
+        // Two relay addresses: one may be another machine's (allocations
+        // on the first would reach it).
+        conf.external_ips = vec![];
+        conf.relay_ips = vec!["10.0.0.5".into(), "192.168.1.1".into()];
+        conf.allowed_peer_ips = vec!["10.0.0.5".into(), "192.168.1.1".into()];
+        let v = conf.privacy_violations();
+        assert_eq!(v.errors.len(), 2, "{v}");
+        // Addresses written around an IPv4 one are no host's own.
+        for (key, value) in [
+            ("listening-ip", "::ffff:10.0.0.5"),
+            ("relay-ip", "::10.0.0.5"),
+            ("external-ip", "198.51.100.7/::ffff:127.0.0.1"),
+        ] {
+            let mut conf = good();
+            conf.set(key, vec![Some(value.into())]).unwrap();
+            let v = conf.privacy_violations();
+            assert!(v.mentions(key), "{key}={value}: {v}");
+        }
     }
 
     #[test]

@@ -417,18 +417,26 @@ fn check_urls(
 }
 
 impl ElementConfig {
-    /// Parses `config.json` text. Errors name the key at fault.
+    /// Parses `config.json` text. Errors name the key at fault. The text
+    /// is read strictly first ([`crate::input::read_tree`]): a key written
+    /// twice (the browser's `JSON.parse` keeps the last, a check that read
+    /// the first would pass the wrong one) or nesting deeper than
+    /// [`crate::input::MAX_DEPTH`] is an error naming its path.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        let mut conf: Self =
-            serde_path_to_error::deserialize(&mut de).map_err(|e| Error::Parse {
-                source_name: "config.json".to_owned(),
-                path: e.path().to_string(),
-                message: e.into_inner().to_string(),
-            })?;
-        if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
-            conf.null_keys = conf.typed_null_keys(&value);
-        }
+        let parse_error = |path: String, message: String| Error::Parse {
+            source_name: "config.json".to_owned(),
+            path,
+            message,
+        };
+        let tree = crate::input::read_tree(text, crate::input::Format::Json)
+            .map_err(|e| parse_error(e.path, e.message))?;
+        let mut conf: Self = serde_path_to_error::deserialize(&tree).map_err(|e| {
+            parse_error(
+                e.path().to_string(),
+                crate::redact::message(&e.into_inner().to_string()),
+            )
+        })?;
+        conf.null_keys = conf.typed_null_keys(&tree);
         Ok(conf)
     }
 
@@ -762,6 +770,23 @@ mod tests {
     #[test]
     fn good_has_no_violations() {
         assert_eq!(violations(good()), ValidationErrors::new());
+    }
+
+    #[test]
+    fn config_json_is_read_strictly() {
+        let err = ElementConfig::parse(
+            r#"{"brand": "A", "disable_guests": false, "disable_guests": true}"#,
+        )
+        .expect_err("duplicate");
+        assert!(err.to_string().contains("disable_guests"), "{err}");
+        assert!(err.to_string().contains("twice"), "{err}");
+        let deep = format!("{{\"x\": {}{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(ElementConfig::parse(&deep).is_err());
+        let err = ElementConfig::parse(
+            r#"{"brand": {"password": "hunter2-AbCdEfGhIjKlMnOpQrStUv1234"}}"#,
+        )
+        .expect_err("type");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

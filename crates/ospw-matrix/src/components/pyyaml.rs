@@ -15,13 +15,21 @@
 //! signed exponent (`1.0e+300`), as PyYAML's float pattern needs.
 //!
 //! The layout is block style, as serde_yaml writes it (sequences at the
-//! key's indentation), with `[]` and `{}` for empty collections.
+//! key's indentation), with `[]` and `{}` for empty collections. A key
+//! longer than PyYAML reads as a simple key (1024 characters) is written
+//! as an explicit key (`? key` / `: value`).
 
 use serde_yaml::Value;
 
 /// Words YAML 1.1 (PyYAML) reads as booleans or null when plain, in any
 /// case (the YAML 1.1 spec also lists `y` and `n`).
 const RESERVED_WORDS: [&str; 9] = ["yes", "no", "true", "false", "on", "off", "null", "y", "n"];
+
+/// The longest key written as a simple key (`key: value`): PyYAML's
+/// scanner refuses a simple key whose `:` is more than 1024 characters
+/// after its start ("could not find expected ':'"), so Synapse would not
+/// start. Longer keys are written as explicit keys (`? key`).
+const MAX_SIMPLE_KEY: usize = 1000;
 
 /// Emits `value` (a mapping at the top) as YAML for PyYAML. Fails for
 /// what PyYAML would not read back as the same value: a key that is not a
@@ -62,8 +70,19 @@ fn emit_mapping(
             ));
         };
         let sub = join(path, key);
+        let written = string(key);
         out.push_str(&pad);
-        out.push_str(&string(key));
+        if written.chars().count() > MAX_SIMPLE_KEY {
+            // PyYAML looks for the `:` of a simple key only 1024
+            // characters ahead: a longer key is written as an explicit
+            // one (`? key` then `: value` on the next line).
+            out.push_str("? ");
+            out.push_str(&written);
+            out.push('\n');
+            out.push_str(&pad);
+        } else {
+            out.push_str(&written);
+        }
         out.push(':');
         match v {
             Value::Mapping(m) if !m.is_empty() => {

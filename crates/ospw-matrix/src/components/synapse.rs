@@ -711,8 +711,9 @@ pub fn file_form(path: &str) -> String {
 /// reserved ranges, IPv4 and IPv6. Synapse's own default list plus
 /// "this network", the reserved 240/4, the unspecified and IPv4-mapped IPv6
 /// addresses, NAT64 local use, discard-only, IETF protocol assignments and
-/// 6to4 (which can wrap a private IPv4 address).
-pub const BLOCKED_IP_RANGES: [&str; 28] = [
+/// 6to4 (which can wrap a private IPv4 address), and the newer IPv6
+/// documentation range 3fff::/20.
+pub const BLOCKED_IP_RANGES: [&str; 29] = [
     "0.0.0.0/8",
     "10.0.0.0/8",
     "100.64.0.0/10",
@@ -736,6 +737,7 @@ pub const BLOCKED_IP_RANGES: [&str; 28] = [
     "2001::/23",
     "2001:db8::/32",
     "2002::/16",
+    "3fff::/20",
     "fc00::/7",
     "fe80::/10",
     "fec0::/10",
@@ -1070,6 +1072,9 @@ impl HomeserverConfig {
                 crate::inline_secrets::Reason::Key => "holds a secret inline",
                 crate::inline_secrets::Reason::Value => {
                     "holds a value that looks like a secret (a key, token or password)"
+                }
+                crate::inline_secrets::Reason::Name => {
+                    "is a key that looks like a secret (a token or a URL with a password)"
                 }
             };
             errs.push(

@@ -241,11 +241,15 @@ fn check_contradictions(
     }
 }
 
-/// The server's own addresses worth exempting from `denied-peer-ip`.
+/// The server's own addresses worth exempting from `denied-peer-ip`: an
+/// address in a denied range only when coturn proves it is this host's
+/// ([`TurnserverConf::proves_own`]), so a relay-ip or an external address
+/// naming another machine never opens it.
 fn own_exemptions(conf: &TurnserverConf) -> Vec<String> {
     conf.own_addresses()
         .into_iter()
         .filter(|a| is_exemptable_own_address(*a))
+        .filter(|a| !TurnserverConf::in_required_denied_range(*a) || conf.proves_own(*a))
         .map(|a: IpAddr| a.to_string())
         .collect()
 }
@@ -297,6 +301,14 @@ fn merge_settings(host: &HostDescription, conf: &mut TurnserverConf, errs: &mut 
                 continue;
             }
         };
+        // Removing an option coturn does not know removes nothing: the
+        // setting would be silently ignored (`No-Tcp-Relay: false`).
+        if values.is_empty() && crate::components::coturn::options::find(key).is_none() {
+            if let Err(e) = check_entry(&ConfEntry::flag(key)) {
+                errs.push(path, e.message);
+            }
+            continue;
+        }
         if let Err(e) = conf.set(key, values) {
             for err in e.errors {
                 errs.push(format!("turn.settings.{}", err.path), err.message);
@@ -423,12 +435,27 @@ mod tests {
         assert!(conf.no_tlsv1 && conf.no_tlsv1_1 && !conf.no_tls);
         assert_eq!(conf.relay_ips, vec!["10.1.2.4"]);
         assert_eq!(conf.external_ips, vec!["198.51.100.9/10.1.2.3"]);
-        // Own addresses, loopback left out.
-        assert_eq!(
-            conf.allowed_peer_ips,
-            vec!["10.1.2.3", "10.1.2.4", "198.51.100.9"]
-        );
+        // Own addresses, loopback left out, and an address in a denied
+        // range (here the documentation range standing in for a public
+        // address) only when coturn proves it is this host's.
+        assert_eq!(conf.allowed_peer_ips, vec!["10.1.2.3", "10.1.2.4"]);
         assert!(conf.privacy_violations().is_empty());
+        // Two relay addresses in a denied range: neither is proven to be
+        // this host's, so neither is exempted (one could be the router).
+        let mut h = host();
+        h.turn.settings.insert(
+            "relay-ip".into(),
+            serde_json::json!(["10.0.0.5", "192.168.1.1"]),
+        );
+        let conf = turnserver(&h).unwrap();
+        assert!(
+            conf.allowed_peer_ips.is_empty(),
+            "{:?}",
+            conf.allowed_peer_ips
+        );
+        h.turn.listening_ips = vec!["10.0.0.5".into()];
+        let conf = turnserver(&h).unwrap();
+        assert_eq!(conf.allowed_peer_ips, vec!["10.0.0.5"]);
     }
 
     #[test]
@@ -464,7 +491,7 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} in {text}");
         }
         assert!(!conf.fingerprint);
-        assert_eq!(conf.denied_peer_ips.len(), 28);
+        assert_eq!(conf.denied_peer_ips.len(), 33);
 
         // Addresses set through settings are exempted as the typed ones are.
         let mut h = host();

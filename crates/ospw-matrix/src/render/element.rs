@@ -512,11 +512,21 @@ pub fn welcome_page(host: &HostDescription) -> String {
     )
 }
 
-/// Escapes text for HTML element content and attribute values.
+/// Escapes text for HTML element content and attribute values, and for
+/// what Element does to the page before showing it: its `EmbeddedPage`
+/// replaces every `$brand`, `$riot:ssoUrl`, `$riot:casUrl` and `[matrix]`
+/// in the fetched text with a value inserted as raw HTML (so a brand
+/// `<img src=//elsewhere/...>` would load from another site), and
+/// translates `_t("...")`. `$`, `[` and `(` are written as character
+/// references, so none of those sequences appears in the page text while
+/// the browser still shows the same characters.
 fn html_escape(text: &str) -> String {
     let mut out = String::new();
     for c in text.chars() {
         match c {
+            '$' => out.push_str("&#36;"),
+            '[' => out.push_str("&#91;"),
+            '(' => out.push_str("&#40;"),
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -830,6 +840,19 @@ mod tests {
         for needle in ["http:", "https:", "//", "<script", "@import", "url("] {
             assert!(!page.contains(needle), "{needle} in {page}");
         }
+        // Element replaces these in the page with raw HTML (`$brand` with
+        // the brand) or translations: user text can never form them.
+        h.element.brand = "<img src=//evil.example/p.png>".into();
+        h.element.branding.welcome_text =
+            Some("$brand $riot:ssoUrl [matrix] _t('x') _t(\"y\") $$brand [[matrix]]".into());
+        let page = welcome_page(&h);
+        for needle in ["$brand", "$riot:", "[matrix]", "_t(", "<img src=//"] {
+            assert!(!page.contains(needle), "{needle} in {page}");
+        }
+        assert!(
+            page.contains("&#36;brand &#36;riot:ssoUrl &#91;matrix] _t&#40;"),
+            "{page}"
+        );
     }
 
     #[test]

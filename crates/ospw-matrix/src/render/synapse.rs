@@ -179,6 +179,7 @@ pub fn homeserver(
     if let Some(derived) = &derived {
         check_derived_keys(derived, &config, &s.settings, &mut errs);
         check_typed_fields(derived, &config, &s.settings, &mut errs);
+        check_privacy_defaults(derived, &config, &s.settings, &mut errs);
         super::synapse_auth::check_settings(host, derived, &config, &s.settings, &mut errs);
     }
     for e in config.privacy_violations().errors {
@@ -244,6 +245,101 @@ pub const DERIVED_KEYS: [(&str, &str); 11] = [
         "turn.host, turn.port and turn.tls (where coturn listens)",
     ),
 ];
+
+/// Settings this product renders for privacy beyond the invariants every
+/// `homeserver.yaml` is checked for: (the key in `synapse.settings`, the
+/// value Synapse acts on, with Synapse's default when absent, and why).
+/// A top-level key of `synapse.settings` replaces the rendered one whole,
+/// so `push: {enabled: true}` alone would bring back Synapse's default
+/// `include_content: true`.
+/// A privacy default: the settings keys that can change it, the value
+/// Synapse acts on, and why it matters.
+type PrivacyDefault = (
+    &'static [&'static str],
+    fn(&HomeserverConfig) -> bool,
+    &'static str,
+);
+
+const PRIVACY_DEFAULTS: [PrivacyDefault; 4] = [
+    (
+        &["push", "email"],
+        push_include_content,
+        "would send message text of unencrypted rooms to push gateways (and on to Google or \
+         Apple) as push.include_content; keep include_content: false (and no \
+         email.redact_content: false, which overrides it)",
+    ),
+    (
+        &["enable_3pid_lookup"],
+        |c| c.enable_3pid_lookup.unwrap_or(true),
+        "would let clients have the server look e-mail addresses and phone numbers up at \
+         identity servers elsewhere; keep false",
+    ),
+    (
+        &["require_auth_for_profile_requests"],
+        |c| c.require_auth_for_profile_requests.unwrap_or(false),
+        "would show profiles to anyone without an account; keep true",
+    ),
+    (
+        &["limit_profile_requests_to_users_who_share_rooms"],
+        |c| {
+            c.limit_profile_requests_to_users_who_share_rooms
+                .unwrap_or(false)
+        },
+        "would show every profile to every user; keep true",
+    ),
+];
+
+/// Whether Synapse sends message content to push gateways: the deprecated
+/// `email.redact_content` wins over `push.include_content` (Synapse's
+/// `PushConfig`), which is true when absent.
+fn push_include_content(c: &HomeserverConfig) -> bool {
+    let redact = c
+        .email
+        .as_ref()
+        .and_then(|e| e.extra.get("redact_content"))
+        .filter(|v| !v.is_null());
+    match redact {
+        // Python's `not redact_content`.
+        Some(v) => !match v {
+            serde_yaml::Value::Bool(b) => *b,
+            serde_yaml::Value::Number(n) => n.as_f64() != Some(0.0),
+            serde_yaml::Value::String(t) => !t.is_empty(),
+            serde_yaml::Value::Sequence(items) => !items.is_empty(),
+            serde_yaml::Value::Mapping(map) => !map.is_empty(),
+            _ => true,
+        },
+        None => c
+            .push
+            .as_ref()
+            .and_then(|p| p.include_content)
+            .unwrap_or(true),
+    }
+}
+
+/// Reports each [`PRIVACY_DEFAULTS`] entry that `settings` relaxes, as
+/// Synapse will read it.
+fn check_privacy_defaults(
+    derived: &HomeserverConfig,
+    merged: &HomeserverConfig,
+    settings: &crate::host::FreeformSettings,
+    errs: &mut ValidationErrors,
+) {
+    for (keys, effective, why) in PRIVACY_DEFAULTS {
+        let (before, after) = (effective(derived), effective(merged));
+        if before == after {
+            continue;
+        }
+        for key in keys.iter().filter(|k| settings.contains_key(**k)) {
+            errs.push(
+                format!("synapse.settings.{key}"),
+                format!(
+                    "changes a privacy default: Synapse would read {after} where this product \
+                     renders {before}: it {why}"
+                ),
+            );
+        }
+    }
+}
 
 /// Reports each [`DERIVED_KEYS`] entry that `settings` changed.
 fn check_derived_keys(
@@ -496,7 +592,8 @@ fn check_duration(path: &str, value: &serde_json::Value, errs: &mut ValidationEr
                 path,
                 format!(
                     "{n} is a bare number, which Synapse reads as milliseconds ({secs} s): \
-                     write the unit, such as {n}s or {secs}s"
+                     write the unit: {n}s if seconds were meant, {secs}s for what Synapse would \
+                     read"
                 ),
             );
             return;

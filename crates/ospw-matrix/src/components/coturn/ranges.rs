@@ -340,6 +340,44 @@ mod tests {
     }
 
     #[test]
+    fn ipv4_compatible_addresses_need_four_blocks_in_coturn_4_6() {
+        // One range from ::0.0.0.1 misses every address whose last byte is
+        // 0, as coturn 4.6 compares bytes one by one.
+        let naive = read("::0.0.0.1-::255.255.255.255").unwrap();
+        assert!(naive.contains_46(ip("::10.0.0.1")));
+        assert!(!naive.contains_46(ip("::10.0.0.0")));
+        assert!(!naive.contains_46(ip("::127.0.1.0")));
+        // The four byte-aligned blocks the required list holds cover
+        // every address of ::/96 but :: in every version.
+        let blocks: Vec<CoturnRange> = [
+            "::1-::ff",
+            "::100-::ffff",
+            "::1:0-::ff:ffff",
+            "::100:0-::ffff:ffff",
+        ]
+        .iter()
+        .map(|b| {
+            assert!(interval(b).is_ok(), "{b}");
+            read(b).unwrap()
+        })
+        .collect();
+        for peer in [
+            "::1",
+            "::10.0.0.0",
+            "::127.0.0.1",
+            "::127.0.1.0",
+            "::0.1.0.0",
+            "::255.255.255.255",
+            "::1.0.0.0",
+        ] {
+            assert!(blocks.iter().any(|b| b.contains_46(ip(peer))), "{peer}");
+        }
+        for peer in ["::1:0:0", "::ffff:0:1", "2001:db8::1"] {
+            assert!(!blocks.iter().any(|b| b.contains_46(ip(peer))), "{peer}");
+        }
+    }
+
+    #[test]
     fn only_literals() {
         for bad in [
             "10.0.0.0/8",

@@ -280,10 +280,19 @@ fn check_type(value: &Value, ty: &Ty, path: &str, errs: &mut ValidationErrors) {
         _ => false,
     };
     if !ok {
+        // The value's kind, not the value: it may be a secret or huge.
+        let kind = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "a list",
+            Value::Object(_) => "an object",
+        };
         errs.push(
             path,
             format!(
-                "is {value}: Element Web expects {} here (IConfigOptions)",
+                "is {kind}: Element Web expects {} here (IConfigOptions)",
                 type_name(ty)
             ),
         );

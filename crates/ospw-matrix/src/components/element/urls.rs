@@ -53,9 +53,11 @@ fn authority_host(rest: &str) -> UrlTarget {
     let end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..end];
     if authority.contains('@') {
-        return UrlTarget::Unclear(format!(
-            "{authority:?} carries user info (`name@`): the host is what follows the @"
-        ));
+        return UrlTarget::Unclear(
+            "the URL carries user info (`name@`, perhaps a password, not shown): the host is what \
+             follows the @"
+                .to_owned(),
+        );
     }
     if authority.contains('%') {
         return UrlTarget::Unclear(format!(
