@@ -156,6 +156,8 @@
                     ./checks
                     ./schema
                     ./docs/nixos-options.md
+                    # The TURN-over-TLS example is evaluated from here.
+                    ./docs/nixos.md
                     # The worker presets, which modules/synapse-workers.nix
                     # shares with the crate.
                     ./crates/ospw-matrix/src/host/worker-presets.json

@@ -56,8 +56,8 @@ in
           server.succeed("test \"$(stat -c '%a' /run/ospw-matrix-coturn/turnserver.conf)\" = 600")
 
       with subtest("Synapse's database has C collation, and creating it again is a no-op"):
-          out = server.succeed("runuser -u postgres -- psql -tAc \"SELECT datcollate || '|' || datctype || '|' || pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'synapse'\"")
-          assert out.strip() == "C|C|synapse", out
+          collation = server.succeed("runuser -u postgres -- psql -tAc \"SELECT datcollate || '|' || datctype || '|' || pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'synapse'\"")
+          assert collation.strip() == "C|C|synapse", collation
           # Synapse requires the unit, so it is restarted along with it.
           server.succeed("systemctl restart ospw-matrix-db-init.service")
           wait_for_server()
@@ -83,10 +83,10 @@ in
           assert wk["m.homeserver"]["base_url"] == "https://${names.matrix}", wk
 
       with subtest("a client logs in; a new room is encrypted by default; messages flow"):
-          out = json.loads(client.succeed("${client} conversation alice '${passwords.alice}' bob '${passwords.bob}'"))
-          assert out["encryption"].get("algorithm") == "m.megolm.v1.aes-sha2", out
-          assert out["device_keys_found"] and out["one_time_key_claimed"], out
-          assert sorted(out["received"]) == sorted(out["sent"]), out
+          conversation = json.loads(client.succeed("${client} conversation alice '${passwords.alice}' bob '${passwords.bob}'"))
+          assert conversation["encryption"].get("algorithm") == "m.megolm.v1.aes-sha2", conversation
+          assert conversation["device_keys_found"] and conversation["one_time_key_claimed"], conversation
+          assert sorted(conversation["received"]) == sorted(conversation["sent"]), conversation
 
       def mc(user, args):
           return client.succeed(
@@ -138,11 +138,11 @@ in
               assert held["needle_in_clear"] is False, held
 
       with subtest("registration is closed"):
-          out = json.loads(client.succeed("${client} register mallory"))
-          assert out["status"] == 403, out
+          registration = json.loads(client.succeed("${client} register mallory"))
+          assert registration["status"] == 403, registration
           for user, password in [("mallory", "a-password-nobody-should-get-0"), ("alice", "wrong-password")]:
-              out = json.loads(client.succeed(f"${client} try-login {user} {password}"))
-              assert out == {"status": 403, "errcode": "M_FORBIDDEN"}, out
+              login = json.loads(client.succeed(f"${client} try-login {user} {password}"))
+              assert login == {"status": 403, "errcode": "M_FORBIDDEN"}, login
 
       with subtest("federation is not served"):
           for url in [
@@ -173,10 +173,10 @@ in
           assert found.strip() == "", f"secrets found in the store: {found}"
 
       with subtest("only HTTP, HTTPS and TURN are reachable from the network"):
-          out = client.succeed("nmap -Pn -sT -p- --min-rate 2000 --max-retries 1 -oG - ${names.matrix}")
+          scan = client.succeed("nmap -Pn -sT -p- --min-rate 2000 --max-retries 1 -oG - ${names.matrix}")
           open_ports = sorted(
               int(entry.strip().split("/")[0])
-              for line in out.splitlines()
+              for line in scan.splitlines()
               if "Ports:" in line
               for entry in line.split("Ports:")[1].split("\t")[0].split(",")
               if "/open/" in entry

@@ -156,8 +156,16 @@ in
         message = "${opt} runs its own coturn (ospw-matrix-coturn.service) with secrets shared with Synapse; services.coturn must not be enabled as well (both would bind the TURN ports). Disable services.coturn.";
       }
       {
+        # nixpkgs' matrix-synapse is a wrapper (passthru.unwrapped) adding
+        # the Python packages of its extras, postgres among them; the
+        # unwrapped package (it has optional-dependencies instead) would
+        # start without psycopg2 and fail on its first database access.
+        assertion = !(cfg.synapse.package ? optional-dependencies && !(cfg.synapse.package ? unwrapped));
+        message = "${opt}.synapse.package is the unwrapped Synapse (matrix-synapse-unwrapped), which has no PostgreSQL driver (psycopg2): use pkgs.matrix-synapse, or pkgs.matrix-synapse.override { extras = [ \"postgres\" ... ]; }.";
+      }
+      {
         assertion = cfg.turn.tls.enable -> (cfg.turn.tls.certFile != null && cfg.turn.tls.keyFile != null);
-        message = "${opt}.turn.tls.enable is set, so ${opt}.turn.tls.certFile and ${opt}.turn.tls.keyFile must name the certificate chain and the private key (PEM), e.g. from security.acme.certs.";
+        message = "${opt}.turn.tls.enable is set, so ${opt}.turn.tls.certFile and ${opt}.turn.tls.keyFile must name the certificate chain and the private key (PEM); or set ${opt}.turn.tls.useACMEHost to a security.acme.certs entry.";
       }
       {
         assertion = cfg.turn.relayPortRange.from <= cfg.turn.relayPortRange.to;

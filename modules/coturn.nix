@@ -22,22 +22,42 @@ let
   ]
   ++ lib.optional cfg.turn.tls.enable cfg.turn.tls.port;
   needsLowPorts = lib.any (port: port < 1024) ports;
+
+  # TURN over TLS with a certificate of security.acme (turn.tls.useACMEHost):
+  # acme-<name>.service puts a certificate in place (a self-signed one until
+  # the first order succeeds), so coturn starts after it; a renewal
+  # restarts coturn, which loads the new files as credentials.
+  acmeCert = if cfg.turn.tls.enable then cfg.turn.tls.useACMEHost else null;
+  acmeUnits = lib.optional (acmeCert != null) "acme-${acmeCert}.service";
 in
 {
   config = lib.mkIf cfg.enable {
+    services.ospw-matrix.turn.tls = lib.mkIf (acmeCert != null) {
+      certFile = lib.mkDefault "${config.security.acme.certs.${acmeCert}.directory}/fullchain.pem";
+      keyFile = lib.mkDefault "${config.security.acme.certs.${acmeCert}.directory}/key.pem";
+    };
+    security.acme.certs = lib.mkIf (acmeCert != null) {
+      ${acmeCert}.reloadServices = [ "ospw-matrix-coturn.service" ];
+    };
+
     systemd.services.ospw-matrix-coturn = {
       description = "OSPW Matrix: coturn TURN server";
       documentation = [ "man:turnserver(1)" ];
       wantedBy = [ "multi-user.target" ];
-      wants = [ "network-online.target" ];
+      wants = [ "network-online.target" ] ++ acmeUnits;
       after = [
         "network-online.target"
         "ospw-matrix-secrets.service"
-      ];
+      ]
+      ++ acmeUnits;
       requires = [ "ospw-matrix-secrets.service" ];
 
       serviceConfig = lib.recursiveUpdate ospwLib.hardening {
-        Type = "simple";
+        # nixpkgs' coturn is built with libsystemd and tells systemd when it
+        # is ready (nixpkgs' own services.coturn runs it so, too): units
+        # ordered after this one start once coturn listens. A coturn built
+        # without libsystemd (turn.package) would never become ready.
+        Type = "notify";
         DynamicUser = true;
         RuntimeDirectory = "ospw-matrix-coturn";
         RuntimeDirectoryMode = "0700";

@@ -6,9 +6,12 @@
 #
 # On NixOS every secret reaches Synapse as a systemd credential, so
 # `secrets.dir` is Synapse's credentials directory and no `*_file` is set:
-# neither secret values nor the paths of the user's secret files reach the
-# store. coturn's TLS certificate and key are credentials of coturn's unit
-# for the same reason.
+# the host description and the rendered files hold no secret value and no
+# path of the user's secret files. No secret value ever reaches the store;
+# the paths of the user's secret files (secrets.*File, turn.tls.certFile and
+# keyFile) do, in the units' `LoadCredential=` lines, which systemd reads
+# from the store. coturn's TLS certificate and key are credentials of
+# coturn's unit for the same reason.
 {
   config,
   lib,

@@ -69,7 +69,9 @@ let
       description = ''
         A file holding ${what}, for example managed by sops-nix or agenix.
         It is read at service start through systemd's `LoadCredential=`, so
-        it may be readable by root only. When `null`, the secret is
+        it may be readable by root only. Its contents never reach the Nix
+        store; its path does, in the units' `LoadCredential=` lines. When
+        `null`, the secret is
         generated on first start into
         {file}`${cfg.stateDir}/secrets` by `ospw-matrix-secrets.service`.
       '';
@@ -93,10 +95,10 @@ in
     };
 
     openFirewall = boolOption true ''
-      Whether to open the ports clients need: HTTP and HTTPS (TCP), the
-      TURN port (TCP and UDP), the TURN TLS port when TURN over TLS is on,
-      and the TURN relay port range (UDP). Synapse and PostgreSQL are never
-      exposed.
+      Whether to open the ports clients need: HTTP and HTTPS (TCP), HTTP/3
+      on the HTTPS port (UDP), the TURN port (TCP and UDP), the TURN TLS
+      port when TURN over TLS is on, and the TURN relay port range (UDP).
+      Synapse and PostgreSQL are never exposed.
     '';
 
     baseDomain = nullStr {
@@ -135,7 +137,14 @@ in
     };
 
     synapse = {
-      package = lib.mkPackageOption pkgs "matrix-synapse" { };
+      package = lib.mkPackageOption pkgs "matrix-synapse" {
+        extraDescription = ''
+          It must be nixpkgs' wrapped `matrix-synapse` (or an override of
+          it) whose extras include `postgres` (they do by default):
+          `matrix-synapse-unwrapped` has no PostgreSQL driver (psycopg2) and
+          is refused.
+        '';
+      };
 
       listen = {
         address = mkOption {
@@ -268,7 +277,13 @@ in
     };
 
     turn = {
-      package = lib.mkPackageOption pkgs "coturn" { };
+      package = lib.mkPackageOption pkgs "coturn" {
+        extraDescription = ''
+          It must be built with libsystemd, as nixpkgs' is: the unit is
+          `Type=notify`, so it becomes active (and the units ordered after it
+          start) once coturn tells systemd it is ready.
+        '';
+      };
 
       host = nullStr {
         example = "turn.example.org";
@@ -291,13 +306,25 @@ in
       tls = {
         enable = lib.mkEnableOption "TURN over TLS and DTLS";
         port = portOption 5349 "The TURN TLS (TCP) and DTLS (UDP) port.";
+        useACMEHost = nullStr {
+          example = "turn.example.org";
+          description = ''
+            The name of a {option}`security.acme.certs` entry whose
+            certificate coturn serves: {option}`certFile` and
+            {option}`keyFile` default to its `fullchain.pem` and `key.pem`,
+            `ospw-matrix-coturn.service` wants and starts after
+            `acme-<name>.service`, and a renewal restarts it (the entry's
+            `reloadServices`). Caddy holds port 80, so obtain this
+            certificate with the DNS-01 challenge (`dnsProvider`); see
+            docs/nixos.md, "TURN over TLS".
+          '';
+        };
         certFile = nullStr {
           example = "/var/lib/acme/turn.example.org/fullchain.pem";
           description = ''
             The certificate chain (PEM). Read at start through
             `LoadCredential=`; restart `ospw-matrix-coturn.service` after a
-            renewal (for example with
-            `security.acme.certs.<name>.reloadServices`).
+            renewal ({option}`useACMEHost` does both).
           '';
         };
         keyFile = nullStr {

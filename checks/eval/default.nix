@@ -6,6 +6,9 @@
 #   nix-instantiate --eval --strict --json checks/eval -A tests.<name>
 #   nix-instantiate --eval --strict --json checks/eval -A vmTestScripts
 #   nix-instantiate --eval --strict --json checks/eval -A backupScript
+#   nix-instantiate --eval --strict --json checks/eval -A vmTests
+#   nix-instantiate --eval --strict --json checks/eval -A failingRenders
+#   nix-instantiate --eval --strict --json checks/eval -A moduleEvalSource
 #
 # Each test evaluates to { ok = bool; msg = string; }.
 {
@@ -21,6 +24,9 @@ let
   all = import ./tests.nix { inherit lib; };
   tests = removeAttrs all [
     "_vmTestScripts"
+    "_vmTests"
+    "_failingRenders"
+    "_moduleEvalSource"
     "_backupScript"
   ];
 in
@@ -31,4 +37,10 @@ in
   vmTestScripts = all._vmTestScripts;
   # The backup unit's script (keep = 3), which run.sh runs with a fake CLI.
   backupScript = all._backupScript;
+  # The VM tests' nodes, scripts and render derivations, and render
+  # derivations that must fail, for scripts/nix-sandbox.sh.
+  vmTests = all._vmTests;
+  failingRenders = all._failingRenders;
+  # The paths the flake's module-eval check is built from.
+  moduleEvalSource = all._moduleEvalSource;
 }

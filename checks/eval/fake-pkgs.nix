@@ -59,7 +59,16 @@ let
     };
 
     ospw-matrix = package "ospw-matrix";
-    matrix-synapse = package "matrix-synapse";
+    # As in nixpkgs: the wrapper (with the extras' Python packages) keeps
+    # the unwrapped package in passthru; the unwrapped one lists the extras.
+    matrix-synapse = package "matrix-synapse" // {
+      unwrapped = self.matrix-synapse-unwrapped;
+    };
+    matrix-synapse-unwrapped = package "matrix-synapse-unwrapped" // {
+      optional-dependencies = {
+        postgres = [ ];
+      };
+    };
     coturn = package "coturn";
     element-web = package "element-web";
     postgresql = package "postgresql";

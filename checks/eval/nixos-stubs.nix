@@ -2,8 +2,8 @@
 # typed as NixOS types them (nixos/lib/systemd-unit-options.nix,
 # nixos/modules/config/users-groups.nix, services/databases/postgresql.nix,
 # services/web-servers/caddy, services/networking/firewall.nix,
-# services/monitoring/prometheus,
-# misc/assertions.nix), so that `lib.evalModules` can evaluate modules/
+# services/monitoring/prometheus, misc/assertions.nix,
+# security/acme/default.nix), so that `lib.evalModules` can evaluate modules/
 # without nixpkgs' NixOS modules.
 {
   config,
@@ -117,6 +117,23 @@ let
   enableOnly = {
     enable = opt types.bool false;
   };
+
+  # nixos/modules/security/acme/default.nix (nixos-25.11): the options a
+  # certificate may take from security.acme.defaults, ...
+  acmeInheritable = defaults: {
+    email = opt (types.nullOr types.str) (defaults.email or null);
+    group = opt types.str (defaults.group or "acme");
+    reloadServices = opt (types.listOf types.str) (defaults.reloadServices or [ ]);
+    webroot = opt (types.nullOr types.str) (defaults.webroot or null);
+    listenHTTP = opt (types.nullOr types.str) (defaults.listenHTTP or null);
+    dnsProvider = opt (types.nullOr types.str) (defaults.dnsProvider or null);
+    environmentFile = opt (types.nullOr types.path) (defaults.environmentFile or null);
+    credentialFiles = opt (types.attrsOf types.path) (defaults.credentialFiles or { });
+    server = opt (types.nullOr types.str) (
+      defaults.server or "https://acme-v02.api.letsencrypt.org/directory"
+    );
+  };
+  acme = config.security.acme;
 in
 {
   options = {
@@ -222,9 +239,62 @@ in
 
     services.matrix-synapse = enableOnly;
     services.coturn = enableOnly;
+
+    security.acme = {
+      acceptTerms = opt types.bool false;
+      defaults = mkOption {
+        type = types.submodule { options = acmeInheritable { }; };
+        default = { };
+      };
+      # ... and a certificate's own options (certOpts).
+      certs = opt (types.attrsOf (
+        types.submodule (
+          { name, ... }:
+          {
+            options = acmeInheritable acme.defaults // {
+              directory = mkOption {
+                type = types.str;
+                readOnly = true;
+                default = "/var/lib/acme/${name}";
+              };
+              domain = opt types.str name;
+              extraDomainNames = opt (types.listOf types.str) [ ];
+              s3Bucket = opt (types.nullOr types.str) null;
+            };
+          }
+        )
+      )) { };
+    };
   };
 
-  config = lib.mkIf config.services.postgresql.enable {
-    services.postgresql.package = lib.mkDefault pkgs.postgresql;
-  };
+  config = lib.mkMerge [
+    (lib.mkIf config.services.postgresql.enable {
+      services.postgresql.package = lib.mkDefault pkgs.postgresql;
+    })
+    # security/acme/default.nix's assertions, with its messages.
+    (lib.mkIf (acme.certs != { }) {
+      assertions = [
+        {
+          assertion = acme.defaults.email != null || lib.all (c: c.email != null) (lib.attrValues acme.certs);
+          message = "You must define `security.acme.certs.<name>.email` or `security.acme.defaults.email` to register with the CA.";
+        }
+        {
+          assertion = acme.acceptTerms;
+          message = "You must accept the CA's terms of service before using the ACME module by setting `security.acme.acceptTerms` to `true`.";
+        }
+      ]
+      ++ lib.mapAttrsToList (cert: data: {
+        assertion =
+          lib.length (
+            lib.filter (x: x != null) [
+              data.dnsProvider
+              data.webroot
+              data.listenHTTP
+              data.s3Bucket
+            ]
+          ) == 1;
+        message = "Exactly one of the options `security.acme.certs.${cert}.dnsProvider`, `security.acme.certs.${cert}.webroot`, `security.acme.certs.${cert}.listenHTTP` and `security.acme.certs.${cert}.s3Bucket` is required.";
+      }) acme.certs;
+    })
+  ];
 }

@@ -195,7 +195,8 @@ let
         interpreter = "${pkgs.python3}/bin/python3";
       };
     };
-  flake =
+  flakeWith =
+    lib:
     let
       outputs = (import ../../flake.nix).outputs {
         self = outputs // {
@@ -212,6 +213,24 @@ let
       };
     in
     outputs;
+  flake = flakeWith lib;
+
+  # The source of the flake's module-eval check: the paths of its
+  # lib.fileset.unions, relative to the repository (lib.fileset.toSource
+  # kept instead of copying to the store).
+  moduleEvalSource =
+    let
+      root = toString ../..;
+      keep = lib // {
+        fileset = lib.fileset // {
+          toSource = args: args;
+          unions = paths: { __unions = paths; };
+        };
+      };
+      src = (flakeWith keep).checks.x86_64-linux.module-eval.env.src;
+    in
+    assert toString src.root == root;
+    map (p: lib.removePrefix "${root}/" (toString p)) src.fileset.__unions;
 
   vmTestNames = lib.filter (lib.hasPrefix "vm-") (lib.attrNames flake.checks.x86_64-linux);
 
@@ -233,10 +252,82 @@ let
     in
     if builtins.isFunction test.testScript then test.testScript { nodes = fakeNodes; } else test.testScript
   );
+
+  # A VM test's node evaluated as far as services.ospw-matrix goes: the
+  # stubs, the flake's module (from the node's own imports) and the node's
+  # settings; definitions of NixOS options the stubs do not declare (the
+  # test network, virtualisation, ...) are ignored (`_module.check = false`).
+  vmNodeConfig =
+    nodeName: node:
+    (lib.evalModules {
+      modules = [
+        ./nixos-stubs.nix
+        {
+          _module.check = false;
+          _module.args = {
+            pkgs = flakePkgs "x86_64-linux";
+            nodes = fakeNodes;
+            name = nodeName;
+          };
+        }
+        node
+      ];
+    }).config;
+
+  # What a node's render derivation (modules/host-description.nix) is given
+  # and runs: the host description file, the package, $out and the build
+  # script, all as the store paths the module refers to.
+  renderCase = cfg: {
+    hostFile = {
+      path = "${cfg.services.ospw-matrix.hostDescriptionFile}";
+      inherit (cfg.services.ospw-matrix.hostDescriptionFile) text;
+    };
+    package = "${cfg.services.ospw-matrix.package}";
+    nativeBuildInputs = map toString cfg.services.ospw-matrix.renderedConfig.env.nativeBuildInputs;
+    out = "${cfg.services.ospw-matrix.renderedConfig}";
+    inherit (cfg.services.ospw-matrix.renderedConfig) script;
+  };
+
+  # Per VM test: its nodes (names, for the test driver's type hints), its
+  # test script, and the render derivation of every node that runs
+  # services.ospw-matrix.
+  vmTests = lib.genAttrs vmTestNames (
+    name:
+    let
+      test = flake.checks.x86_64-linux.${name};
+      configs = lib.mapAttrs vmNodeConfig test.nodes;
+    in
+    {
+      nodes = lib.attrNames test.nodes;
+      testScript = vmTestScripts.${name};
+      renders = lib.mapAttrs (_: renderCase) (
+        lib.filterAttrs (_: cfg: cfg.services.ospw-matrix.enable or false) configs
+      );
+    }
+  );
 in
 {
   # Not a test: the VM tests' Python scripts, for run.sh to compile.
   _vmTestScripts = vmTestScripts;
+
+  # Not a test: the VM tests' nodes, scripts and render derivations, for
+  # scripts/nix-sandbox.sh (which runs the renders in a simulated build
+  # sandbox and type-checks the scripts as the NixOS test driver does).
+  _vmTests = vmTests;
+
+  # Not a test: the paths of the flake's module-eval source, for
+  # scripts/nix-sandbox.sh (which runs run.sh on only those files).
+  _moduleEvalSource = moduleEvalSource;
+
+  # Not a test: render derivations that must fail, with what the failure
+  # must say (scripts/nix-sandbox.sh runs them too).
+  _failingRenders = {
+    invalid-matrix-host = renderCase (configWith {
+      services.ospw-matrix.matrixHost = lib.mkForce "matrix..example.org";
+    }) // {
+      mustSay = "services.ospw-matrix.matrixHost";
+    };
+  };
 
   # Not a test: the backup unit's script with keep = 3, which run.sh runs
   # against a fake CLI to check what the pruning deletes.
@@ -1001,6 +1092,11 @@ in
         [ "multi-user.target" ]
       ]
       [
+        "Type=notify, as nixpkgs' services.coturn (its coturn tells systemd when it is ready)"
+        sc.Type
+        "notify"
+      ]
+      [
         "requires secrets"
         c.requires
         [ "ospw-matrix-secrets.service" ]
@@ -1123,9 +1219,97 @@ in
       ]
     ];
 
+  # TURN over TLS with a certificate from security.acme (DNS-01), exactly as
+  # docs/nixos.md shows it: the document's example is this file.
+  turn-tls-acme-docs-example =
+    let
+      docs = builtins.readFile ../../docs/nixos.md;
+      section = lib.elemAt (lib.splitString "### TURN over TLS" docs) 1;
+      shown = lib.head (lib.splitString "```" (lib.elemAt (lib.splitString "```nix\n" section) 1));
+      cfg = configWith (import ./examples/turn-tls-acme.nix);
+      c = coturn cfg;
+    in
+    expect [
+      [
+        "docs/nixos.md shows checks/eval/examples/turn-tls-acme.nix"
+        shown
+        (builtins.readFile ./examples/turn-tls-acme.nix)
+      ]
+      [
+        "no failed assertion (nixpkgs' security.acme ones included)"
+        (failedAssertions cfg)
+        [ ]
+      ]
+      [
+        "coturn loads the ACME certificate and key"
+        c.serviceConfig.LoadCredential
+        [
+          "turn_shared_secret:${secretsDir}/turn_shared_secret"
+          "turn_tls_cert:/var/lib/acme/turn.example.org/fullchain.pem"
+          "turn_tls_key:/var/lib/acme/turn.example.org/key.pem"
+        ]
+      ]
+      [
+        "coturn wants and starts after the certificate's unit"
+        [
+          (lib.elem "acme-turn.example.org.service" c.wants)
+          (lib.elem "acme-turn.example.org.service" c.after)
+        ]
+        [
+          true
+          true
+        ]
+      ]
+      [
+        "a renewal restarts coturn"
+        cfg.security.acme.certs."turn.example.org".reloadServices
+        [ "ospw-matrix-coturn.service" ]
+      ]
+      [
+        "TURN over TLS in the host description"
+        cfg.services.ospw-matrix.hostDescription.turn.tls.port
+        5349
+      ]
+    ];
+
+  # What docs/nixos.md showed before (certificate paths and reloadServices
+  # only) does not evaluate on NixOS: security.acme wants its terms accepted,
+  # an e-mail and one challenge method.
+  turn-tls-acme-incomplete-fails = expect [
+    [
+      "nixpkgs' ACME assertions fire"
+      (map (needle: anyContains needle (
+        failedAssertions (configWith [
+          withTurnTls
+          { security.acme.certs."turn.example.org".reloadServices = [ "ospw-matrix-coturn.service" ]; }
+        ])
+      )) [ "acceptTerms" "security.acme.defaults.email" "Exactly one of the options" ])
+      [
+        true
+        true
+        true
+      ]
+    ]
+    [
+      "useACMEHost without configuring the certificate: the same assertions"
+      (map (needle: anyContains needle (
+        failedAssertions (configWith {
+          services.ospw-matrix.turn.tls = {
+            enable = true;
+            useACMEHost = "turn.example.org";
+          };
+        })
+      )) [ "acceptTerms" "security.acme.certs.turn.example.org.dnsProvider" ])
+      [
+        true
+        true
+      ]
+    ]
+  ];
+
   firewall-default = expect [
     [
-      "ports"
+      "ports (UDP 443: HTTP/3)"
       (ports config)
       {
         tcp = [
@@ -1133,7 +1317,10 @@ in
           443
           3478
         ];
-        udp = [ 3478 ];
+        udp = [
+          443
+          3478
+        ];
         udpRanges = [
           {
             from = 49152;
@@ -1165,6 +1352,7 @@ in
           5349
         ];
         udp = [
+          443
           3478
           5349
         ];
@@ -1253,6 +1441,32 @@ in
     ]
   ];
 
+  caddy-no-socket-no-extra-group = expect [
+    [
+      "no SupplementaryGroups with a TCP listener"
+      (config.systemd.services.caddy.serviceConfig.SupplementaryGroups or null)
+      null
+    ]
+  ];
+
+  caddy-internal-ca-skips-trust-store =
+    let
+      internal = configWith { services.ospw-matrix.proxy.tls = "internal"; };
+      lines = cfg: lib.splitString "\n" cfg.services.caddy.globalConfig;
+    in
+    expect [
+      [
+        "skip_install_trust with tls internal"
+        (lib.elem "skip_install_trust" (lines internal))
+        true
+      ]
+      [
+        "not with ACME"
+        (lib.elem "skip_install_trust" (lines config))
+        false
+      ]
+    ];
+
   caddy-without-email =
     let
       cfg = configWith { services.ospw-matrix.proxy.acmeEmail = lib.mkForce null; };
@@ -1304,9 +1518,14 @@ in
         ]
       ]
       [
-        "caddy joins synapse's group"
-        cfg.users.users.caddy.extraGroups
+        "caddy's unit gets synapse's group (a change restarts caddy; nixpkgs only reloads it for a new configuration)"
+        (cfg.systemd.services.caddy.serviceConfig.SupplementaryGroups or null)
         [ "synapse" ]
+      ]
+      [
+        "the caddy account is left alone"
+        (cfg.users.users.caddy.extraGroups or [ ])
+        [ ]
       ]
       [
         "synapse runtime directory for the socket"
@@ -1343,6 +1562,21 @@ in
         failedAssertions (configWith { services.coturn.enable = true; })
       ))
       true
+    ]
+  ];
+
+  assertion-unwrapped-synapse = expect [
+    [
+      "the unwrapped Synapse (no psycopg2) is refused"
+      (anyContains "has no PostgreSQL driver (psycopg2)" (
+        failedAssertions (configWith { services.ospw-matrix.synapse.package = pkgs.matrix-synapse-unwrapped; })
+      ))
+      true
+    ]
+    [
+      "the wrapped one passes"
+      (anyContains "psycopg2" (failedAssertions config))
+      false
     ]
   ];
 
@@ -3107,10 +3341,12 @@ in
       [
         "a client secret in the store"
         (failedWith (provider {
-          clientSecretFile = "/nix/store/abc-secret";
+          # builtins.storeDir, not /nix/store: the flake's module-eval check
+          # evaluates with a store of its own.
+          clientSecretFile = "${builtins.storeDir}/abc-secret";
         }))
         [
-          "services.ospw-matrix.sso.providers: provider corp's clientSecretFile \"/nix/store/abc-secret\" must be an absolute path outside the Nix store (the store is world-readable)."
+          "services.ospw-matrix.sso.providers: provider corp's clientSecretFile \"${builtins.storeDir}/abc-secret\" must be an absolute path outside the Nix store (the store is world-readable)."
         ]
       ]
       [
@@ -3133,7 +3369,7 @@ in
             smtpHost = "mail.example.org";
             from = "noreply@example.org";
             user = "matrix";
-            passwordFile = "/nix/store/abc-smtp";
+            passwordFile = "${builtins.storeDir}/abc-smtp";
             notifications = true;
           };
         }))

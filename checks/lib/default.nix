@@ -104,8 +104,8 @@ rec {
         });
       };
 
+      # (The module adds skip_install_trust for `tls internal`.)
       services.caddy.globalConfig = ''
-        skip_install_trust
         pki {
           ca local {
             root {

@@ -3,7 +3,7 @@
 //! key reader. Secrets come from `ospw-matrix secrets init`.
 //!
 //! Needs Synapse's virtual environment (`OSPW_SYNAPSE_PYTHON`) and the
-//! schema (`support::synapse_schema_dir`); under CI a missing one fails.
+//! schema (`support::require_synapse_schema`); under CI a missing one fails.
 
 mod support;
 
@@ -13,8 +13,8 @@ use std::process::Command;
 use ospw_matrix::secrets::SigningKey;
 use serde_json::{json, Value};
 use support::{
-    assert_fails_naming, assert_renders, render_to, require, run, synapse_python,
-    synapse_schema_dir, TempDir, EXAMPLE_NAMES,
+    assert_fails_naming, assert_renders, render_to, require, run, synapse_python, TempDir,
+    EXAMPLE_NAMES,
 };
 
 /// Loads the configuration with Synapse's `HomeServerConfig` (the loader
@@ -142,8 +142,7 @@ fn python() -> Option<PathBuf> {
 }
 
 fn schema_file() -> Option<PathBuf> {
-    require("Synapse's config schema", synapse_schema_dir())
-        .map(|d| d.join("synapse-config.schema.yaml"))
+    support::require_synapse_schema().map(|d| d.join("synapse-config.schema.yaml"))
 }
 
 fn py(python: &Path, script: &str, args: &[&Path]) -> std::process::Output {

@@ -57,12 +57,32 @@ pub fn create_file_exclusively(path: &Path, contents: &[u8], mode: u32) -> Resul
     result
 }
 
-/// Fills a staging directory beside `out` with `fill`, then puts it in place
-/// of `out` in one rename. An existing `out` must be empty or hold `marker`
-/// (it was made by this function); otherwise nothing is written.
+/// Fills a staging directory with `fill`, then puts it in place of `out`.
+/// An existing `out` must be empty or hold `marker` (it was made by this
+/// function); otherwise nothing is written.
+///
+/// - An existing `out` is replaced by a staging directory filled beside it,
+///   swapped in by renames, so that `out` is always either the old or the
+///   new whole directory.
+/// - A new `out` is filled in a private directory of the temporary directory
+///   (`$TMPDIR`), never beside `out`: in a Nix build, `out` is `$out` in the
+///   store, where the build may create nothing else. It is then renamed into
+///   place (it appears whole); when the temporary directory is on another
+///   file system, its contents are copied into a new `out` instead, which is
+///   removed again if the copy fails.
 pub fn replace_dir_atomically(
     out: &Path,
     marker: &str,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    replace_dir_staged_in(out, marker, &std::env::temp_dir(), fill)
+}
+
+/// [`replace_dir_atomically`], staging a new `out` below `tmp`.
+fn replace_dir_staged_in(
+    out: &Path,
+    marker: &str,
+    tmp: &Path,
     fill: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
     let existing = match fs::read_dir(out) {
@@ -76,29 +96,129 @@ pub fn replace_dir_atomically(
             out.display()
         )));
     }
+    let fill = |staging: &Path| -> Result<()> {
+        fill(staging)?;
+        fs::write(staging.join(marker), b"")
+            .map_err(|e| Error::io(staging.join(marker), "write", e))
+    };
+    if existing.is_none() {
+        return create_dir_staged_in(out, tmp, fill);
+    }
     let staging = sibling(out, "staging")?;
     let _ = fs::remove_dir_all(&staging);
     let result = (|| {
         fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, "create directory", e))?;
         fill(&staging)?;
-        fs::write(staging.join(marker), b"")
-            .map_err(|e| Error::io(staging.join(marker), "write", e))?;
-        if existing.is_some() {
-            let old = sibling(out, "old")?;
-            fs::rename(out, &old).map_err(|e| Error::io(out, "move aside", e))?;
-            if let Err(e) = fs::rename(&staging, out) {
-                let _ = fs::rename(&old, out);
-                return Err(Error::io(out, "rename into place", e));
-            }
-            fs::remove_dir_all(&old).map_err(|e| Error::io(&old, "remove", e))
-        } else {
-            fs::rename(&staging, out).map_err(|e| Error::io(out, "rename into place", e))
+        let old = sibling(out, "old")?;
+        fs::rename(out, &old).map_err(|e| Error::io(out, "move aside", e))?;
+        if let Err(e) = fs::rename(&staging, out) {
+            let _ = fs::rename(&old, out);
+            return Err(Error::io(out, "rename into place", e));
         }
+        fs::remove_dir_all(&old).map_err(|e| Error::io(&old, "remove", e))
     })();
     if result.is_err() {
         let _ = fs::remove_dir_all(&staging);
     }
     result
+}
+
+/// Creates the new directory `out`: filled by `fill` in a fresh private
+/// directory below `tmp`, then renamed into place, or copied when `tmp` is
+/// on another file system. Nothing is written beside `out`.
+fn create_dir_staged_in(
+    out: &Path,
+    tmp: &Path,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent, "create directory", e))?;
+    }
+    let staging = private_dir_in(tmp)?;
+    let result = fill(&staging).and_then(|()| move_dir_into_place(&staging, out));
+    // After a rename there is nothing left to remove.
+    let _ = fs::remove_dir_all(&staging);
+    result
+}
+
+/// A new directory below `tmp`, created (not taken over: an existing name is
+/// skipped) with mode 0755.
+fn private_dir_in(tmp: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mut last = None;
+    for _ in 0..100 {
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = tmp.join(format!(
+            "ospw-matrix-staging-{}-{nanos:x}-{n}",
+            std::process::id()
+        ));
+        match fs::DirBuilder::new().mode(0o755).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(Error::io(&dir, "create directory", e)),
+        }
+    }
+    Err(Error::io(
+        tmp,
+        "create a staging directory in",
+        last.unwrap_or_else(|| std::io::Error::other("no free name")),
+    ))
+}
+
+/// Renames `staging` to the new `out`; across file systems, copies it into a
+/// new `out` (which must not exist) instead, removing `out` if that fails.
+fn move_dir_into_place(staging: &Path, out: &Path) -> Result<()> {
+    match fs::rename(staging, out) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => copy_dir_into_new(staging, out),
+        Err(e) => Err(Error::io(out, "rename into place", e)),
+    }
+}
+
+/// Copies the directory tree `from` (directories and regular files, with
+/// their permissions) into `to`, which is created and must not exist. On
+/// failure `to` is removed again.
+fn copy_dir_into_new(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir(to).map_err(|e| Error::io(to, "create directory", e))?;
+    let result = copy_dir_contents(from, to);
+    if result.is_err() {
+        let _ = fs::remove_dir_all(to);
+    }
+    result
+}
+
+fn copy_dir_contents(from: &Path, to: &Path) -> Result<()> {
+    let entries = fs::read_dir(from).map_err(|e| Error::io(from, "read directory", e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(from, "read directory", e))?;
+        let source = entry.path();
+        let target = to.join(entry.file_name());
+        let kind = entry
+            .file_type()
+            .map_err(|e| Error::io(&source, "inspect", e))?;
+        if kind.is_dir() {
+            fs::create_dir(&target).map_err(|e| Error::io(&target, "create directory", e))?;
+            copy_dir_contents(&source, &target)?;
+        } else if kind.is_file() {
+            fs::copy(&source, &target).map_err(|e| Error::io(&target, "copy", e))?;
+        } else {
+            return Err(Error::Other(format!(
+                "{}: only directories and regular files are copied",
+                source.display()
+            )));
+        }
+        let mode = fs::metadata(&source)
+            .map_err(|e| Error::io(&source, "inspect", e))?
+            .permissions();
+        fs::set_permissions(&target, mode)
+            .map_err(|e| Error::io(&target, "set permissions of", e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -186,5 +306,111 @@ mod tests {
             0o640
         );
         fs::remove_dir_all(&root).expect("cleanup");
+    }
+    #[test]
+    fn a_new_directory_is_staged_in_the_temporary_directory_not_beside_it() {
+        let root = temp("new-out");
+        let tmp = temp("new-out-tmp");
+        let out = root.join("store").join("out");
+        fs::create_dir(root.join("store")).expect("mkdir");
+        let mut staged_in = None;
+        replace_dir_staged_in(&out, ".marker", &tmp, |d| {
+            // While the files are written, nothing is beside `out` (in a
+            // Nix build: nothing in the store but `$out`).
+            assert_eq!(entries(&root.join("store")), Vec::<String>::new());
+            staged_in = d.parent().map(Path::to_path_buf);
+            fs::write(d.join("a"), b"1").map_err(|e| Error::io(d, "write", e))
+        })
+        .expect("render");
+        assert_eq!(staged_in.as_deref(), Some(tmp.as_path()));
+        assert_eq!(entries(&root.join("store")), vec!["out"]);
+        assert_eq!(entries(&out), vec![".marker", "a"]);
+        assert_eq!(
+            entries(&tmp),
+            Vec::<String>::new(),
+            "the staging directory is gone"
+        );
+        fs::remove_dir_all(&root).expect("cleanup");
+        fs::remove_dir_all(&tmp).expect("cleanup");
+    }
+
+    #[test]
+    fn a_failed_fill_of_a_new_directory_leaves_nothing() {
+        let root = temp("new-fail");
+        let tmp = temp("new-fail-tmp");
+        let out = root.join("out");
+        let failed = replace_dir_staged_in(&out, ".marker", &tmp, |d| {
+            fs::write(d.join("a"), b"1").map_err(|e| Error::io(d, "write", e))?;
+            Err(Error::Other("fill failed".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(entries(&root), Vec::<String>::new());
+        assert_eq!(entries(&tmp), Vec::<String>::new());
+        fs::remove_dir_all(&root).expect("cleanup");
+        fs::remove_dir_all(&tmp).expect("cleanup");
+    }
+
+    #[test]
+    fn a_copy_into_a_new_directory_keeps_modes_and_refuses_an_existing_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = temp("copy");
+        let from = root.join("from");
+        fs::create_dir_all(from.join("sub")).expect("mkdir");
+        fs::write(from.join("sub/file"), b"data").expect("write");
+        fs::set_permissions(from.join("sub/file"), fs::Permissions::from_mode(0o640))
+            .expect("chmod");
+        let to = root.join("to");
+        copy_dir_into_new(&from, &to).expect("copy");
+        assert_eq!(fs::read(to.join("sub/file")).expect("read"), b"data");
+        assert_eq!(
+            fs::metadata(to.join("sub/file"))
+                .expect("stat")
+                .permissions()
+                .mode()
+                & 0o777,
+            0o640
+        );
+        assert!(copy_dir_into_new(&from, &to).is_err(), "an existing target");
+        assert_eq!(fs::read(to.join("sub/file")).expect("read"), b"data");
+        // Something that cannot be copied: the new target is removed again.
+        std::os::unix::fs::symlink("/nonexistent", from.join("link")).expect("symlink");
+        let to2 = root.join("to2");
+        assert!(copy_dir_into_new(&from, &to2).is_err());
+        assert!(!to2.exists(), "a failed copy leaves no target");
+        fs::remove_dir_all(&root).expect("cleanup");
+    }
+
+    #[test]
+    fn a_new_directory_staged_on_another_file_system_is_copied_into_place() {
+        // /dev/shm is a tmpfs wherever these tests run (also in the Nix
+        // build sandbox); the test directory is not.
+        use std::os::unix::fs::MetadataExt;
+        let shm = Path::new("/dev/shm");
+        let root = temp("xdev");
+        let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+        if dev(shm).is_none() || dev(shm) == dev(&root) {
+            eprintln!("SKIP: /dev/shm is missing or on the test directory's file system");
+            fs::remove_dir_all(&root).expect("cleanup");
+            return;
+        }
+        let tmp = shm.join(format!("ospw-fsutil-xdev-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        if let Err(e) = fs::create_dir(&tmp) {
+            eprintln!("SKIP: cannot create {}: {e}", tmp.display());
+            fs::remove_dir_all(&root).expect("cleanup");
+            return;
+        }
+        let out = root.join("out");
+        replace_dir_staged_in(&out, ".marker", &tmp, |d| {
+            fs::create_dir(d.join("sub")).map_err(|e| Error::io(d, "mkdir", e))?;
+            fs::write(d.join("sub/a"), b"1").map_err(|e| Error::io(d, "write", e))
+        })
+        .expect("render across file systems");
+        assert_eq!(entries(&root), vec!["out"]);
+        assert_eq!(entries(&out), vec![".marker", "sub"]);
+        assert_eq!(fs::read(out.join("sub/a")).expect("read"), b"1");
+        assert_eq!(entries(&tmp), Vec::<String>::new());
+        fs::remove_dir_all(&root).expect("cleanup");
+        fs::remove_dir_all(&tmp).expect("cleanup");
     }
 }

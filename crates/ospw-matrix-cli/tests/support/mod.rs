@@ -50,31 +50,96 @@ pub fn which(program: &str) -> Option<PathBuf> {
 
 /// Returns `Some(path)` for an available program; otherwise fails under CI
 /// and returns `None` (the caller returns early) with a printed skip message.
+///
+/// Every test that runs a program outside the Nix build sandbox's stdenv
+/// (coreutils, findutils, diffutils, sed, grep, gawk, tar, gzip, bzip2,
+/// make, bash, patch, xz, file, cc, and the Rust toolchain) must go
+/// through this: `nix build` runs the tests without `CI`, so they skip there
+/// (see DEVELOPERS.md; `scripts/nix-sandbox.sh` checks it).
 pub fn require(what: &str, found: Option<PathBuf>) -> Option<PathBuf> {
-    match found {
-        Some(path) => Some(path),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("{what} is missing: CI must install it (scripts/install-test-deps.sh)")
-        }
-        None => {
-            eprintln!("SKIP: {what} is not installed; run scripts/install-test-deps.sh");
-            None
-        }
-    }
+    found.or_else(|| {
+        missing(
+            &format!("{what} is not installed"),
+            "CI must install it (scripts/install-test-deps.sh)",
+        )
+    })
 }
 
-/// The directory of Synapse's published config schema
-/// (`../shared/reference/synapse-schema` beside the checkout, or
-/// `OSPW_SYNAPSE_SCHEMA_DIR`).
-pub fn synapse_schema_dir() -> Option<PathBuf> {
+/// The file or directory `relative` (to the repository's root) for a test
+/// that reads a part of the repository outside the package's source (the
+/// `lib.fileset` of `nix/package.nix`), such as `scripts/` or
+/// `tests/acceptance/`: `Some(path)` when it is there; otherwise the test
+/// fails under CI and skips elsewhere, as in the Nix build sandbox, which
+/// holds only the package's fileset.
+pub fn require_repo_file(relative: &str) -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative);
+    if path.exists() {
+        return Some(path);
+    }
+    missing(
+        &format!("{relative} is not in this source tree (it is outside nix/package.nix's fileset)"),
+        "CI runs from a full checkout",
+    )
+}
+
+/// Fails under CI; elsewhere prints a skip message and returns `None`.
+fn missing(what: &str, ci: &str) -> Option<PathBuf> {
+    if std::env::var_os("CI").is_some() {
+        panic!("{what}: {ci}");
+    }
+    eprintln!("SKIP: {what}");
+    None
+}
+
+/// Where the tests look for Synapse's published config schema
+/// (`synapse-config.schema.yaml`, with `v1/meta.schema.json`), in order:
+/// `OSPW_SYNAPSE_SCHEMA_DIR`; `../shared/reference/synapse-schema` beside
+/// the checkout; the cache `scripts/install-test-deps.sh` downloads it into
+/// (`${XDG_CACHE_HOME:-$HOME/.cache}/ospw-matrix/synapse-schema`, from
+/// Synapse's repository at the pinned release, checked by SHA-256).
+pub fn synapse_schema_candidates() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
     if let Some(dir) = std::env::var_os("OSPW_SYNAPSE_SCHEMA_DIR") {
-        return Some(PathBuf::from(dir));
+        dirs.push(PathBuf::from(dir));
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = repo.join("../shared/reference/synapse-schema");
-    dir.join("synapse-config.schema.yaml")
-        .exists()
-        .then_some(dir)
+    dirs.push(repo.join("../shared/reference/synapse-schema"));
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    if let Some(cache) = cache {
+        dirs.push(cache.join("ospw-matrix/synapse-schema"));
+    }
+    dirs
+}
+
+/// The first of [`synapse_schema_candidates`] that holds
+/// `synapse-config.schema.yaml`.
+pub fn synapse_schema_dir() -> Option<PathBuf> {
+    synapse_schema_candidates()
+        .into_iter()
+        .find(|dir| dir.join("synapse-config.schema.yaml").is_file())
+}
+
+/// [`synapse_schema_dir`], or: under CI a failure naming the file, the places
+/// looked in and how to get it; elsewhere a skip.
+pub fn require_synapse_schema() -> Option<PathBuf> {
+    synapse_schema_dir().or_else(|| {
+        let looked: Vec<String> = synapse_schema_candidates()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        missing(
+            &format!(
+                "Synapse's config schema synapse-config.schema.yaml is in none of {}",
+                looked.join(", ")
+            ),
+            "scripts/install-test-deps.sh downloads it from https://raw.githubusercontent.com/element-hq/synapse/v<the pinned Synapse>/schema/synapse-config.schema.yaml (with v1/meta.schema.json) into the last of these; or put both files into a directory and set OSPW_SYNAPSE_SCHEMA_DIR to it",
+        )
+    })
 }
 
 /// A fresh temporary directory, removed when dropped (kept when the

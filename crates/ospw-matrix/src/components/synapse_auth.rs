@@ -152,8 +152,8 @@ pub struct PasswordConfig {
 impl PasswordConfig {
     /// Whether passwords sign people in, as Synapse reads the section.
     pub fn allows_password_login(config: Option<&PasswordConfig>) -> bool {
-        config.map_or(true, |c| {
-            c.enabled.map_or(true, |e| e == PasswordEnabled::On) && c.localdb_enabled != Some(false)
+        config.is_none_or(|c| {
+            c.enabled.is_none_or(|e| e == PasswordEnabled::On) && c.localdb_enabled != Some(false)
         })
     }
 }
@@ -279,7 +279,7 @@ pub(crate) fn privacy_violations(config: &HomeserverConfig, errs: &mut Validatio
             );
         }
         for (k, r) in p.attribute_requirements.iter().flatten().enumerate() {
-            if r.value.is_none() && r.one_of.as_ref().map_or(true, Vec::is_empty) {
+            if r.value.is_none() && r.one_of.as_ref().is_none_or(Vec::is_empty) {
                 errs.push(
                     format!("{at}.attribute_requirements[{k}]"),
                     "has neither value nor one_of, so any value of the claim lets a person in: expected value or one_of",

@@ -221,10 +221,14 @@ fn is_settings_path(path: &str) -> bool {
     })
 }
 
-/// Writes `rendered` to `out` atomically: the files are written to a staging
-/// directory beside `out`, which then replaces `out` in one rename. An
-/// existing `out` is replaced only if it is empty or was written by this
-/// function (it holds [`RENDER_MARKER`]); anything else is refused.
+/// Writes `rendered` to `out` atomically. An existing `out` is replaced only
+/// if it is empty or was written by this function (it holds
+/// [`RENDER_MARKER`]; anything else is refused), by a staging directory
+/// written beside it and swapped in. A new `out` is written in a private
+/// directory of `$TMPDIR` and renamed into place (or copied, when `$TMPDIR`
+/// is on another file system), so that nothing but `out` is ever created
+/// beside it: in a Nix build `out` is `$out` in the store (see
+/// [`crate::fsutil::replace_dir_atomically`]).
 pub fn write_rendered(rendered: &Rendered, out: &Path) -> Result<()> {
     crate::fsutil::replace_dir_atomically(out, RENDER_MARKER, |staging| {
         for f in &rendered.files {

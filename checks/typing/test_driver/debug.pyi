@@ -1,0 +1,3 @@
+# nixos/lib/test-driver/src/test_driver/debug.py
+class DebugAbstract:
+    def breakpoint(self, host: str = "0.0.0.0", port: int = 4444) -> None: ...
