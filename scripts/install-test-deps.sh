@@ -103,8 +103,14 @@ SYNAPSE_META_SCHEMA_SHA256=d974684a54a693a60cbdcfbae2c6a22ccdf683c6942cccfcd38f0
 # metadata lists them), jsonschema, and aiosmtpd (the acceptance suite's
 # SMTP server).
 SYNAPSE_EXTRAS=postgres,url-preview,oidc,redis
+# Versions of Synapse's requirements that its metadata does not exclude but
+# that break it: txredisapi 1.6.0 fails every Redis connection over a Unix
+# socket (`AttributeError: 'super' object has no attribute
+# 'startedConnecting'`, so no process starts with workers); Synapse's later
+# releases declare txredisapi<1.6.0 themselves.
+SYNAPSE_CONSTRAINTS=("txredisapi<1.6.0")
 synapse_complete() {
-  "$OSPW_VENV/bin/python" - "$SYNAPSE_EXTRAS" >/dev/null 2>&1 <<'PY'
+  "$OSPW_VENV/bin/python" - "$SYNAPSE_EXTRAS" "${SYNAPSE_CONSTRAINTS[@]}" >/dev/null 2>&1 <<'PY'
 import importlib.metadata as m, sys
 import synapse, psycopg2, jsonschema, aiosmtpd
 from pip._vendor.packaging.requirements import Requirement
@@ -113,20 +119,24 @@ for text in m.requires("matrix-synapse") or []:
     req = Requirement(text)
     if req.marker and any(req.marker.evaluate({"extra": e}) for e in extras):
         m.version(req.name)
+for text in sys.argv[2:]:
+    req = Requirement(text)
+    if m.version(req.name) not in req.specifier:
+        sys.exit(f"{req.name} {m.version(req.name)} is not {req.specifier}")
 PY
 }
 if ! "$OSPW_VENV/bin/python" -c 'import synapse' >/dev/null 2>&1 || [ "${OSPW_SYNAPSE_REINSTALL:-}" = 1 ]; then
   echo "install-test-deps: installing matrix-synapse[$SYNAPSE_EXTRAS]==$SYNAPSE_VERSION into $OSPW_VENV"
   python3 -m venv "$OSPW_VENV"
   "$OSPW_VENV/bin/pip" install -q --upgrade pip
-  "$OSPW_VENV/bin/pip" install -q "matrix-synapse[$SYNAPSE_EXTRAS]==$SYNAPSE_VERSION" jsonschema aiosmtpd
+  "$OSPW_VENV/bin/pip" install -q "matrix-synapse[$SYNAPSE_EXTRAS]==$SYNAPSE_VERSION" "${SYNAPSE_CONSTRAINTS[@]}" jsonschema aiosmtpd
 elif ! synapse_complete; then
   # A venv made before an extra was tested (e.g. oidc, for single sign-on,
-  # or redis, for Synapse's workers): add what is missing, keeping the
-  # installed Synapse.
+  # or redis, for Synapse's workers), or holding a version the constraints
+  # exclude: add or change what is needed, keeping the installed Synapse.
   synapse_version=$("$OSPW_VENV/bin/python" -c 'import synapse; print(synapse.__version__)')
-  echo "install-test-deps: adding matrix-synapse[$SYNAPSE_EXTRAS]==$synapse_version, jsonschema and aiosmtpd to $OSPW_VENV"
-  "$OSPW_VENV/bin/pip" install -q "matrix-synapse[$SYNAPSE_EXTRAS]==$synapse_version" jsonschema aiosmtpd
+  echo "install-test-deps: adding matrix-synapse[$SYNAPSE_EXTRAS]==$synapse_version, ${SYNAPSE_CONSTRAINTS[*]}, jsonschema and aiosmtpd to $OSPW_VENV"
+  "$OSPW_VENV/bin/pip" install -q "matrix-synapse[$SYNAPSE_EXTRAS]==$synapse_version" "${SYNAPSE_CONSTRAINTS[@]}" jsonschema aiosmtpd
 fi
 synapse_installed=$("$OSPW_VENV/bin/python" -c 'import synapse; print(synapse.__version__)')
 echo "install-test-deps: Synapse $synapse_installed in $OSPW_VENV"
