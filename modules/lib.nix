@@ -23,6 +23,35 @@ rec {
 
   secretsDir = cfg: "${cfg.stateDir}/secrets";
 
+  # The Synapse the units run: services.ospw-matrix.synapse.package with
+  # the extras (Python packages) that what is turned on needs added to the
+  # wrapper's: `redis` for the workers (txredisapi; without it every
+  # process refuses `redis.enabled`), `oidc` for single sign-on. nixpkgs'
+  # wrapper has only postgres, url-preview and systemd by default; an
+  # override of it keeps its own extras and plugins. A package without
+  # `override` is used as given.
+  synapseExtras =
+    cfg:
+    lib.optional cfg.synapse.workers.enable "redis" ++ lib.optional (cfg.sso.providers != [ ]) "oidc";
+  synapsePackage =
+    cfg:
+    let
+      pkg = cfg.synapse.package;
+      needed = synapseExtras cfg;
+      # nixpkgs' default when `extras` is not given (on Linux).
+      wrapperDefault = [
+        "postgres"
+        "url-preview"
+        "systemd"
+      ];
+    in
+    if needed == [ ] || !(pkg ? override) then
+      pkg
+    else
+      pkg.override (old: {
+        extras = lib.unique ((old.extras or wrapperDefault) ++ needed);
+      });
+
   # The credential names of the secrets that come only from the user's
   # files (single sign-on client secrets, the SMTP password): nothing
   # generates them.

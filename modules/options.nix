@@ -142,7 +142,10 @@ in
           It must be nixpkgs' wrapped `matrix-synapse` (or an override of
           it) whose extras include `postgres` (they do by default):
           `matrix-synapse-unwrapped` has no PostgreSQL driver (psycopg2) and
-          is refused.
+          is refused. The units run it with the extras that what is turned
+          on needs added to its own (`.override`): `redis` with
+          {option}`services.ospw-matrix.synapse.workers.enable`, `oidc` with
+          single sign-on providers.
         '';
       };
 

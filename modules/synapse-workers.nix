@@ -21,6 +21,7 @@ let
   inherit (lib) mkOption types;
 
   cfg = config.services.ospw-matrix;
+  ospwLib = import ./lib.nix { inherit lib; };
   wcfg = cfg.synapse.workers;
   user = cfg.synapse.database.user;
 
@@ -72,7 +73,7 @@ let
     ]
     // {
       ExecStart = lib.concatStringsSep " " [
-        "${lib.getExe' cfg.synapse.package "synapse_worker"}"
+        "${lib.getExe' (ospwLib.synapsePackage cfg) "synapse_worker"}"
         "--config-path ${cfg.renderedConfig}/synapse/homeserver.yaml"
         "--config-path ${cfg.renderedConfig}/synapse/workers/${name}.yaml"
       ];

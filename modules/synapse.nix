@@ -66,7 +66,7 @@ in
           WorkingDirectory = dataDir;
           ExecStart = lib.concatStringsSep " " (
             [
-              "${lib.getExe' cfg.synapse.package "synapse_homeserver"}"
+              "${lib.getExe' (ospwLib.synapsePackage cfg) "synapse_homeserver"}"
               "--config-path ${cfg.renderedConfig}/synapse/homeserver.yaml"
             ]
             # The secrets Synapse cannot read from a file (modules/sso.nix).

@@ -26,6 +26,20 @@ let
 
   package = name: drv name { meta.mainProgram = name; };
 
+  # nixpkgs' matrix-synapse wrapper: `override` takes the arguments given
+  # to it so far (no `extras` until one is given, as with callPackage) and
+  # returns the wrapper with them; its name (so its path) carries the extras.
+  synapseWrapper =
+    args:
+    drv "matrix-synapse${lib.concatMapStrings (e: "-" + e) (args.extras or [ ])}" {
+      meta.mainProgram = "synapse_homeserver";
+    }
+    // {
+      unwrapped = self.matrix-synapse-unwrapped;
+      extras = args.extras or null;
+      override = f: synapseWrapper (args // (if builtins.isFunction f then f args else f));
+    };
+
   # The type of pkgs.formats.json's values.
   jsonValue =
     let
@@ -61,9 +75,7 @@ let
     ospw-matrix = package "ospw-matrix";
     # As in nixpkgs: the wrapper (with the extras' Python packages) keeps
     # the unwrapped package in passthru; the unwrapped one lists the extras.
-    matrix-synapse = package "matrix-synapse" // {
-      unwrapped = self.matrix-synapse-unwrapped;
-    };
+    matrix-synapse = synapseWrapper { };
     matrix-synapse-unwrapped = package "matrix-synapse-unwrapped" // {
       optional-dependencies = {
         postgres = [ ];

@@ -35,6 +35,18 @@ let
   coturn = cfg: unit cfg "ospw-matrix-coturn";
   backup = cfg: unit cfg "ospw-matrix-backup";
 
+  # nixpkgs' Synapse wrapper with its default extras and `more`.
+  withExtras =
+    more:
+    pkgs.matrix-synapse.override {
+      extras = [
+        "postgres"
+        "url-preview"
+        "systemd"
+      ]
+      ++ more;
+    };
+
   withBackup = {
     services.ospw-matrix.backup.enable = true;
   };
@@ -2693,9 +2705,82 @@ in
     ++ map (n: [
       "worker ${n} runs synapse_worker with the shared and its own configuration"
       (unit c "ospw-matrix-synapse-worker-${n}").serviceConfig.ExecStart
-      "${pkgs.matrix-synapse}/bin/synapse_worker --config-path ${render c}/synapse/homeserver.yaml --config-path ${render c}/synapse/workers/${n}.yaml"
+      "${withExtras [ "redis" ]}/bin/synapse_worker --config-path ${render c}/synapse/homeserver.yaml --config-path ${render c}/synapse/workers/${n}.yaml"
     ]) names
   );
+
+  # The Synapse every unit runs has the Python packages of what is turned
+  # on: nixpkgs' wrapper has only postgres, url-preview and systemd by
+  # default, and without txredisapi no process starts with `redis.enabled`
+  # (nor single sign-on without authlib).
+  synapse-extras =
+    let
+      mainOf = c: (synapse c).serviceConfig.ExecStart;
+      workerOf = c: (unit c "ospw-matrix-synapse-worker-sync1").serviceConfig.ExecStart;
+      own = pkgs.matrix-synapse.override {
+        extras = [
+          "postgres"
+          "systemd"
+        ];
+      };
+      ownWorkers = configWith [
+        workersSyncClient
+        withSsoEmail
+        { services.ospw-matrix.synapse.package = own; }
+      ];
+      # A package that cannot be overridden is used as given.
+      plain = removeAttrs pkgs.matrix-synapse [ "override" ];
+    in
+    expect [
+      [
+        "without workers or single sign-on: the package as given"
+        (lib.hasPrefix "${pkgs.matrix-synapse}/bin/" (mainOf config))
+        true
+      ]
+      [
+        "with workers: the main process has the redis extra"
+        (lib.hasPrefix "${withExtras [ "redis" ]}/bin/" (mainOf (configWith workersSyncClient)))
+        true
+      ]
+      [
+        "with workers: so has every worker"
+        (lib.hasPrefix "${withExtras [ "redis" ]}/bin/" (workerOf (configWith workersSyncClient)))
+        true
+      ]
+      [
+        "a package without override: as given"
+        (lib.hasPrefix "${plain}/bin/" (
+          mainOf (configWith [
+            workersSyncClient
+            { services.ospw-matrix.synapse.package = plain; }
+          ])
+        ))
+        true
+      ]
+      [
+        "an override of the wrapper keeps its extras; redis and oidc are added"
+        [
+          (mainOf ownWorkers)
+          (workerOf ownWorkers)
+        ]
+        (
+          let
+            p = own.override {
+              extras = [
+                "postgres"
+                "systemd"
+                "redis"
+                "oidc"
+              ];
+            };
+          in
+          [
+            "${p}/bin/synapse_homeserver --config-path ${render ownWorkers}/synapse/homeserver.yaml --config-path /run/ospw-matrix-synapse/secrets.yaml --keys-directory \"/var/lib/ospw-matrix/synapse\""
+            "${p}/bin/synapse_worker --config-path ${render ownWorkers}/synapse/homeserver.yaml --config-path ${render ownWorkers}/synapse/workers/sync1.yaml"
+          ]
+        )
+      ]
+    ];
 
   workers-same-hardening-and-credentials = noErrors (
     let
@@ -3220,7 +3305,7 @@ in
       [
         "Synapse reads the runtime secrets after homeserver.yaml"
         s.serviceConfig.ExecStart
-        "${pkgs.matrix-synapse}/bin/synapse_homeserver --config-path ${render cfg}/synapse/homeserver.yaml --config-path /run/ospw-matrix-synapse/secrets.yaml --keys-directory \"/var/lib/ospw-matrix/synapse\""
+        "${withExtras [ "oidc" ]}/bin/synapse_homeserver --config-path ${render cfg}/synapse/homeserver.yaml --config-path /run/ospw-matrix-synapse/secrets.yaml --keys-directory \"/var/lib/ospw-matrix/synapse\""
       ]
       [
         "runtime directory"
