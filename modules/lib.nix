@@ -32,7 +32,8 @@ rec {
   # `override` is used as given.
   synapseExtras =
     cfg:
-    lib.optional cfg.synapse.workers.enable "redis" ++ lib.optional (cfg.sso.providers != [ ]) "oidc";
+    lib.optional cfg.synapse.workers.enable "redis"
+    ++ lib.optional (cfg.sso.providers != [ ]) "oidc";
   synapsePackage =
     cfg:
     let
