@@ -85,6 +85,10 @@ fn get(https: u16, method: &str, path: &str, headers: &[String]) -> (String, Str
     (code.to_owned(), body.to_owned())
 }
 
+/// How many more users and rooms the spread over two workers is checked
+/// with, each landing on either at random.
+const SPREAD_KEYS: u32 = 40;
+
 /// A Synapse access token of `user` (`syt_<base64 localpart>_<random>_<crc>`).
 fn token(user: &str, n: u32) -> String {
     format!("Authorization: Bearer syt_{user}_r{n}nd0mstr1ng_1a2b3c")
@@ -193,6 +197,17 @@ proxy:
         );
         seen.insert(first);
     }
+    // Caddy hashes the key with each upstream's address (here in a fresh
+    // temporary directory), so which worker a user lands on changes from
+    // run to run: 40 more users make both workers all but certain
+    // (1 in 2^39 that one gets none).
+    for n in 0..SPREAD_KEYS {
+        seen.insert(who(
+            "GET",
+            "/_matrix/client/v3/sync",
+            &[token(&format!("dXNlcj{n}"), 1)],
+        ));
+    }
     assert_eq!(
         seen.len(),
         2,
@@ -220,6 +235,10 @@ proxy:
             );
         }
         seen.insert(first);
+    }
+    for n in 0..SPREAD_KEYS {
+        let path = format!("/_matrix/client/v3/rooms/!room{n}:example.org/messages");
+        seen.insert(who("GET", &path, &[token("YWxpY2U", 1)]));
     }
     assert_eq!(
         seen.len(),
