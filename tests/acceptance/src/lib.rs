@@ -1,9 +1,10 @@
-//! Helpers of the OSPW Matrix acceptance suite (`tests/acceptance.rs`,
-//! `tests/operations.rs`): the stack under test, running programs, HTTP and
+//! Helpers of the OSPW Matrix acceptance suite (`tests/*.rs`): the harness
+//! around every run, the stack under test, running programs, HTTP and
 //! Matrix clients, the report of checks.
 
 #[cfg(feature = "matrix")]
 pub mod client;
+pub mod harness;
 #[cfg(feature = "matrix")]
 pub mod http;
 pub mod load;

@@ -122,6 +122,24 @@ pub struct Tools {
 }
 
 impl Tools {
+    /// The service account `user` and the CLI `cli`; Synapse's python and
+    /// PostgreSQL's binaries from the environment ([`Self::python_from_env`],
+    /// [`Self::pg_bin_from_env`]).
+    pub fn new(user: RunAs, cli: PathBuf) -> Self {
+        Self {
+            user,
+            cli,
+            python: Self::python_from_env(),
+            pg_bin: Self::pg_bin_from_env(),
+        }
+    }
+
+    /// Every program from the environment: the service account
+    /// ([`RunAs::detect`]), the CLI ([`find_cli`]) and [`Self::new`]'s.
+    pub fn from_env() -> Result<Self> {
+        Ok(Self::new(RunAs::detect()?, find_cli()?))
+    }
+
     /// `OSPW_SYNAPSE_PYTHON` (default `/opt/ospw-venv/bin/python`).
     pub fn python_from_env() -> PathBuf {
         PathBuf::from(

@@ -26,13 +26,14 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use matrix_sdk::ruma::api::client::room::create_room::v3::Request as CreateRoomRequest;
 use matrix_sdk::ruma::OwnedServerName;
 use ospw_matrix_acceptance::client::{self, read_decrypted, send_text, sync};
+use ospw_matrix_acceptance::harness::{self, must, Harness};
 use ospw_matrix_acceptance::http::{
     event_url, expect_404, get_json, joined_rooms, plain_client, seg,
 };
 use ospw_matrix_acceptance::net;
-use ospw_matrix_acceptance::proc::{self, RunAs};
+use ospw_matrix_acceptance::proc;
 use ospw_matrix_acceptance::report::Report;
-use ospw_matrix_acceptance::stack::{find_cli, Options, Stack, Tools};
+use ospw_matrix_acceptance::stack::{Options, Stack};
 use ospw_matrix_acceptance::stun::{self, AllocateOutcome};
 use ospw_matrix_acceptance::synapse_log;
 use ospw_matrix_acceptance::util::{collect_files, mode_of, now, random_hex, tail, write_private};
@@ -51,7 +52,6 @@ const SECRET_FILES: [&str; 5] = [
     "turn_shared_secret",
 ];
 
-const ABORTED: &str = "acceptance: aborted after a failed setup step";
 /// The run against one stack may not take longer than this.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(900);
 /// One CLI or helper command.
@@ -83,18 +83,10 @@ impl Variant {
 }
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("acceptance: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let mut harness = match Harness::new("acceptance", SUITE_TIMEOUT) {
+        Ok(h) => h,
+        Err(code) => return code,
     };
-    let mut report = Report::new();
     // OSPW_ACCEPTANCE_VARIANT=monolith|workers runs one stack only.
     let only = std::env::var("OSPW_ACCEPTANCE_VARIANT").ok();
     for variant in [Variant::Monolith, Variant::Workers] {
@@ -104,104 +96,14 @@ fn main() -> ExitCode {
         {
             continue;
         }
-        report.set_prefix(variant.prefix());
-        let interrupted = run_variant(&runtime, &mut report, variant);
+        harness.report.set_prefix(variant.prefix());
+        let interrupted = harness.run(async |report, slot| run(report, slot, variant).await);
         if interrupted {
             break;
         }
     }
-    report.set_prefix("");
-    let failed = !report.failed().is_empty();
-    drop(runtime);
-    report.summary();
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-/// Runs every check against one stack and stops it; returns whether a
-/// signal interrupted the run.
-fn run_variant(runtime: &tokio::runtime::Runtime, report: &mut Report, variant: Variant) -> bool {
-    let mut stack: Option<Stack> = None;
-    let before = report.failed().len();
-    // Ctrl-C or SIGTERM ends the run early; the processes are still stopped below.
-    let outcome = runtime.block_on(async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let terminated = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            r = tokio::time::timeout(SUITE_TIMEOUT, run(report, &mut stack, variant)) => Some(r),
-            _ = tokio::signal::ctrl_c() => None,
-            _ = terminated => None,
-        }
-    });
-    let interrupted = outcome.is_none();
-    match outcome {
-        None => {
-            report.check::<&str>("run completed", Err(anyhow!("interrupted by a signal")));
-        }
-        Some(Ok(Ok(()))) => {}
-        Some(Ok(Err(e))) if format!("{e}").starts_with(ABORTED) => println!("\n{e:#}"),
-        Some(Ok(Err(e))) => {
-            report.check::<&str>("run completed", Err(e));
-        }
-        Some(Err(_)) => {
-            report.check::<&str>(
-                "run completed",
-                Err(anyhow!(
-                    "the suite exceeded its {SUITE_TIMEOUT:?} time limit"
-                )),
-            );
-        }
-    }
-    // Stop every process before reading the logs, then decide what to keep.
-    // Every process of the run stopped: none has its HOME in the run's directory.
-    if let Some(st) = stack.as_mut() {
-        st.stop_all();
-        let left = proc::processes_with_home_under(&st.p.root);
-        let detail = format!("{left:?}");
-        for (pid, _) in &left {
-            // SAFETY: a plain signal to a process of this run.
-            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
-        }
-        report.check(
-            "every process of the run stopped",
-            if left.is_empty() {
-                Ok("")
-            } else {
-                Err(anyhow!("still running after the run: {detail}"))
-            },
-        );
-    }
-    let failed = report.failed().len() > before;
-    if let Some(stack) = stack.take() {
-        stack.finish(failed);
-    }
-    interrupted
-}
-
-/// Records a setup step; a failure aborts the run.
-fn must<T>(report: &mut Report, name: &str, r: Result<T>) -> Result<T> {
-    match r {
-        Ok(v) => {
-            report.check(name, Ok(""));
-            Ok(v)
-        }
-        Err(e) => {
-            let msg = format!("{e:#}");
-            report.check::<&str>(name, Err(e));
-            bail!("{ABORTED} ({name}): {msg}")
-        }
-    }
+    harness.report.set_prefix("");
+    harness.finish()
 }
 
 /// Logs in with matrix-sdk, with an in-memory store, after matrix-sdk itself
@@ -298,26 +200,14 @@ fn secret_needles(secrets: &BTreeMap<String, Vec<u8>>) -> Vec<(String, String)> 
 async fn run(report: &mut Report, slot: &mut Option<Stack>, variant: Variant) -> Result<()> {
     report.section("setup");
     let opts = variant.options();
-    let user = must(report, "unprivileged service user exists", RunAs::detect())?;
-    let cli = must(report, "ospw-matrix binary found", find_cli())?;
-    println!("  CLI: {}; services run as {}", cli.display(), user.name);
-    let tools = Tools {
-        user,
-        cli,
-        python: Tools::python_from_env(),
-        pg_bin: Tools::pg_bin_from_env(),
-    };
-    must(
+    let tools = harness::tools(
         report,
+        &opts,
         "Synapse, PostgreSQL, coturn and Caddy are installed",
-        tools.check_installed(&opts),
     )?;
 
     // Paths and ports.
-    *slot = Some(Stack::new(opts, tools)?);
-    let st = slot.as_mut().expect("just set");
-    println!("  run directory: {}", st.p.root.display());
-    must(report, "fresh run directory", st.make_dirs())?;
+    let st = harness::new_stack(report, slot, opts, tools)?;
 
     let host_wrong_secret_yaml = st.p.root.join("host-wrong-secret.yaml");
     let wrong_secret_file = st.p.root.join("wrong_registration_secret");

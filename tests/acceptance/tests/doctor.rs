@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
-use ospw_matrix_acceptance::proc::{self, RunAs};
+use anyhow::{anyhow, ensure, Context, Result};
+use ospw_matrix_acceptance::harness::{self, must};
+use ospw_matrix_acceptance::proc;
 use ospw_matrix_acceptance::report::Report;
-use ospw_matrix_acceptance::stack::{find_cli, Options, Stack, Tools};
+use ospw_matrix_acceptance::stack::{Options, Stack};
 use ospw_matrix_acceptance::util::{mkdir, utf8, write_private};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::Value;
@@ -31,104 +32,13 @@ use time::OffsetDateTime;
 const SERVER_NAME: &str = "example.test";
 const MATRIX_HOST: &str = "matrix.example.test";
 const ELEMENT_HOST: &str = "chat.example.test";
-const ABORTED: &str = "doctor: aborted after a failed setup step";
 /// The whole run may not take longer than this.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(1200);
 /// One doctor run.
 const DOCTOR_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("doctor: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut report = Report::new();
-    let mut stack: Option<Stack> = None;
-    let outcome = runtime.block_on(async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let terminated = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            r = tokio::time::timeout(SUITE_TIMEOUT, run(&mut report, &mut stack)) => Some(r),
-            _ = tokio::signal::ctrl_c() => None,
-            _ = terminated => None,
-        }
-    });
-    match outcome {
-        None => {
-            report.check::<&str>("run completed", Err(anyhow!("interrupted by a signal")));
-        }
-        Some(Ok(Ok(()))) => {}
-        Some(Ok(Err(e))) if format!("{e}").starts_with(ABORTED) => println!("\n{e:#}"),
-        Some(Ok(Err(e))) => {
-            report.check::<&str>("run completed", Err(e));
-        }
-        Some(Err(_)) => {
-            report.check::<&str>(
-                "run completed",
-                Err(anyhow!(
-                    "the suite exceeded its {SUITE_TIMEOUT:?} time limit"
-                )),
-            );
-        }
-    }
-    if let Some(st) = stack.as_mut() {
-        st.stop_all();
-        let left = proc::processes_with_home_under(&st.p.root);
-        let detail = format!("{left:?}");
-        for (pid, _) in &left {
-            // SAFETY: a plain signal to a process of this run.
-            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
-        }
-        report.check(
-            "every process of the run stopped",
-            if left.is_empty() {
-                Ok("")
-            } else {
-                Err(anyhow!("still running after the run: {detail}"))
-            },
-        );
-    }
-    let failed = !report.failed().is_empty();
-    if let Some(stack) = stack.take() {
-        stack.finish(failed);
-    }
-    drop(runtime);
-    report.summary();
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-/// Records a setup step; a failure aborts the run.
-fn must<T>(report: &mut Report, name: &str, r: Result<T>) -> Result<T> {
-    match r {
-        Ok(v) => {
-            report.check(name, Ok(""));
-            Ok(v)
-        }
-        Err(e) => {
-            let msg = format!("{e:#}");
-            report.check::<&str>(name, Err(e));
-            bail!("{ABORTED} ({name}): {msg}")
-        }
-    }
+    harness::main("doctor", SUITE_TIMEOUT, run)
 }
 
 /// One doctor run: its exit status and report.
@@ -445,23 +355,12 @@ async fn coturn_has_prometheus() -> bool {
 async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     report.section("setup");
     let opts = Options::full("doctor");
-    let user = must(report, "unprivileged service user exists", RunAs::detect())?;
-    let cli = must(report, "ospw-matrix binary found", find_cli())?;
-    let tools = Tools {
-        user,
-        cli,
-        python: Tools::python_from_env(),
-        pg_bin: Tools::pg_bin_from_env(),
-    };
-    must(
+    let tools = harness::tools(
         report,
+        &opts,
         "Synapse, PostgreSQL, coturn and Caddy are installed",
-        tools.check_installed(&opts),
     )?;
-    *slot = Some(Stack::new(opts, tools)?);
-    let st = slot.as_mut().expect("just set");
-    println!("  run directory: {}", st.p.root.display());
-    must(report, "fresh run directory", st.make_dirs())?;
+    let st = harness::new_stack(report, slot, opts, tools)?;
     let host = st.main_host(SERVER_NAME);
     std::fs::write(&st.p.host_yaml, small_turn_quota(&st.host_yaml(&host))?)?;
     must(
@@ -547,9 +446,9 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         );
     }
     if !healthy_ok {
-        bail!(
-            "{ABORTED} (the healthy stack does not pass: the scenarios below would mean nothing)"
-        );
+        return Err(harness::abort(
+            "the healthy stack does not pass: the scenarios below would mean nothing",
+        ));
     }
 
     report.section("one thing broken at a time");

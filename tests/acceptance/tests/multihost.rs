@@ -15,10 +15,11 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
+use ospw_matrix_acceptance::harness;
 use ospw_matrix_acceptance::load::{self, Workload};
-use ospw_matrix_acceptance::proc::{self, RunAs};
-use ospw_matrix_acceptance::stack::{find_cli, Options, Stack, Tools};
+use ospw_matrix_acceptance::proc;
+use ospw_matrix_acceptance::stack::{Options, Stack, Tools};
 use ospw_matrix_acceptance::util::{random_hex, write_private};
 use ospw_matrix_acceptance::workers;
 
@@ -30,36 +31,7 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[test]
 fn remote_workers_over_tcp_on_loopback() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let mut slot: Option<Stack> = None;
-    let result = runtime.block_on(async {
-        tokio::time::timeout(TEST_TIMEOUT, run(&mut slot))
-            .await
-            .map_err(|_| anyhow!("the multi-host test exceeded {TEST_TIMEOUT:?}"))?
-    });
-    let mut result = result;
-    if let Some(st) = slot.as_mut() {
-        st.stop_all();
-        let left = proc::processes_with_home_under(&st.p.root);
-        for (pid, _) in &left {
-            // SAFETY: a plain signal to a process of this run.
-            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
-        }
-        if !left.is_empty() && result.is_ok() {
-            result = Err(anyhow!("still running after the run: {left:?}"));
-        }
-    }
-    if let Some(stack) = slot.take() {
-        stack.finish(result.is_err());
-    }
-    drop(runtime);
-    if let Err(e) = result {
-        panic!("multihost: {e:#}");
-    }
+    harness::test("multihost", TEST_TIMEOUT, run);
 }
 
 /// The TCP listeners (address:port) of `pid`'s sockets, from /proc.
@@ -96,12 +68,7 @@ fn tcp_listeners(pid: u32) -> Vec<String> {
 async fn run(slot: &mut Option<Stack>) -> Result<()> {
     let mut opts = Options::full("multihost");
     opts.coturn = false;
-    let tools = Tools {
-        user: RunAs::detect()?,
-        cli: find_cli()?,
-        python: Tools::python_from_env(),
-        pg_bin: Tools::pg_bin_from_env(),
-    };
+    let tools = Tools::from_env()?;
     // Reserve the ports first: the host description names them.
     *slot = Some(Stack::new(
         Options {

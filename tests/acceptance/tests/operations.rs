@@ -14,14 +14,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId};
 use ospw_matrix_acceptance::client::{self, read_decrypted, room_with, send_text, sync};
+use ospw_matrix_acceptance::harness;
 use ospw_matrix_acceptance::http::{
     download, event_url, get_json, joined_rooms, password_login, plain_client, upload,
 };
-use ospw_matrix_acceptance::proc::{self, RunAs};
-use ospw_matrix_acceptance::stack::{find_cli, Host, Options, Stack, Tools};
+use ospw_matrix_acceptance::proc;
+use ospw_matrix_acceptance::stack::{Host, Options, Stack, Tools};
 use ospw_matrix_acceptance::util::{mkdir, mode_of, random_hex, tar_member, utf8, write_private};
 use serde_json::{json, Value};
 
@@ -175,47 +176,12 @@ async fn login_status(
 
 #[test]
 fn operations() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let mut slot: Option<Stack> = None;
-    let result = runtime.block_on(async {
-        tokio::time::timeout(TEST_TIMEOUT, run(&mut slot))
-            .await
-            .map_err(|_| anyhow!("the operations test exceeded {TEST_TIMEOUT:?}"))?
-    });
-    // Every process of the run stopped: none has its HOME in the run's directory.
-    let mut result = result;
-    if let Some(st) = slot.as_mut() {
-        st.stop_all();
-        let left = proc::processes_with_home_under(&st.p.root);
-        for (pid, _) in &left {
-            // SAFETY: a plain signal to a process of this run.
-            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
-        }
-        if !left.is_empty() && result.is_ok() {
-            result = Err(anyhow!("still running after the run: {left:?}"));
-        }
-    }
-    if let Some(stack) = slot.take() {
-        stack.finish(result.is_err());
-    }
-    drop(runtime);
-    if let Err(e) = result {
-        panic!("operations: {e:#}");
-    }
+    harness::test("operations", TEST_TIMEOUT, run);
 }
 
 async fn run(slot: &mut Option<Stack>) -> Result<()> {
     let opts = Options::synapse_only("operations");
-    let tools = Tools {
-        user: RunAs::detect()?,
-        cli: find_cli()?,
-        python: Tools::python_from_env(),
-        pg_bin: Tools::pg_bin_from_env(),
-    };
+    let tools = Tools::from_env()?;
     tools.check_installed(&opts)?;
     *slot = Some(Stack::new(opts, tools)?);
     let st = slot.as_mut().expect("just set");

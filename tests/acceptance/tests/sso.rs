@@ -20,10 +20,11 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use matrix_sdk::ruma::api::client::room::create_room::v3::Request as CreateRoomRequest;
 use ospw_matrix_acceptance::client::{invite_and_join, read_decrypted, send_text, sync};
+use ospw_matrix_acceptance::harness::{self, must};
 use ospw_matrix_acceptance::http::{get_json, password_login, seg};
-use ospw_matrix_acceptance::proc::{self, RunAs};
+use ospw_matrix_acceptance::proc;
 use ospw_matrix_acceptance::report::Report;
-use ospw_matrix_acceptance::stack::{find_cli, Options, Stack, Tools, SERVICE_START};
+use ospw_matrix_acceptance::stack::{Options, Stack, SERVICE_START};
 use ospw_matrix_acceptance::util::{mkdir, random_hex, utf8, write_private};
 use ospw_matrix_acceptance::wait;
 use reqwest::Url;
@@ -34,7 +35,6 @@ const MATRIX_HOST: &str = "matrix.example.test";
 const ELEMENT_HOST: &str = "chat.example.test";
 /// The whole run may not take longer than this.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(1200);
-const ABORTED: &str = "sso: aborted after a failed setup step";
 /// A 1×1 PNG: the sign-in button's icon.
 const ICON_PNG: &[u8] = &[
     0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
@@ -54,84 +54,7 @@ print(json.dumps({"to": str(m["To"]), "from": str(m["From"]), "subject": str(m["
 "#;
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("sso: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut report = Report::new();
-    let mut stack: Option<Stack> = None;
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            r = tokio::time::timeout(SUITE_TIMEOUT, run(&mut report, &mut stack)) => Some(r),
-            _ = tokio::signal::ctrl_c() => None,
-        }
-    });
-    match outcome {
-        None => {
-            report.check::<&str>("run completed", Err(anyhow!("interrupted")));
-        }
-        Some(Ok(Ok(()))) => {}
-        Some(Ok(Err(e))) if format!("{e}").starts_with(ABORTED) => println!("\n{e:#}"),
-        Some(Ok(Err(e))) => {
-            report.check::<&str>("run completed", Err(e));
-        }
-        Some(Err(_)) => {
-            report.check::<&str>(
-                "run completed",
-                Err(anyhow!("exceeded its {SUITE_TIMEOUT:?} time limit")),
-            );
-        }
-    }
-    if let Some(st) = stack.as_mut() {
-        st.stop_all();
-        let left = proc::processes_with_home_under(&st.p.root);
-        let detail = format!("{left:?}");
-        for (pid, _) in &left {
-            // SAFETY: a plain signal to a process of this run.
-            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
-        }
-        report.check(
-            "every process of the run stopped",
-            if left.is_empty() {
-                Ok("")
-            } else {
-                Err(anyhow!("still running after the run: {detail}"))
-            },
-        );
-    }
-    let failed = !report.failed().is_empty();
-    if let Some(stack) = stack.take() {
-        stack.finish(failed);
-    }
-    drop(runtime);
-    report.summary();
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-/// Records a setup step; a failure aborts the run.
-fn must<T>(report: &mut Report, name: &str, r: Result<T>) -> Result<T> {
-    match r {
-        Ok(v) => {
-            report.check(name, Ok(""));
-            Ok(v)
-        }
-        Err(e) => {
-            let msg = format!("{e:#}");
-            report.check::<&str>(name, Err(e));
-            bail!("{ABORTED} ({name}): {msg}")
-        }
-    }
+    harness::main("sso", SUITE_TIMEOUT, run)
 }
 
 /// The run's fixed facts: ports, files, secrets.
@@ -304,6 +227,25 @@ fn start_url(w: &World, id: Option<&str>, redirect: &str) -> Result<Url> {
     Ok(u)
 }
 
+/// Signs `user` in through provider `id` for Element in a fresh browser.
+async fn element_sso(
+    w: &World,
+    id: &str,
+    user: &str,
+    password: &str,
+    codes: &mut Vec<String>,
+) -> Result<Outcome> {
+    let b = w.browser()?;
+    sso_flow(
+        &b,
+        start_url(w, Some(id), &w.element())?,
+        user,
+        password,
+        codes,
+    )
+    .await
+}
+
 /// Signs `user` in through provider `id` for Element and returns the login token.
 async fn sso_token(
     w: &World,
@@ -312,16 +254,7 @@ async fn sso_token(
     password: &str,
     codes: &mut Vec<String>,
 ) -> Result<String> {
-    let b = w.browser()?;
-    match sso_flow(
-        &b,
-        start_url(w, Some(id), &w.element())?,
-        user,
-        password,
-        codes,
-    )
-    .await?
-    {
+    match element_sso(w, id, user, password, codes).await? {
         Outcome::Token(t) => Ok(t),
         other => bail!("no login token: {other:?}"),
     }
@@ -336,16 +269,7 @@ async fn sso_refused(
     password: &str,
     codes: &mut Vec<String>,
 ) -> Result<(u16, String)> {
-    let b = w.browser()?;
-    match sso_flow(
-        &b,
-        start_url(w, Some(id), &w.element())?,
-        user,
-        password,
-        codes,
-    )
-    .await?
-    {
+    match element_sso(w, id, user, password, codes).await? {
         Outcome::Page { status, body, at } => {
             ensure!(
                 at.host_str() == Some(MATRIX_HOST),
@@ -557,17 +481,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         synapse_start: Duration::from_secs(300),
         workers: None,
     };
-    let tools = Tools {
-        user: must(report, "unprivileged service user exists", RunAs::detect())?,
-        cli: must(report, "ospw-matrix binary found", find_cli())?,
-        python: Tools::python_from_env(),
-        pg_bin: Tools::pg_bin_from_env(),
-    };
-    must(
-        report,
-        "Synapse, PostgreSQL and Caddy are installed",
-        tools.check_installed(&opts),
-    )?;
+    let tools = harness::tools(report, &opts, "Synapse, PostgreSQL and Caddy are installed")?;
     let idp_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("idp");
     let catcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("smtp/catcher.py");
     must(
@@ -595,10 +509,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
         })(),
     )?;
     let python = tools.python.clone();
-    *slot = Some(Stack::new(opts, tools)?);
-    let st = slot.as_mut().expect("just set");
-    println!("  run directory: {}", st.p.root.display());
-    must(report, "fresh run directory", st.make_dirs())?;
+    let st = harness::new_stack(report, slot, opts, tools)?;
 
     // Ports, files and secrets.
     let idp_http = st.port();
@@ -1100,50 +1011,39 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     report.check(
         "a wrong password at the provider gets no further",
         async {
-            let b = w.browser()?;
-            match sso_flow(
-                &b,
-                start_url(&w, Some("corp"), &w.element())?,
-                "alice",
-                "wrong",
-                &mut codes,
-            )
-            .await?
-            {
+            match element_sso(&w, "corp", "alice", "wrong", &mut codes).await? {
                 Outcome::IdpRefused => Ok(""),
                 other => bail!("{other:?}"),
             }
         }
         .await,
     );
-    report.check(
-        "a person outside the allowed group is refused, and no account is made",
-        async {
-            let (status, body) =
-                sso_refused(&w, "corp", "bob", "bob-idp-password", &mut codes).await?;
-            ensure!(
-                status >= 400 && body.contains("not allowed to log in"),
-                "{status}: {body}"
-            );
-            ensure!(w.account(st, "bob").await?.is_none(), "@bob exists");
-            Ok(format!("{status}"))
-        }
-        .await,
-    );
-    report.check(
-        "a provider without require or auto_create creates no account",
-        async {
-            let (status, body) =
-                sso_refused(&w, "strict", "dave", "dave-idp-password", &mut codes).await?;
-            ensure!(
-                status >= 400 && body.contains("registrations are disabled"),
-                "{status}: {body}"
-            );
-            ensure!(w.account(st, "dave").await?.is_none(), "@dave exists");
-            Ok(format!("{status}"))
-        }
-        .await,
-    );
+    for (name, id, user, refusal) in [
+        (
+            "a person outside the allowed group is refused, and no account is made",
+            "corp",
+            "bob",
+            "not allowed to log in",
+        ),
+        (
+            "a provider without require or auto_create creates no account",
+            "strict",
+            "dave",
+            "registrations are disabled",
+        ),
+    ] {
+        report.check(
+            name,
+            async {
+                let password = format!("{user}-idp-password");
+                let (status, body) = sso_refused(&w, id, user, &password, &mut codes).await?;
+                ensure!(status >= 400 && body.contains(refusal), "{status}: {body}");
+                ensure!(w.account(st, user).await?.is_none(), "@{user} exists");
+                Ok(format!("{status}"))
+            }
+            .await,
+        );
+    }
 
     report.section("an account the admin made");
     let carol_pw = format!("carol-{}", random_hex(12));
@@ -1409,16 +1309,7 @@ async fn run(report: &mut Report, slot: &mut Option<Stack>) -> Result<()> {
     report.check(
         "an unreachable provider: a clean error page, and Synapse's log says why",
         async {
-            let b = w.browser()?;
-            match sso_flow(
-                &b,
-                start_url(&w, Some("gone"), &w.element())?,
-                "alice",
-                "x",
-                &mut codes,
-            )
-            .await?
-            {
+            match element_sso(&w, "gone", "alice", "x", &mut codes).await? {
                 Outcome::Page { status, body, at } => {
                     ensure!(
                         at.host_str() == Some(MATRIX_HOST) && status >= 400,

@@ -40,8 +40,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use ospw_matrix_acceptance::proc::{self, RunAs};
-use ospw_matrix_acceptance::stack::{find_cli, Options, Stack, Tools};
+use ospw_matrix_acceptance::proc;
+use ospw_matrix_acceptance::stack::{Options, Stack, Tools};
 use serde_json::{json, Value};
 
 const SERVER: &str = "bench.test";
@@ -387,12 +387,7 @@ async fn bench(a: &RunArgs, slot: &mut Option<Stack>) -> Result<Value> {
         };
         opts.workers = Some(body);
     }
-    let tools = Tools {
-        user: RunAs::detect()?,
-        cli: find_cli()?,
-        python: Tools::python_from_env(),
-        pg_bin: Tools::pg_bin_from_env(),
-    };
+    let tools = Tools::from_env()?;
     tools.check_installed(&opts)?;
     *slot = Some(Stack::new(opts, tools)?);
     let st = slot.as_mut().context("stack")?;
