@@ -82,38 +82,6 @@ for line in open(sys.argv[1]).read().split("\n"):
         print(json.dumps({"ok": False, "out": type(e).__name__}))
 "#;
 
-/// Validates a configuration against Synapse's published schema and lists
-/// the keys the schema does not define (as in `synapse_config.rs`).
-const SCHEMA_CHECK: &str = r#"
-import sys, yaml
-from jsonschema import Draft202012Validator
-schema = yaml.safe_load(open(sys.argv[1]))
-instance = yaml.safe_load(open(sys.argv[2]))
-for e in Draft202012Validator(schema).iter_errors(instance):
-    print("schema: %s: %s" % ("/".join(str(p) for p in e.absolute_path), e.message))
-def resolve(s):
-    while isinstance(s, dict) and "$ref" in s:
-        node = schema
-        for part in s["$ref"][2:].split("/"):
-            node = node[part]
-        s = node
-    return s
-def walk(inst, s, path):
-    s = resolve(s)
-    if not isinstance(s, dict):
-        return
-    if isinstance(inst, dict) and "properties" in s:
-        for k, v in inst.items():
-            if k in s["properties"]:
-                walk(v, s["properties"][k], path + [k])
-            elif "additionalProperties" not in s:
-                print("unknown key: %s" % "/".join(path + [k]))
-    elif isinstance(inst, list) and isinstance(s.get("items"), dict):
-        for i, item in enumerate(inst):
-            walk(item, s["items"], path + [str(i)])
-walk(instance, schema, [])
-"#;
-
 /// Where Synapse's published schema is behind its own code, with why the
 /// code is right; each must still be reported (so a fixed schema is noticed).
 const KNOWN_SCHEMA_GAPS: [&str; 2] = [
@@ -340,24 +308,8 @@ fn synapse_reads_providers_and_mail_with_the_materialized_password() {
     assert_eq!(got["notif_delay_ms"], 300_000);
 
     // Synapse's published schema: nothing but its known gaps.
-    if let Some(dir) = require("Synapse's config schema", support::synapse_schema_dir()) {
-        let out = Command::new(&python)
-            .arg("-c")
-            .arg(SCHEMA_CHECK)
-            .arg(dir.join("synapse-config.schema.yaml"))
-            .arg(&hs)
-            .current_dir(std::env::temp_dir())
-            .output()
-            .expect("run python");
-        let problems: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if let Some(schema) = support::require_synapse_schema_file() {
+        let problems = support::synapse_schema_problems(&python, &schema, &hs);
         assert_eq!(problems, KNOWN_SCHEMA_GAPS, "{problems:#?}");
     }
 

@@ -67,44 +67,6 @@ print(json.dumps({
 }))
 "#;
 
-/// Validates the configuration (read with PyYAML, as Synapse reads it)
-/// against Synapse's published schema with Draft 2020-12 (the schema's own
-/// `$schema` is a custom meta-schema, not consulted), and lists every key,
-/// at any depth, that the schema does not define where it lists properties.
-const SCHEMA_CHECK: &str = r#"
-import sys, yaml
-from jsonschema import Draft202012Validator
-schema = yaml.safe_load(open(sys.argv[1]))
-instance = yaml.safe_load(open(sys.argv[2]))
-problems = []
-for e in Draft202012Validator(schema).iter_errors(instance):
-    problems.append("schema: %s: %s" % ("/".join(str(p) for p in e.absolute_path), e.message))
-def resolve(s):
-    while isinstance(s, dict) and "$ref" in s:
-        node = schema
-        for part in s["$ref"][2:].split("/"):
-            node = node[part]
-        s = node
-    return s
-def walk(inst, s, path):
-    s = resolve(s)
-    if not isinstance(s, dict):
-        return
-    if isinstance(inst, dict) and "properties" in s:
-        for k, v in inst.items():
-            if k in s["properties"]:
-                walk(v, s["properties"][k], path + [k])
-            elif "additionalProperties" not in s:
-                problems.append("unknown key: %s" % "/".join(path + [k]))
-    elif isinstance(inst, list) and isinstance(s.get("items"), dict):
-        for i, item in enumerate(inst):
-            walk(item, s["items"], path + [str(i)])
-walk(instance, schema, [])
-for p in problems:
-    print(p)
-sys.exit(1 if problems else 0)
-"#;
-
 /// Reads the signing key with signedjson (what Synapse uses), signs a JSON
 /// object, verifies the signature, and prints the key ID, the verify key and
 /// the signature.
@@ -142,7 +104,7 @@ fn python() -> Option<PathBuf> {
 }
 
 fn schema_file() -> Option<PathBuf> {
-    support::require_synapse_schema().map(|d| d.join("synapse-config.schema.yaml"))
+    support::require_synapse_schema_file()
 }
 
 fn py(python: &Path, script: &str, args: &[&Path]) -> std::process::Output {
@@ -274,12 +236,11 @@ fn loader_accepts(python: &Path, rendered: &Rendered) {
 }
 
 fn schema_accepts(python: &Path, schema: &Path, rendered: &Rendered) {
-    let out = py(python, SCHEMA_CHECK, &[schema, &rendered.homeserver()]);
+    let problems = support::synapse_schema_problems(python, schema, &rendered.homeserver());
     assert!(
-        out.status.success(),
-        "not valid against Synapse's schema:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
+        problems.is_empty(),
+        "not valid against Synapse's schema:\n{}",
+        problems.join("\n")
     );
 }
 

@@ -6,7 +6,7 @@
 //! published schema, and what Synapse made of the worker keys.
 //!
 //! Needs Synapse's virtual environment (`OSPW_SYNAPSE_PYTHON`, with the
-//! `redis` extra) and the schema (`support::synapse_schema_dir`); under CI a
+//! `redis` extra) and the schema (`support::require_synapse_schema_file`); under CI a
 //! missing one fails.
 
 mod support;
@@ -16,8 +16,8 @@ use std::process::Command;
 
 use serde_json::Value;
 use support::{
-    assert_fails_naming, assert_renders, render_to, require, run, synapse_python,
-    synapse_schema_dir, TempDir, EXAMPLE_NAMES,
+    assert_fails_naming, assert_renders, render_to, require, run, synapse_python, TempDir,
+    EXAMPLE_NAMES,
 };
 
 /// For each set of files (a JSON list of lists on argv[2]): the loader
@@ -26,12 +26,12 @@ use support::{
 /// (which checks the worker application), inline secrets disallowed; the
 /// merged configuration (PyYAML, top-level keys of later files replacing
 /// earlier ones, as Synapse merges them) against Synapse's published schema
-/// (argv[1], Draft 2020-12) with every top-level key a property of it. Prints
+/// (argv[1]; `support::SYNAPSE_SCHEMA_PROBLEMS_PY`, put in front of this
+/// probe: Draft 2020-12, and every key at any depth defined by it). Prints
 /// one JSON object per set: the problems, and what Synapse made of the
 /// worker keys.
 const WORKER_PROBE: &str = r#"
 import sys, json, io, contextlib, yaml
-from jsonschema import Draft202012Validator
 import synapse.config.__main__ as config_main
 from synapse.app.generic_worker import load_config, create_homeserver
 schema = yaml.safe_load(open(sys.argv[1]))
@@ -67,9 +67,7 @@ for files in json.loads(sys.argv[2]):
     several = instance.get("stream_writers", {}).get("events")
     if isinstance(several, list) and len(several) > 1 and all(isinstance(n, str) for n in several):
         instance["stream_writers"]["events"] = several[0]
-    problems += ["schema: %s: %s" % ("/".join(str(p) for p in e.absolute_path), e.message)
-                 for e in Draft202012Validator(schema).iter_errors(instance)]
-    problems += ["unknown key: %s" % k for k in instance if k not in schema["properties"]]
+    problems += schema_problems(schema, instance)
     try:
         c = load_config(argv)
         if c.worker.worker_app is not None:
@@ -106,8 +104,7 @@ fn python() -> Option<PathBuf> {
 }
 
 fn schema_file() -> Option<PathBuf> {
-    require("Synapse's config schema", synapse_schema_dir())
-        .map(|d| d.join("synapse-config.schema.yaml"))
+    support::require_synapse_schema_file()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -207,7 +204,10 @@ fn accepted(python: &Path, schema: &Path, sets: &[Vec<&Path>]) -> Vec<Value> {
     .expect("json");
     let out = Command::new(python)
         .arg("-c")
-        .arg(WORKER_PROBE)
+        .arg(format!(
+            "{}\n{WORKER_PROBE}",
+            support::SYNAPSE_SCHEMA_PROBLEMS_PY
+        ))
         .arg(schema)
         .arg(&sets_json)
         .current_dir(std::env::temp_dir())

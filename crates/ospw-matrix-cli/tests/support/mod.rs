@@ -142,6 +142,75 @@ pub fn require_synapse_schema() -> Option<PathBuf> {
     })
 }
 
+/// [`require_synapse_schema`]'s `synapse-config.schema.yaml`.
+pub fn require_synapse_schema_file() -> Option<PathBuf> {
+    require_synapse_schema().map(|d| d.join("synapse-config.schema.yaml"))
+}
+
+/// Python (for Synapse's interpreter, with PyYAML and jsonschema) defining
+/// `schema_problems(schema, instance)`: what Synapse's published schema
+/// finds wrong in a configuration as PyYAML read it, validated with Draft
+/// 2020-12 (the schema's own `$schema` is a custom meta-schema, not
+/// consulted), plus every key, at any depth, that the schema does not
+/// define where it lists properties. Tests that run their own probe put it
+/// in front of it; [`synapse_schema_problems`] runs it on one file.
+pub const SYNAPSE_SCHEMA_PROBLEMS_PY: &str = r#"
+import yaml
+from jsonschema import Draft202012Validator
+def schema_problems(schema, instance):
+    problems = ["schema: %s: %s" % ("/".join(str(p) for p in e.absolute_path), e.message)
+                for e in Draft202012Validator(schema).iter_errors(instance)]
+    def resolve(s):
+        while isinstance(s, dict) and "$ref" in s:
+            node = schema
+            for part in s["$ref"][2:].split("/"):
+                node = node[part]
+            s = node
+        return s
+    def walk(inst, s, path):
+        s = resolve(s)
+        if not isinstance(s, dict):
+            return
+        if isinstance(inst, dict) and "properties" in s:
+            for k, v in inst.items():
+                if k in s["properties"]:
+                    walk(v, s["properties"][k], path + [k])
+                elif "additionalProperties" not in s:
+                    problems.append("unknown key: %s" % "/".join(path + [str(k)]))
+        elif isinstance(inst, list) and isinstance(s.get("items"), dict):
+            for i, item in enumerate(inst):
+                walk(item, s["items"], path + [str(i)])
+    walk(instance, schema, [])
+    return problems
+"#;
+
+/// [`SYNAPSE_SCHEMA_PROBLEMS_PY`] on the YAML file `config` against the
+/// schema file `schema`, run with `python` (Synapse's): one line a problem,
+/// none when the schema accepts it. Panics when the probe itself fails.
+pub fn synapse_schema_problems(python: &Path, schema: &Path, config: &Path) -> Vec<String> {
+    let script = format!(
+        "{SYNAPSE_SCHEMA_PROBLEMS_PY}\nimport sys\nfor p in schema_problems(yaml.safe_load(open(sys.argv[1])), yaml.safe_load(open(sys.argv[2]))):\n    print(p)\n"
+    );
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(schema)
+        .arg(config)
+        // Out of any directory whose modules could shadow the standard library.
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "the schema probe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A fresh temporary directory, removed when dropped (kept when the
 /// environment sets `OSPW_KEEP_TMP`).
 pub struct TempDir(pub PathBuf);
