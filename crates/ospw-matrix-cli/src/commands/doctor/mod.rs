@@ -202,7 +202,7 @@ pub fn doctor(args: DoctorArgs) -> Result<(), Error> {
         host,
         unreachable: Default::default(),
     };
-    let checked_at = crate::tls::rfc3339(crate::tls::now_secs());
+    let checked_at = ospw_matrix::backup::rfc3339(crate::tls::now_secs());
     // The CLI's admin service account: TURN credentials and a freshly
     // signed event come through it.
     let mut admin = AdminClient::new(&args.admin).map_err(|e| e.to_string());

@@ -9,7 +9,8 @@ use ospw_matrix::host::EncryptionDefault;
 use super::report::{CheckId, Findings, Side, Status};
 use super::{is_local_address, Ctx};
 use crate::http::Response;
-use crate::tls::{now_secs, rfc3339, CertInfo, CertProblem, HttpsError};
+use crate::tls::{now_secs, CertInfo, CertProblem, HttpsError};
+use ospw_matrix::backup::rfc3339;
 
 /// A day in seconds.
 const DAY: u64 = 86_400;
