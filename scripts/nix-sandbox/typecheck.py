@@ -56,6 +56,17 @@ def pythonize(name: str) -> str:
     return head + "".join(c if re.fullmatch(r"[A-z0-9_]", c) else "_" for c in name[1:])
 
 
+def report(tool: str, name: str, run: "subprocess.CompletedProcess[str]") -> int:
+    """Prints PASS or FAIL (with the tool's output) for one check; 1 if it failed."""
+    if run.returncode == 0:
+        print(f"PASS {tool}: {name}")
+        return 0
+    print(f"FAIL {tool}: {name}")
+    for line in (run.stdout + run.stderr).splitlines():
+        print(f"     {line}")
+    return 1
+
+
 def main() -> int:
     typing_dir = Path(sys.argv[1]).resolve()
     work = Path(sys.argv[2])
@@ -102,13 +113,7 @@ def main() -> int:
             capture_output=True,
             text=True,
         )
-        if mypy.returncode == 0:
-            print(f"PASS mypy: {name}")
-        else:
-            failed += 1
-            print(f"FAIL mypy: {name}")
-            for line in (mypy.stdout + mypy.stderr).splitlines():
-                print(f"     {line}")
+        failed += report("mypy", name, mypy)
         plain = d / "test-script"
         plain.write_text(script)
         env = dict(os.environ, PYFLAKES_BUILTINS=",".join(nodes + DRIVER_SYMBOLS))
@@ -119,13 +124,7 @@ def main() -> int:
             capture_output=True,
             text=True,
         )
-        if flakes.returncode == 0:
-            print(f"PASS pyflakes: {name}")
-        else:
-            failed += 1
-            print(f"FAIL pyflakes: {name}")
-            for line in (flakes.stdout + flakes.stderr).splitlines():
-                print(f"     {line}")
+        failed += report("pyflakes", name, flakes)
     return 1 if failed else 0
 
 
