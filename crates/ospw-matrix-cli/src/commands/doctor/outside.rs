@@ -451,6 +451,21 @@ fn discovery(ctx: &Ctx, f: &mut Findings) {
 /// own already names the cause (a site this proxy serves fails
 /// `tls.certificate` then), a failure otherwise (the base domain's web site
 /// elsewhere, or an answer that is not HTTP).
+/// The hint of a check that could not reach its site.
+const NOT_CHECKED_HINT: &str = "see tls.certificate and services.listening";
+
+/// Reports check `id` on `host` as not checked because of `e`.
+fn not_checked(ctx: &Ctx, f: &mut Findings, id: CheckId, host: &str, e: &HttpsError) {
+    add(
+        f,
+        id,
+        Some(host),
+        not_checked_status(ctx, host, e),
+        format!("not checked: {e}"),
+        Some(NOT_CHECKED_HINT.into()),
+    );
+}
+
 fn not_checked_status(ctx: &Ctx, host: &str, e: &HttpsError) -> Status {
     let covered = sites(ctx).iter().any(|s| s == host);
     match e {
@@ -516,7 +531,7 @@ fn closed_everywhere(
                 host,
                 status,
                 format!("not checked: {e}"),
-                Some("see tls.certificate and services.listening".into()),
+                Some(NOT_CHECKED_HINT.into()),
             );
         } else {
             add(
@@ -605,7 +620,7 @@ fn registration(ctx: &Ctx, f: &mut Findings) {
         ),
     ] {
         match fetch(ctx, name, "POST", path, Some(b"{}")) {
-            Err(e) => add(f, id, Some(name), not_checked_status(ctx, name, &e), format!("not checked: {e}"), Some("see tls.certificate and services.listening".into())),
+            Err(e) => not_checked(ctx, f, id, name, &e),
             Ok(r) if r.status == 403 => add(
                 f,
                 id,
@@ -645,14 +660,7 @@ fn encryption(ctx: &Ctx, f: &mut Findings) {
     let default = ctx.host.synapse.encryption_by_default;
     let r = match fetch(ctx, name, "GET", "/_matrix/client/versions", None) {
         Err(e) => {
-            add(
-                f,
-                CheckId::PrivacyEncryption,
-                Some(name),
-                not_checked_status(ctx, name, &e),
-                format!("not checked: {e}"),
-                Some("see tls.certificate and services.listening".into()),
-            );
+            not_checked(ctx, f, CheckId::PrivacyEncryption, name, &e);
             return;
         }
         Ok(r) => r,
@@ -723,14 +731,7 @@ fn element_config(ctx: &Ctx, f: &mut Findings) {
     for path in [specific.as_str(), "/config.json"] {
         let r = match fetch(ctx, name, "GET", path, None) {
             Err(e) => {
-                add(
-                    f,
-                    CheckId::PrivacyElementConfig,
-                    Some(name),
-                    not_checked_status(ctx, name, &e),
-                    format!("not checked: {e}"),
-                    Some("see tls.certificate and services.listening".into()),
-                );
+                not_checked(ctx, f, CheckId::PrivacyElementConfig, name, &e);
                 return;
             }
             Ok(r) => r,
